@@ -1,0 +1,14 @@
+//! The fleet-ledger domain: commands, events, aggregates and the errors that refuse a command.
+//!
+//! Aggregates implement [`cqrs_es::Aggregate`]: `handle` decides (all validation lives there) and
+//! `apply` only assigns. Nothing here performs I/O, so every rule can be tested in memory.
+
+pub mod codec;
+pub mod operation_area;
+
+pub use operation_area::{
+    OperationAreaCommand, OperationAreaError, OperationAreaEvent, OperationAreas,
+};
+
+/// The longest name accepted for reference data (areas, drivers, stations).
+pub const NAME_LEN_MAX: usize = 200;

@@ -1,0 +1,227 @@
+//! Runs commands against aggregates kept hot in memory.
+//!
+//! Replaying a whole stream for every command (what stock cqrs-es does) gets slower as a station's
+//! history grows. Instead each stream's aggregate stays cached at its version, bounded by an LRU,
+//! and is refreshed from the log only on a miss or a conflict. Commands for one stream run one
+//! after another through that stream's lock, so a busy station does not turn into a storm of
+//! optimistic-concurrency conflicts inside one process; conflicts with other processes are still
+//! retried a bounded number of times.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use aggregates::codec;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use lru::LruCache;
+
+use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, StoreError};
+
+/// Attempts per command before a conflict is reported to the caller.
+pub const ATTEMPTS_MAX: usize = 8;
+/// Streams kept in memory per aggregate type.
+pub const CACHED_STREAMS_MAX: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused the command: a business rule, reported to the user as such.
+    #[error(transparent)]
+    Rejected(E),
+    #[error("the stream kept changing underneath the command ({attempts} attempts)")]
+    Conflict { attempts: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("event could not be encoded or decoded: {0}")]
+    Codec(#[from] codec::CodecError),
+}
+
+/// What a successful command did.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    /// The aggregate after the command.
+    pub aggregate: A,
+    pub events: Vec<A::Event>,
+    /// Where the events landed; `None` when the command decided nothing needed to change.
+    pub appended: Option<Appended>,
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// The log position a reader must reach to see this command's effects.
+    pub fn position(&self) -> Option<i64> {
+        self.appended.map(|a| a.last_position)
+    }
+}
+
+struct Cached<A> {
+    aggregate: A,
+    version: i64,
+}
+
+type Slot<A> = Arc<tokio::sync::Mutex<Option<Cached<A>>>>;
+
+pub struct CommandBus<A: Aggregate> {
+    log: SharedLog,
+    services: A::Services,
+    slots: Mutex<LruCache<String, Slot<A>>>,
+}
+
+impl<A> CommandBus<A>
+where
+    A: Aggregate + Clone + 'static,
+    A::Command: Clone,
+{
+    pub fn new(log: SharedLog, services: A::Services) -> Self {
+        Self::with_capacity(log, services, CACHED_STREAMS_MAX)
+    }
+
+    pub fn with_capacity(log: SharedLog, services: A::Services, streams_max: usize) -> Self {
+        let capacity = NonZeroUsize::new(streams_max).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            log,
+            services,
+            slots: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    fn slot(&self, stream_id: &str) -> Slot<A> {
+        let mut slots = self
+            .slots
+            .lock()
+            .expect("the slot map lock is never poisoned");
+        if let Some(slot) = slots.get(stream_id) {
+            return slot.clone();
+        }
+        let slot: Slot<A> = Arc::new(tokio::sync::Mutex::new(None));
+        // Evicting a slot another command still holds is harmless: that command keeps its Arc,
+        // and the next command for the stream reloads from the log.
+        slots.put(stream_id.to_string(), slot.clone());
+        slot
+    }
+
+    /// Decides `command` on the current state of `stream_id` and appends what it decided.
+    pub async fn execute(
+        &self,
+        stream_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let slot = self.slot(stream_id);
+        let mut cached = slot.lock().await;
+        for _ in 0..ATTEMPTS_MAX {
+            let current = match cached.take() {
+                Some(current) => current,
+                None => {
+                    self.refresh(
+                        stream_id,
+                        Cached {
+                            aggregate: A::default(),
+                            version: 0,
+                        },
+                    )
+                    .await?
+                }
+            };
+            let mut candidate = current.aggregate.clone();
+            let sink = EventSink::default();
+            let decided = candidate
+                .handle(command.clone(), &self.services, &sink)
+                .await;
+            let events = sink.collect().await;
+            if let Err(refusal) = decided {
+                *cached = Some(current);
+                return Err(CommandError::Rejected(refusal));
+            }
+            if events.is_empty() {
+                *cached = Some(current);
+                return Ok(Executed {
+                    aggregate: candidate,
+                    events,
+                    appended: None,
+                });
+            }
+            let request = AppendRequest {
+                stream_type: A::TYPE.to_string(),
+                stream_id: stream_id.to_string(),
+                expected_version: current.version,
+                events: encode_events::<A>(&events, metadata)?,
+            };
+            match self.log.append(request).await {
+                Ok(appended) => {
+                    *cached = Some(Cached {
+                        aggregate: candidate.clone(),
+                        version: appended.version,
+                    });
+                    return Ok(Executed {
+                        aggregate: candidate,
+                        events,
+                        appended: Some(appended),
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    // Another process wrote to this stream: catch up from our version and decide again.
+                    *cached = Some(self.refresh(stream_id, current).await?);
+                }
+                // The outcome is unknown (the commit may have happened), so forget the cached state.
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CommandError::Conflict {
+            attempts: ATTEMPTS_MAX,
+        })
+    }
+
+    /// The aggregate as the log knows it now, without running a command.
+    pub async fn load(&self, stream_id: &str) -> Result<(A, i64), CommandError<A::Error>> {
+        let slot = self.slot(stream_id);
+        let mut cached = slot.lock().await;
+        let current = match cached.take() {
+            Some(current) => self.refresh(stream_id, current).await?,
+            None => {
+                self.refresh(
+                    stream_id,
+                    Cached {
+                        aggregate: A::default(),
+                        version: 0,
+                    },
+                )
+                .await?
+            }
+        };
+        let answer = (current.aggregate.clone(), current.version);
+        *cached = Some(current);
+        Ok(answer)
+    }
+
+    async fn refresh(
+        &self,
+        stream_id: &str,
+        mut current: Cached<A>,
+    ) -> Result<Cached<A>, CommandError<A::Error>> {
+        for stored in self
+            .log
+            .read_stream(A::TYPE, stream_id, current.version)
+            .await?
+        {
+            let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
+            current.aggregate.apply(event);
+            current.version = stored.version;
+        }
+        Ok(current)
+    }
+}
+
+fn encode_events<A: Aggregate>(
+    events: &[A::Event],
+    metadata: &EventMetadata,
+) -> Result<Vec<NewEvent>, codec::CodecError> {
+    events
+        .iter()
+        .map(|event| {
+            let (event_type, payload) = codec::encode(event)?;
+            debug_assert_eq!(event_type, event.event_type());
+            let mut new = NewEvent::new(event_type, payload, metadata.clone());
+            new.schema_version = event.event_version().parse().unwrap_or(1);
+            Ok(new)
+        })
+        .collect()
+}

@@ -1,0 +1,103 @@
+//! The HTTP layer's one error type. Each variant maps to one status and the seed's body
+//! `{"error": "..."}`; a 500 never carries its cause, which is logged instead.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::commands::CommandError;
+use crate::read_store::ReadStoreError;
+use crate::store::StoreError;
+
+pub const AUTHENTICATION_REQUIRED: &str = "Authentication required";
+pub const PERMISSION_DENIED: &str = "Permiso denegado";
+pub const SERVER_ERROR: &str = "Error en el servidor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{AUTHENTICATION_REQUIRED}")]
+    Unauthorized,
+    #[error("{PERMISSION_DENIED}")]
+    Forbidden,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A bug or an outage. The text is logged, never sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the caller is told.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => SERVER_ERROR.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        (
+            self.status(),
+            Json(json!({ "error": self.public_message() })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<ReadStoreError> for ApiError {
+    fn from(error: ReadStoreError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// Commands refused by a rule become 4xx through `rejected`; everything else is the service's
+/// fault, except a conflict that outlived every retry, which the caller may simply retry.
+pub fn command_error<E: std::error::Error>(
+    error: CommandError<E>,
+    rejected: impl FnOnce(E) -> ApiError,
+) -> ApiError {
+    match error {
+        CommandError::Rejected(refusal) => rejected(refusal),
+        CommandError::Conflict { .. } => ApiError::Conflict(
+            "El registro cambió mientras se procesaba la solicitud; intente de nuevo".to_string(),
+        ),
+        other => ApiError::internal(other),
+    }
+}

@@ -1,0 +1,99 @@
+//! Cross-cutting request handling: request ids and logging, authentication, panics.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::RequestId;
+use crate::AppState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Longest request id taken from a caller; longer ones are replaced by a generated one.
+const REQUEST_ID_LEN_MAX: usize = 128;
+
+/// Takes `x-request-id` from the request or generates one, echoes it in the response and logs the
+/// request under it.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_LEN_MAX)
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request handled"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Requires a valid bearer token; reads need any role, writes `admin` or `operador`.
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let actor = match state.keys().verify(token) {
+        Ok(actor) => actor,
+        Err(reason) => {
+            tracing::info!(%reason, "token refused");
+            return ApiError::Unauthorized.into_response();
+        }
+    };
+    let reading = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let allowed = if reading {
+        actor.can_read()
+    } else {
+        actor.can_write()
+    };
+    if !allowed {
+        tracing::info!(sub = %actor.sub, method = %request.method(), "role refused");
+        return ApiError::Forbidden.into_response();
+    }
+    request.extensions_mut().insert(actor);
+    next.run(request).await
+}
+
+/// Turns a panic in a handler into the seed's 500 body; the panic message is logged, not sent.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let cause = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string());
+    ApiError::Internal(format!("handler panicked: {cause}")).into_response()
+}

@@ -1,0 +1,23 @@
+//! HTTP: one module per resource family. Handlers extract, call the domain, render.
+
+pub mod areas;
+pub mod error;
+pub mod eventos;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+
+use error::ApiError;
+
+/// Parses a numeric path id; anything else is a 400 naming what was expected.
+pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "El ID de {what} debe ser un número entero positivo"
+            ))
+        })
+}

@@ -1,0 +1,106 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use fleet_ledger::cli::{BenchCommand, Cli, Command, LogFormat};
+use fleet_ledger::{auth, bench, AppState, StoreLocation};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "fleet-ledger failed");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve(args) => {
+            let keys = auth::JwtKeys::load_or_create(&args.store.data_dir)?;
+            let location =
+                StoreLocation::resolve(&args.store.data_dir, args.store.database_url.as_deref());
+            let state = AppState::open(&location, keys).await?;
+            let listener = tokio::net::TcpListener::bind(args.listen).await?;
+            tracing::info!(listen = %listener.local_addr()?, store = state.log.backend(), "fleet-ledger serving");
+            axum::serve(listener, fleet_ledger::app(state.clone()))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            tracing::info!("stopped accepting requests; flushing the event log");
+            state.shutdown().await;
+            tracing::info!("shut down cleanly");
+            Ok(())
+        }
+        Command::Token(args) => {
+            let keys = auth::JwtKeys::load_or_create(&args.data_dir)?;
+            let roles = args
+                .roles
+                .iter()
+                .map(|name| {
+                    auth::Role::parse(name).ok_or_else(|| {
+                        format!("unknown role {name:?}: use admin, operador or auditor")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let ttl = auth::parse_ttl(&args.ttl)?;
+            println!("{}", keys.issue(&args.sub, &roles, ttl));
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Append(args)) => {
+            let scratch = tempdir()?;
+            let log = bench::open_log(args.database_url.as_deref(), &scratch).await?;
+            let report = bench::append(log.clone(), args.writers, args.events).await;
+            log.shutdown().await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            println!("{}", report?);
+            Ok(())
+        }
+    }
+}
+
+fn tempdir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("fleet-ledger-bench-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,163 @@
+//! The running ledger: the log, the read models, the projection runner and the command buses,
+//! opened together and shut down together.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::OperationAreas;
+use projections::Projection;
+
+use crate::auth::JwtKeys;
+use crate::commands::CommandBus;
+use crate::read_store::{ReadStore, ReadStoreError};
+use crate::runner::{ProjectionRunner, RunnerError};
+use crate::store::{self, SharedLog, StoreError};
+
+/// How long a command's response waits for the read models to show it.
+pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the log and the read models live.
+#[derive(Debug, Clone)]
+pub struct StoreLocation {
+    pub log_url: String,
+    pub read_models_url: String,
+}
+
+impl StoreLocation {
+    /// PostgreSQL when `database_url` names it; otherwise SQLite files under `data_dir` (or at the
+    /// SQLite path `database_url` names, with the read models in a sibling file).
+    pub fn resolve(data_dir: &Path, database_url: Option<&str>) -> Self {
+        match database_url.filter(|url| !url.trim().is_empty()) {
+            Some(url) if store::is_postgres(url) => Self {
+                log_url: url.to_string(),
+                read_models_url: url.to_string(),
+            },
+            Some(url) => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                Self::sqlite_files(PathBuf::from(&path), sibling_read_models_path(&path))
+            }
+            None => Self::sqlite_files(data_dir.join("ledger.db"), data_dir.join("read_models.db")),
+        }
+    }
+
+    fn sqlite_files(log: PathBuf, read_models: PathBuf) -> Self {
+        Self {
+            log_url: format!("sqlite://{}", log.display()),
+            read_models_url: format!("sqlite://{}?mode=rwc", read_models.display()),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        store::is_postgres(&self.log_url)
+    }
+}
+
+fn sibling_read_models_path(log_path: &str) -> PathBuf {
+    match log_path.strip_suffix(".db") {
+        Some(stem) => PathBuf::from(format!("{stem}.read_models.db")),
+        None => PathBuf::from(format!("{log_path}.read_models")),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("event log: {0}")]
+    Log(#[from] StoreError),
+    #[error("read models: {0}")]
+    ReadModels(#[from] ReadStoreError),
+    #[error("projections: {0}")]
+    Runner(#[from] RunnerError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Every read model the service keeps.
+pub fn all_projections() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(
+        projections::operation_areas::OperationAreasProjection,
+    )]
+}
+
+pub struct Ledger {
+    pub log: SharedLog,
+    pub read_models: ReadStore,
+    pub runner: ProjectionRunner,
+    pub keys: JwtKeys,
+    pub operation_areas: CommandBus<OperationAreas>,
+}
+
+/// What handlers hold: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct AppState(Arc<Ledger>);
+
+impl std::ops::Deref for AppState {
+    type Target = Ledger;
+
+    fn deref(&self) -> &Ledger {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub async fn open(location: &StoreLocation, keys: JwtKeys) -> Result<Self, StartupError> {
+        if !location.is_postgres() {
+            if let Some(dir) = location
+                .log_url
+                .trim_start_matches("sqlite://")
+                .rsplit_once('/')
+                .map(|(dir, _)| dir)
+                .filter(|dir| !dir.is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StartupError::DataDir {
+                    path: PathBuf::from(dir),
+                    source,
+                })?;
+            }
+        }
+        let log = store::open(&location.log_url).await?;
+        let read_models = ReadStore::open(&location.read_models_url).await?;
+        let runner =
+            ProjectionRunner::start(log.clone(), read_models.clone(), all_projections()).await?;
+        Ok(Self(Arc::new(Ledger {
+            operation_areas: CommandBus::new(log.clone(), ()),
+            log,
+            read_models,
+            runner,
+            keys,
+        })))
+    }
+
+    pub fn keys(&self) -> &JwtKeys {
+        &self.0.keys
+    }
+
+    /// Read-your-writes: returns once the read models show `position`, or after the timeout (the
+    /// write is durable either way; only its visibility in reads lags).
+    pub async fn settle(&self, position: Option<i64>) {
+        let Some(position) = position else { return };
+        if !self
+            .runner
+            .wait_for(position, READ_YOUR_WRITES_TIMEOUT)
+            .await
+        {
+            tracing::warn!(position, "read models did not reach the write in time");
+        }
+    }
+
+    /// Finishes the writer's queue, stops the projections and closes every connection.
+    pub async fn shutdown(&self) {
+        self.runner.shutdown().await;
+        self.log.shutdown().await;
+        self.read_models.close().await;
+    }
+}

@@ -1,0 +1,350 @@
+//! Group commit: one writer task per process owns the write connection. It takes every append that
+//! is waiting, commits them in one transaction (one fsync for all of them) and answers each caller
+//! on its own. How a batch is written is the backend's business ([`BatchWriter`]); which append
+//! wins, loses or repeats itself is decided here, once, by [`plan_batch`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{AppendRequest, Appended, NewEvent, StoreError};
+
+/// Appends taken into one transaction at most; more wait for the next one.
+const BATCH_APPENDS_MAX: usize = 2048;
+/// Appends queued before callers wait for room.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+/// Where one stored event sits, as far as idempotency needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownEvent {
+    pub stream_type: String,
+    pub stream_id: String,
+    pub version: i64,
+    pub position: i64,
+}
+
+/// What the writer must know from the database before it can plan a batch.
+#[derive(Debug, Default)]
+pub struct BatchContext {
+    /// The highest committed position.
+    pub head: i64,
+    /// Current version of each stream the batch touches (absent = 0).
+    pub versions: HashMap<(String, String), i64>,
+    /// Already-stored events among the batch's event ids.
+    pub known: HashMap<Uuid, KnownEvent>,
+}
+
+/// A row the batch will insert.
+#[derive(Debug)]
+pub struct PlannedRow<'a> {
+    pub position: i64,
+    pub version: i64,
+    pub stream_type: &'a str,
+    pub stream_id: &'a str,
+    pub event: &'a NewEvent,
+}
+
+#[derive(Debug)]
+pub struct Plan<'a> {
+    pub rows: Vec<PlannedRow<'a>>,
+    pub outcomes: Vec<Result<Appended, StoreError>>,
+}
+
+/// Decides every append of a batch in order, as if each ran alone after the ones before it.
+pub fn plan_batch<'a>(batch: &'a [AppendRequest], mut context: BatchContext) -> Plan<'a> {
+    let mut rows = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut head = context.head;
+    for request in batch {
+        let outcome = plan_one(request, &mut context, &mut head, &mut rows);
+        outcomes.push(outcome);
+    }
+    debug_assert!(rows.windows(2).all(|w| w[1].position == w[0].position + 1));
+    Plan { rows, outcomes }
+}
+
+fn plan_one<'a>(
+    request: &'a AppendRequest,
+    context: &mut BatchContext,
+    head: &mut i64,
+    rows: &mut Vec<PlannedRow<'a>>,
+) -> Result<Appended, StoreError> {
+    if request.events.is_empty() {
+        return Err(StoreError::EmptyAppend);
+    }
+    if let Some(original) = already_appended(request, &context.known)? {
+        return Ok(original);
+    }
+    let key = (request.stream_type.clone(), request.stream_id.clone());
+    let actual = context.versions.get(&key).copied().unwrap_or(0);
+    if actual != request.expected_version {
+        return Err(StoreError::Conflict {
+            stream_type: request.stream_type.clone(),
+            stream_id: request.stream_id.clone(),
+            expected: request.expected_version,
+            actual,
+        });
+    }
+    let first_position = *head + 1;
+    let mut version = actual;
+    for event in &request.events {
+        *head += 1;
+        version += 1;
+        context.known.insert(
+            event.event_id,
+            KnownEvent {
+                stream_type: request.stream_type.clone(),
+                stream_id: request.stream_id.clone(),
+                version,
+                position: *head,
+            },
+        );
+        rows.push(PlannedRow {
+            position: *head,
+            version,
+            stream_type: &request.stream_type,
+            stream_id: &request.stream_id,
+            event,
+        });
+    }
+    context.versions.insert(key, version);
+    Ok(Appended {
+        first_position,
+        last_position: *head,
+        version,
+    })
+}
+
+/// An append whose events are all stored already, in its stream and in its order, is a retry of
+/// an acknowledged append: answer what was answered then. Any partial overlap is a caller bug.
+fn already_appended(
+    request: &AppendRequest,
+    known: &HashMap<Uuid, KnownEvent>,
+) -> Result<Option<Appended>, StoreError> {
+    let found: Vec<Option<&KnownEvent>> = request
+        .events
+        .iter()
+        .map(|e| known.get(&e.event_id))
+        .collect();
+    if found.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let reused = || {
+        let id = request
+            .events
+            .iter()
+            .zip(&found)
+            .find(|(_, stored)| stored.is_some());
+        StoreError::EventIdReused(id.map(|(event, _)| event.event_id).unwrap_or_default())
+    };
+    let Some(first) = found[0] else {
+        return Err(reused());
+    };
+    for (index, stored) in found.iter().enumerate() {
+        let in_place = stored.is_some_and(|stored| {
+            stored.stream_type == request.stream_type
+                && stored.stream_id == request.stream_id
+                && stored.version == first.version + index as i64
+        });
+        if !in_place {
+            return Err(reused());
+        }
+    }
+    let last = found[found.len() - 1].expect("all events are known here");
+    Ok(Some(Appended {
+        first_position: first.position,
+        last_position: last.position,
+        version: last.version,
+    }))
+}
+
+/// A backend's way of committing one planned batch durably.
+pub trait BatchWriter: Send + 'static {
+    /// Commits `batch` in one transaction. `Ok` carries each append's own outcome and the new
+    /// head; `Err` means nothing of the batch was written.
+    fn write_batch(
+        &mut self,
+        batch: &[AppendRequest],
+    ) -> impl Future<Output = Result<(Vec<Result<Appended, StoreError>>, i64), StoreError>> + Send;
+}
+
+struct Pending {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// The handle appends go through; the writer task behind it owns the connection.
+pub struct GroupCommit {
+    sender: Mutex<Option<mpsc::Sender<Pending>>>,
+    writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl GroupCommit {
+    pub fn start<W: BatchWriter>(writer: W, head: watch::Sender<i64>) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let task = tokio::spawn(run_writer(writer, receiver, head));
+        Self {
+            sender: Mutex::new(Some(sender)),
+            writer: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let sender = self
+            .sender
+            .lock()
+            .expect("the sender lock is never poisoned")
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops taking appends and waits until every queued one is committed and answered.
+    pub async fn shutdown(&self) {
+        self.sender
+            .lock()
+            .expect("the sender lock is never poisoned")
+            .take();
+        if let Some(task) = self.writer.lock().await.take() {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "event log writer task failed");
+            }
+        }
+    }
+}
+
+async fn run_writer<W: BatchWriter>(
+    mut writer: W,
+    mut receiver: mpsc::Receiver<Pending>,
+    head: watch::Sender<i64>,
+) {
+    let mut pending = Vec::new();
+    while receiver.recv_many(&mut pending, BATCH_APPENDS_MAX).await > 0 {
+        let (requests, replies): (Vec<_>, Vec<_>) =
+            pending.drain(..).map(|p| (p.request, p.reply)).unzip();
+        match writer.write_batch(&requests).await {
+            Ok((outcomes, new_head)) => {
+                head.send_if_modified(|current| {
+                    let moved = new_head > *current;
+                    *current = (*current).max(new_head);
+                    moved
+                });
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, appends = requests.len(), "event log batch failed");
+                let reason = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventMetadata;
+
+    fn request(stream: &str, expected: i64, ids: &[Uuid]) -> AppendRequest {
+        AppendRequest {
+            stream_type: "test".into(),
+            stream_id: stream.into(),
+            expected_version: expected,
+            events: ids
+                .iter()
+                .map(|id| NewEvent {
+                    event_id: *id,
+                    event_type: "Happened".into(),
+                    schema_version: 1,
+                    payload: serde_json::json!({}),
+                    metadata: EventMetadata::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_stale_append_in_a_batch_does_not_fail_the_others() {
+        let batch = vec![
+            request("a", 0, &[Uuid::now_v7()]),
+            request("a", 0, &[Uuid::now_v7()]),
+            request("b", 0, &[Uuid::now_v7(), Uuid::now_v7()]),
+        ];
+        let plan = plan_batch(
+            &batch,
+            BatchContext {
+                head: 10,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            plan.outcomes[0].as_ref().unwrap(),
+            &Appended {
+                first_position: 11,
+                last_position: 11,
+                version: 1
+            }
+        );
+        assert!(matches!(
+            plan.outcomes[1],
+            Err(StoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ));
+        assert_eq!(
+            plan.outcomes[2].as_ref().unwrap(),
+            &Appended {
+                first_position: 12,
+                last_position: 13,
+                version: 2
+            }
+        );
+        assert_eq!(plan.rows.len(), 3);
+    }
+
+    #[test]
+    fn repeating_an_append_in_the_same_batch_answers_the_first_result() {
+        let ids = [Uuid::now_v7(), Uuid::now_v7()];
+        let batch = vec![request("a", 0, &ids), request("a", 0, &ids)];
+        let plan = plan_batch(&batch, BatchContext::default());
+        assert_eq!(
+            plan.outcomes[0].as_ref().unwrap(),
+            plan.outcomes[1].as_ref().unwrap()
+        );
+        assert_eq!(plan.rows.len(), 2);
+    }
+
+    #[test]
+    fn reusing_one_stored_id_in_a_new_append_is_refused() {
+        let stored = Uuid::now_v7();
+        let mut context = BatchContext::default();
+        context.known.insert(
+            stored,
+            KnownEvent {
+                stream_type: "test".into(),
+                stream_id: "a".into(),
+                version: 1,
+                position: 1,
+            },
+        );
+        let batch = vec![request("a", 1, &[stored, Uuid::now_v7()])];
+        let plan = plan_batch(&batch, context);
+        assert!(matches!(plan.outcomes[0], Err(StoreError::EventIdReused(id)) if id == stored));
+        assert!(plan.rows.is_empty());
+    }
+}

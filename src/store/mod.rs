@@ -1,0 +1,222 @@
+//! The event log: one global order over every stream, behind one trait with a SQLite and a
+//! PostgreSQL implementation.
+//!
+//! Both implementations append through [`group_commit`]: a single writer task takes every append
+//! waiting at that moment and commits them in one durable transaction. Each caller still gets its
+//! own answer, and a conflict in one append leaves the others untouched.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub mod cqrs_adapter;
+pub mod group_commit;
+pub mod postgres;
+pub mod sqlite;
+
+/// Who caused an event and in answer to what; stored with every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EventMetadata {
+    /// The JWT `sub` of the caller.
+    pub actor: Option<String>,
+    pub request_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: Value,
+    pub metadata: EventMetadata,
+}
+
+impl NewEvent {
+    pub fn new(event_type: impl Into<String>, payload: Value, metadata: EventMetadata) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            schema_version: 1,
+            payload,
+            metadata,
+        }
+    }
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub stream_type: String,
+    pub stream_id: String,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    pub fn to_recorded(&self) -> projections::Recorded {
+        projections::Recorded {
+            position: self.position,
+            stream_type: self.stream_type.clone(),
+            stream_id: self.stream_id.clone(),
+            version: self.version,
+            event_type: self.event_type.clone(),
+            schema_version: self.schema_version,
+            payload: self.payload.clone(),
+            actor: self.metadata.actor.clone(),
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
+/// One append: events for one stream, valid only if the stream is still at `expected_version`
+/// (0 for a stream that does not exist yet).
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub stream_type: String,
+    pub stream_id: String,
+    pub expected_version: i64,
+    pub events: Vec<NewEvent>,
+}
+
+/// Where an accepted append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first_position: i64,
+    pub last_position: i64,
+    /// The stream's version after the append.
+    pub version: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream_type}/{stream_id} is at version {actual}, not {expected}")]
+    Conflict {
+        stream_type: String,
+        stream_id: String,
+        expected: i64,
+        actual: i64,
+    },
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    #[error("event {0} is already stored in another stream or at another version")]
+    EventIdReused(Uuid),
+    #[error("the event log is shut down")]
+    Closed,
+    #[error("the event log could not commit: {0}")]
+    Unavailable(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored event at position {position} is unreadable: {reason}")]
+    Corrupt { position: i64, reason: String },
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// The global, ordered, durable log of every event.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends atomically, or writes nothing. Appending events whose ids are already stored as
+    /// exactly that append is a no-op answering the original positions.
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
+
+    /// A stream's events with `version > after_version`, in version order.
+    async fn read_stream(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_version: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events with `position > after_position`, in position order. Never skips an
+    /// event: see each implementation for why.
+    async fn read_all(
+        &self,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Events of one stream type with `position > after_position`, in position order.
+    async fn read_type(
+        &self,
+        stream_type: &str,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The highest committed position, asking the database.
+    async fn head(&self) -> Result<i64, StoreError>;
+
+    /// Follows the committed head: changes whenever an append commits (in this process or, on
+    /// PostgreSQL, in another one).
+    fn watch_head(&self) -> watch::Receiver<i64>;
+
+    /// Commits what the writer holds and stops accepting appends.
+    async fn shutdown(&self);
+
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+pub type SharedLog = Arc<dyn EventLog>;
+
+/// Opens the log `database_url` names: `postgres://…` or `sqlite://…` / a file path.
+pub async fn open(database_url: &str) -> Result<SharedLog, StoreError> {
+    if is_postgres(database_url) {
+        Ok(Arc::new(postgres::PostgresLog::open(database_url).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteLog::open(database_url).await?))
+    }
+}
+
+pub fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
+/// Rebuilds a stored event from the textual columns both backends share.
+#[allow(clippy::too_many_arguments)]
+fn stored_event_from_columns(
+    position: i64,
+    event_id: &str,
+    stream_type: String,
+    stream_id: String,
+    version: i64,
+    event_type: String,
+    schema_version: i32,
+    payload: &str,
+    metadata: &str,
+    recorded_at: DateTime<Utc>,
+) -> Result<StoredEvent, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    Ok(StoredEvent {
+        position,
+        event_id: Uuid::parse_str(event_id).map_err(|e| corrupt(e.to_string()))?,
+        stream_type,
+        stream_id,
+        version,
+        event_type,
+        schema_version,
+        payload: serde_json::from_str(payload).map_err(|e| corrupt(e.to_string()))?,
+        metadata: serde_json::from_str(metadata).map_err(|e| corrupt(e.to_string()))?,
+        recorded_at,
+    })
+}
