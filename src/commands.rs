@@ -107,7 +107,7 @@ where
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let slot = self.slot(stream_id);
         let mut cached = slot.lock().await;
-        for _ in 0..ATTEMPTS_MAX {
+        for attempt in 0..ATTEMPTS_MAX {
             let current = match cached.take() {
                 Some(current) => current,
                 None => {
@@ -158,7 +158,9 @@ where
                     });
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    // Another process wrote to this stream: catch up from our version and decide again.
+                    // Another process wrote to this stream: catch up from our version and decide
+                    // again, after a random pause so two processes do not keep colliding in step.
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
                     *cached = Some(self.refresh(stream_id, current).await?);
                 }
                 // The outcome is unknown (the commit may have happened), so forget the cached state.
@@ -208,6 +210,13 @@ where
         }
         Ok(current)
     }
+}
+
+/// Up to 1, 2, 4 … ms of random delay, growing with each attempt.
+fn conflict_backoff(attempt: usize) -> std::time::Duration {
+    use rand::Rng;
+    let ceiling_us = 1_000u64 << attempt.min(6);
+    std::time::Duration::from_micros(rand::thread_rng().gen_range(0..=ceiling_us))
 }
 
 fn encode_events<A: Aggregate>(

@@ -76,7 +76,9 @@ impl BatchWriter for SqliteBatchWriter {
         &mut self,
         batch: &[AppendRequest],
     ) -> Result<(Vec<Result<Appended, StoreError>>, i64), StoreError> {
-        let mut tx = self.connection.begin().await?;
+        // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
+        // writes later fails with SQLITE_BUSY when another process wrote in between.
+        let mut tx = self.connection.begin_with("BEGIN IMMEDIATE").await?;
         let context = load_context(&mut tx, batch).await?;
         let plan = plan_batch(batch, context);
         let mut head = None;

@@ -1,0 +1,197 @@
+//! One harness for every black-box test: the real `app()` on a fresh store.
+//!
+//! Every test runs on SQLite (a temporary directory). It runs again on PostgreSQL when
+//! `DATABASE_URL` is set, each test in a schema of its own. With `CI=true`, a missing or
+//! unreachable PostgreSQL fails the PostgreSQL tests instead of skipping them.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use fleet_ledger::auth::{JwtKeys, Role};
+use fleet_ledger::{app, AppState, StoreLocation};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+pub const TEST_SECRET: &str = "test-secret-do-not-use";
+
+/// Runs each named `async fn(TestApp)` once per store.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let app = $crate::common::TestApp::start($crate::common::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always available");
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(app) =
+                        $crate::common::TestApp::start($crate::common::Backend::Postgres).await
+                    {
+                        super::$case(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub router: Router,
+    pub keys: JwtKeys,
+    pub location: StoreLocation,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A fresh, empty store: a temporary SQLite directory, or a new PostgreSQL schema.
+pub async fn fresh_location(backend: Backend, dir: &std::path::Path) -> Option<StoreLocation> {
+    match backend {
+        Backend::Sqlite => Some(StoreLocation::resolve(dir, None)),
+        Backend::Postgres => {
+            let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+                assert!(
+                    !ci(),
+                    "CI=true but DATABASE_URL is not set: the PostgreSQL tests cannot run"
+                );
+                eprintln!("DATABASE_URL not set: skipping the PostgreSQL run of this test");
+                return None;
+            };
+            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+            let mut admin = sqlx::PgConnection::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at DATABASE_URL is unreachable: {e}"));
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut admin)
+                .await
+                .expect("create the test schema");
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+            Some(StoreLocation::resolve(dir, Some(&scoped)))
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let location = fresh_location(backend, dir.path()).await?;
+        let keys = JwtKeys::new(TEST_SECRET);
+        let state = AppState::open(&location, keys.clone())
+            .await
+            .expect("the ledger opens on a fresh store");
+        Some(Self {
+            router: app(state.clone()),
+            state,
+            keys,
+            location,
+            backend,
+            _dir: dir,
+        })
+    }
+
+    /// Stops this instance and opens a new one on the same store, as a restart would.
+    pub async fn restart(self) -> Self {
+        self.state.shutdown().await;
+        let state = AppState::open(&self.location, self.keys.clone())
+            .await
+            .expect("the ledger reopens");
+        Self {
+            router: app(state.clone()),
+            state,
+            ..self
+        }
+    }
+
+    pub fn token(&self, role: Role) -> String {
+        self.keys
+            .issue("ana@flota.co", &[role], Duration::from_secs(600))
+    }
+
+    pub fn operador(&self) -> String {
+        self.token(Role::Operador)
+    }
+
+    /// Sends one request through the real router; answers status, headers and the JSON body
+    /// (`Value::Null` for an empty body, a string for a non-JSON one).
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router always answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, headers, body)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .expect("request");
+        let (status, _, body) = self.send(request).await;
+        (status, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let token = self.operador();
+        self.call(Method::GET, path, Some(&token), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let token = self.operador();
+        self.call(Method::POST, path, Some(&token), Some(body))
+            .await
+    }
+}
