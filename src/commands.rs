@@ -57,6 +57,15 @@ struct Cached<A> {
     version: i64,
 }
 
+impl<A: Default> Cached<A> {
+    fn empty() -> Self {
+        Self {
+            aggregate: A::default(),
+            version: 0,
+        }
+    }
+}
+
 type Slot<A> = Arc<tokio::sync::Mutex<Option<Cached<A>>>>;
 
 pub struct CommandBus<A: Aggregate> {
@@ -110,16 +119,7 @@ where
         for attempt in 0..ATTEMPTS_MAX {
             let current = match cached.take() {
                 Some(current) => current,
-                None => {
-                    self.refresh(
-                        stream_id,
-                        Cached {
-                            aggregate: A::default(),
-                            version: 0,
-                        },
-                    )
-                    .await?
-                }
+                None => self.refresh(stream_id, Cached::empty()).await?,
             };
             let mut candidate = current.aggregate.clone();
             let sink = EventSink::default();
@@ -176,19 +176,9 @@ where
     pub async fn load(&self, stream_id: &str) -> Result<(A, i64), CommandError<A::Error>> {
         let slot = self.slot(stream_id);
         let mut cached = slot.lock().await;
-        let current = match cached.take() {
-            Some(current) => self.refresh(stream_id, current).await?,
-            None => {
-                self.refresh(
-                    stream_id,
-                    Cached {
-                        aggregate: A::default(),
-                        version: 0,
-                    },
-                )
-                .await?
-            }
-        };
+        let current = self
+            .refresh(stream_id, cached.take().unwrap_or_else(Cached::empty))
+            .await?;
         let answer = (current.aggregate.clone(), current.version);
         *cached = Some(current);
         Ok(answer)

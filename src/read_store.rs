@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use projections::{Cell, Change};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, ConnectOptions, QueryBuilder, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadStoreError {
@@ -93,55 +93,57 @@ pub async fn save_checkpoint(
     Ok(())
 }
 
+/// Placeholders are written as `$1, $2, …` by hand: sqlx's `Any` query builder emits `?`, which
+/// PostgreSQL rejects. SQLite numbers `$n` parameters in order of appearance, which is the same.
 pub async fn apply_change(
     tx: &mut Transaction<'_, Any>,
     change: Change,
 ) -> Result<(), sqlx::Error> {
-    let mut query = QueryBuilder::<Any>::new("");
-    match change {
+    let (sql, cells) = match change {
         Change::Upsert { table, key, values } => {
-            query.push(format_args!("INSERT INTO {table} ("));
             let columns: Vec<&str> = key.iter().chain(&values).map(|(c, _)| *c).collect();
-            query.push(columns.join(", "));
-            query.push(") VALUES (");
-            let mut cells = query.separated(", ");
-            for (_, cell) in key.iter().chain(&values) {
-                bind_cell(&mut cells, cell);
-            }
-            query.push(") ON CONFLICT (");
-            query.push(key.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "));
-            if values.is_empty() {
-                query.push(") DO NOTHING");
+            let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+            let key_columns: Vec<&str> = key.iter().map(|(c, _)| *c).collect();
+            let on_conflict = if values.is_empty() {
+                "DO NOTHING".to_string()
             } else {
-                query.push(") DO UPDATE SET ");
                 let updates: Vec<String> = values
                     .iter()
                     .map(|(c, _)| format!("{c} = excluded.{c}"))
                     .collect();
-                query.push(updates.join(", "));
-            }
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) {on_conflict}",
+                columns.join(", "),
+                placeholders.join(", "),
+                key_columns.join(", "),
+            );
+            (
+                sql,
+                key.into_iter()
+                    .chain(values)
+                    .map(|(_, cell)| cell)
+                    .collect::<Vec<_>>(),
+            )
         }
         Change::Delete { table, key } => {
-            query.push(format_args!("DELETE FROM {table} WHERE "));
-            for (index, (column, cell)) in key.iter().enumerate() {
-                if index > 0 {
-                    query.push(" AND ");
-                }
-                query.push(format_args!("{column} = "));
-                match cell {
-                    Cell::Int(v) => query.push_bind(*v),
-                    Cell::Text(v) => query.push_bind(v.clone()),
-                };
-            }
+            let conditions: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(index, (column, _))| format!("{column} = ${}", index + 1))
+                .collect();
+            let sql = format!("DELETE FROM {table} WHERE {}", conditions.join(" AND "));
+            (sql, key.into_iter().map(|(_, cell)| cell).collect())
         }
-    }
-    query.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-fn bind_cell(cells: &mut sqlx::query_builder::Separated<'_, '_, Any, &str>, cell: &Cell) {
-    match cell {
-        Cell::Int(v) => cells.push_bind(*v),
-        Cell::Text(v) => cells.push_bind(v.clone()),
     };
+    let mut query = sqlx::query(&sql);
+    for cell in cells {
+        query = match cell {
+            Cell::Int(value) => query.bind(value),
+            Cell::Text(value) => query.bind(value),
+        };
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }

@@ -14,11 +14,6 @@ use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub mod cqrs_adapter;
-pub mod group_commit;
-pub mod postgres;
-pub mod sqlite;
-
 /// Who caused an event and in answer to what; stored with every event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EventMetadata {
@@ -191,6 +186,103 @@ pub async fn open(database_url: &str) -> Result<SharedLog, StoreError> {
 pub fn is_postgres(database_url: &str) -> bool {
     database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }
+
+/// The `EventLog` impl both backends share. A backend provides `readers` (its pool), `writer`
+/// (its [`group_commit::GroupCommit`]), `head` (its head watch), `SELECT_EVENTS` (selecting the
+/// columns in `stored_event_from_columns` order, ids and JSON as text) and an inherent
+/// `close_readers`; it names its row type and the SQL that reads the committed head.
+macro_rules! impl_event_log {
+    ($log:ty, row = $row:ty, backend = $backend:literal, head_sql = $head_sql:literal) => {
+        fn decode_row(row: $row) -> Result<$crate::store::StoredEvent, $crate::store::StoreError> {
+            use sqlx::Row;
+            let event_id: String = row.try_get(1)?;
+            let payload: String = row.try_get(7)?;
+            let metadata: String = row.try_get(8)?;
+            $crate::store::stored_event_from_columns(
+                row.try_get(0)?,
+                &event_id,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+                &payload,
+                &metadata,
+                row.try_get(9)?,
+            )
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::EventLog for $log {
+            async fn append(
+                &self,
+                request: $crate::store::AppendRequest,
+            ) -> Result<$crate::store::Appended, $crate::store::StoreError> {
+                self.writer.append(request).await
+            }
+
+            async fn read_stream(
+                &self,
+                stream_type: &str,
+                stream_id: &str,
+                after_version: i64,
+            ) -> Result<Vec<$crate::store::StoredEvent>, $crate::store::StoreError> {
+                let sql = format!(
+                    "{SELECT_EVENTS} WHERE stream_type = $1 AND stream_id = $2 AND version > $3 \
+                     ORDER BY version"
+                );
+                let query = sqlx::query(&sql).bind(stream_type).bind(stream_id).bind(after_version);
+                query.fetch_all(&self.readers).await?.into_iter().map(decode_row).collect()
+            }
+
+            async fn read_all(
+                &self,
+                after_position: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::StoredEvent>, $crate::store::StoreError> {
+                let sql = format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2");
+                let query = sqlx::query(&sql).bind(after_position).bind(limit);
+                query.fetch_all(&self.readers).await?.into_iter().map(decode_row).collect()
+            }
+
+            async fn read_type(
+                &self,
+                stream_type: &str,
+                after_position: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::StoredEvent>, $crate::store::StoreError> {
+                let sql = format!(
+                    "{SELECT_EVENTS} WHERE stream_type = $1 AND position > $2 \
+                     ORDER BY position LIMIT $3"
+                );
+                let query = sqlx::query(&sql).bind(stream_type).bind(after_position).bind(limit);
+                query.fetch_all(&self.readers).await?.into_iter().map(decode_row).collect()
+            }
+
+            async fn head(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar($head_sql).fetch_one(&self.readers).await?)
+            }
+
+            fn watch_head(&self) -> tokio::sync::watch::Receiver<i64> {
+                self.head.clone()
+            }
+
+            async fn shutdown(&self) {
+                self.writer.shutdown().await;
+                self.close_readers().await;
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+        }
+    };
+}
+
+pub mod cqrs_adapter;
+pub mod group_commit;
+pub mod postgres;
+pub mod sqlite;
 
 /// Rebuilds a stored event from the textual columns both backends share.
 #[allow(clippy::too_many_arguments)]

@@ -9,21 +9,20 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::group_commit::{plan_batch, BatchContext, BatchWriter, GroupCommit, KnownEvent};
-use super::{
-    stored_event_from_columns, AppendRequest, Appended, EventLog, StoreError, StoredEvent,
-};
+use super::{AppendRequest, Appended, StoreError};
 
 /// SQLite refuses statements with more bound parameters than this (32766); stay well below.
 const PARAMS_PER_STATEMENT_MAX: usize = 30_000;
 const COLUMNS_PER_EVENT: usize = 10;
+/// SQLite refuses a compound SELECT of more than 500 terms; one term per stream, plus the head.
+const COMPOUND_SELECT_TERMS_MAX: usize = 400;
 
 pub struct SqliteLog {
     readers: SqlitePool,
@@ -127,31 +126,42 @@ async fn load_context(
     connection: &mut SqliteConnection,
     batch: &[AppendRequest],
 ) -> Result<BatchContext, StoreError> {
-    let head = current_head(connection).await?;
-
     let mut streams: Vec<(&str, &str)> = batch
         .iter()
         .map(|r| (r.stream_type.as_str(), r.stream_id.as_str()))
         .collect();
     streams.sort_unstable();
     streams.dedup();
+    // The head and every stream's version in one statement (each sub-select is one index probe):
+    // round trips to SQLite's worker thread, not the lookups, are what a batch costs.
+    let mut head = 0;
     let mut versions = HashMap::new();
-    for chunk in streams.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+    for chunk in streams.chunks(COMPOUND_SELECT_TERMS_MAX) {
         let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT stream_type, stream_id, MAX(version) FROM events \
-             WHERE (stream_type, stream_id) IN (VALUES ",
+            "SELECT NULL, NULL, (SELECT COALESCE(MAX(position), 0) FROM events)",
         );
-        let mut values = query.separated(", ");
         for (stream_type, stream_id) in chunk {
-            values.push("(");
-            values.push_bind_unseparated(*stream_type);
-            values.push_unseparated(", ");
-            values.push_bind_unseparated(*stream_id);
-            values.push_unseparated(")");
+            query.push(" UNION ALL SELECT ");
+            query.push_bind(*stream_type);
+            query.push(", ");
+            query.push_bind(*stream_id);
+            query.push(", (SELECT MAX(version) FROM events WHERE stream_type = ");
+            query.push_bind(*stream_type);
+            query.push(" AND stream_id = ");
+            query.push_bind(*stream_id);
+            query.push(")");
         }
-        query.push(") GROUP BY stream_type, stream_id");
         for row in query.build().fetch_all(&mut *connection).await? {
-            versions.insert((row.get(0), row.get(1)), row.get::<i64, _>(2));
+            let stream_type: Option<String> = row.try_get(0)?;
+            let stream_id: Option<String> = row.try_get(1)?;
+            let value: Option<i64> = row.try_get(2)?;
+            match (stream_type, stream_id, value) {
+                (None, None, Some(position)) => head = position,
+                (Some(stream_type), Some(stream_id), Some(version)) => {
+                    versions.insert((stream_type, stream_id), version);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -197,106 +207,15 @@ async fn load_context(
 const SELECT_EVENTS: &str = "SELECT position, event_id, stream_type, stream_id, version, \
      event_type, schema_version, payload, metadata, recorded_at FROM events ";
 
-fn decode_row(row: sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
-    let event_id: String = row.try_get(1)?;
-    let payload: String = row.try_get(7)?;
-    let metadata: String = row.try_get(8)?;
-    let recorded_at: DateTime<Utc> = row.try_get(9)?;
-    stored_event_from_columns(
-        row.try_get(0)?,
-        &event_id,
-        row.try_get(2)?,
-        row.try_get(3)?,
-        row.try_get(4)?,
-        row.try_get(5)?,
-        row.try_get(6)?,
-        &payload,
-        &metadata,
-        recorded_at,
-    )
-}
-
-#[async_trait]
-impl EventLog for SqliteLog {
-    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        self.writer.append(request).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream_type: &str,
-        stream_id: &str,
-        after_version: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = format!(
-            "{SELECT_EVENTS} WHERE stream_type = $1 AND stream_id = $2 AND version > $3 \
-             ORDER BY version"
-        );
-        sqlx::query(&sql)
-            .bind(stream_type)
-            .bind(stream_id)
-            .bind(after_version)
-            .fetch_all(&self.readers)
-            .await?
-            .into_iter()
-            .map(decode_row)
-            .collect()
-    }
-
-    async fn read_all(
-        &self,
-        after_position: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = format!("{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2");
-        sqlx::query(&sql)
-            .bind(after_position)
-            .bind(limit)
-            .fetch_all(&self.readers)
-            .await?
-            .into_iter()
-            .map(decode_row)
-            .collect()
-    }
-
-    async fn read_type(
-        &self,
-        stream_type: &str,
-        after_position: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = format!(
-            "{SELECT_EVENTS} WHERE stream_type = $1 AND position > $2 ORDER BY position LIMIT $3"
-        );
-        sqlx::query(&sql)
-            .bind(stream_type)
-            .bind(after_position)
-            .bind(limit)
-            .fetch_all(&self.readers)
-            .await?
-            .into_iter()
-            .map(decode_row)
-            .collect()
-    }
-
-    async fn head(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                .fetch_one(&self.readers)
-                .await?,
-        )
-    }
-
-    fn watch_head(&self) -> watch::Receiver<i64> {
-        self.head.clone()
-    }
-
-    async fn shutdown(&self) {
-        self.writer.shutdown().await;
+impl SqliteLog {
+    async fn close_readers(&self) {
         self.readers.close().await;
     }
-
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
 }
+
+impl_event_log!(
+    SqliteLog,
+    row = sqlx::sqlite::SqliteRow,
+    backend = "sqlite",
+    head_sql = "SELECT COALESCE(MAX(position), 0) FROM events"
+);
