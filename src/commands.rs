@@ -224,3 +224,77 @@ fn encode_events<A: Aggregate>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventLog, StoredEvent};
+    use aggregates::{OperationAreaCommand, OperationAreas};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::watch;
+
+    /// A log that another process always beats to the stream.
+    struct AlwaysBehind {
+        appends: AtomicUsize,
+        head: watch::Sender<i64>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventLog for AlwaysBehind {
+        async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+            self.appends.fetch_add(1, Ordering::Relaxed);
+            Err(StoreError::Conflict {
+                stream_type: request.stream_type,
+                stream_id: request.stream_id,
+                expected: request.expected_version,
+                actual: request.expected_version + 1,
+            })
+        }
+        async fn read_stream(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn read_all(&self, _: i64, _: i64) -> Result<Vec<StoredEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn read_type(&self, _: &str, _: i64, _: i64) -> Result<Vec<StoredEvent>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn head(&self) -> Result<i64, StoreError> {
+            Ok(0)
+        }
+        fn watch_head(&self) -> watch::Receiver<i64> {
+            self.head.subscribe()
+        }
+        async fn shutdown(&self) {}
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_conflict_that_outlives_every_retry_is_reported_not_looped() {
+        let log = Arc::new(AlwaysBehind {
+            appends: AtomicUsize::new(0),
+            head: watch::channel(0).0,
+        });
+        let bus = CommandBus::<OperationAreas>::new(log.clone(), ());
+        let command = OperationAreaCommand::Register {
+            nombres: vec!["Norte".into()],
+        };
+        let outcome = bus.execute("all", command, &EventMetadata::default()).await;
+        assert!(matches!(
+            outcome,
+            Err(CommandError::Conflict {
+                attempts: ATTEMPTS_MAX
+            })
+        ));
+        assert_eq!(log.appends.load(Ordering::Relaxed), ATTEMPTS_MAX);
+        let answer = crate::http::error::command_error(outcome.unwrap_err(), |_| unreachable!());
+        assert_eq!(answer.status(), axum::http::StatusCode::CONFLICT);
+    }
+}

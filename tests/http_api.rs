@@ -26,6 +26,7 @@ on_both_stores!(
     the_event_feed_pages_in_position_order,
     the_event_feed_refuses_bad_parameters,
     health_and_readiness_answer,
+    readiness_is_503_while_a_projection_cannot_catch_up,
     an_unknown_path_is_a_json_404,
     a_non_numeric_id_is_400_and_an_unknown_one_404,
     an_empty_name_is_400_and_writes_nothing,
@@ -334,4 +335,27 @@ async fn an_empty_name_is_400_and_writes_nothing(app: TestApp) {
         )
     );
     assert_eq!(app.state.log.head().await.unwrap(), 0, "all or nothing");
+}
+
+async fn readiness_is_503_while_a_projection_cannot_catch_up(app: TestApp) {
+    use fleet_ledger::store::{AppendRequest, EventMetadata, NewEvent};
+    // An event the operation-areas projection cannot fold stalls it (it retries, never skips).
+    let poison = NewEvent::new(
+        "OperationAreaRegistered",
+        json!({ "unexpected": true }),
+        EventMetadata::default(),
+    );
+    let request = AppendRequest {
+        stream_type: "operation-areas".into(),
+        stream_id: "all".into(),
+        expected_version: 0,
+        events: vec![poison],
+    };
+    app.state.log.append(request).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "catching_up");
+    assert_eq!(body["head"], 1);
+    assert_eq!(body["projections"][0]["position"], 0);
 }

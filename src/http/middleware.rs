@@ -97,3 +97,32 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .unwrap_or_else(|| "unknown panic".to_string());
     ApiError::Internal(format!("handler panicked: {cause}")).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_the_seed_500_without_the_cause() {
+        let router = Router::new()
+            .route(
+                "/boom",
+                get(|| async { panic!("secret detail") as &'static str }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response));
+        let response = router
+            .oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"error":"Error en el servidor"}"#);
+    }
+}

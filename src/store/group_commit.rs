@@ -303,6 +303,52 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a batch holds, the rows it writes take contiguous positions after the head,
+        /// each stream's versions continue contiguously from where the stream was, and each
+        /// accepted append is answered with exactly the rows written for it.
+        #[test]
+        fn planned_batches_keep_positions_and_versions_contiguous(
+            head in 0i64..1000,
+            appends in proptest::collection::vec((0usize..4, 0i64..4, 1usize..4), 1..40),
+            stored_versions in proptest::collection::vec(0i64..3, 4),
+        ) {
+            let batch: Vec<AppendRequest> = appends
+                .iter()
+                .map(|(stream, expected, events)| {
+                    let ids: Vec<Uuid> = (0..*events).map(|_| Uuid::now_v7()).collect();
+                    request(&format!("s{stream}"), *expected, &ids)
+                })
+                .collect();
+            let mut context = BatchContext { head, ..Default::default() };
+            for (stream, version) in stored_versions.iter().enumerate() {
+                if *version > 0 {
+                    context.versions.insert(("test".into(), format!("s{stream}")), *version);
+                }
+            }
+            let plan = plan_batch(&batch, context);
+            let positions: Vec<i64> = plan.rows.iter().map(|r| r.position).collect();
+            proptest::prop_assert_eq!(positions, (head + 1..=head + plan.rows.len() as i64).collect::<Vec<_>>());
+            for (stream, before) in stored_versions.iter().enumerate() {
+                let id = format!("s{stream}");
+                let versions: Vec<i64> =
+                    plan.rows.iter().filter(|r| r.stream_id == id).map(|r| r.version).collect();
+                proptest::prop_assert_eq!(versions.clone(), (before + 1..=before + versions.len() as i64).collect::<Vec<_>>());
+            }
+            let mut row = 0;
+            for (request, outcome) in batch.iter().zip(&plan.outcomes) {
+                if let Ok(appended) = outcome {
+                    let written = &plan.rows[row..row + request.events.len()];
+                    proptest::prop_assert_eq!(appended.first_position, written[0].position);
+                    proptest::prop_assert_eq!(appended.last_position, written[written.len() - 1].position);
+                    proptest::prop_assert_eq!(appended.version, written[written.len() - 1].version);
+                    row += request.events.len();
+                }
+            }
+            proptest::prop_assert_eq!(row, plan.rows.len());
+        }
+    }
+
     #[test]
     fn a_stale_append_in_a_batch_does_not_fail_the_others() {
         let batch = vec![

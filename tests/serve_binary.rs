@@ -1,0 +1,202 @@
+//! The `fleet-ledger` binary as an operator runs it: `serve` with no configuration, `token`
+//! signing with the secret `serve` generated, JSON logs, and a clean exit on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_fleet-ledger");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("FLEET_LEDGER_JWT_SECRET")
+        .env_remove("FLEET_LEDGER_DATA_DIR")
+        .env_remove("FLEET_LEDGER_LISTEN")
+        .env_remove("FLEET_LEDGER_LOG_FORMAT");
+    command
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: `(status, body)`.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn wait_until_healthy(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http(port, "GET", "/healthz", None, "") {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "serve exited before becoming healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("serve did not become healthy within 30 s");
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_with_no_configuration_keeps_data_across_a_clean_sigterm_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut serve = command(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(port, &mut serve);
+
+    let secret = dir.path().join("data/jwt_secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the generated secret is private");
+    }
+    assert!(dir.path().join("data/ledger.db").exists());
+
+    let token = command(dir.path())
+        .args([
+            "token",
+            "--sub",
+            "ana@flota.co",
+            "--role",
+            "operador",
+            "--ttl",
+            "8h",
+        ])
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+
+    let created = http(
+        port,
+        "POST",
+        "/api/areas-operacion",
+        Some(&token),
+        r#"{"nombre":"Logística"}"#,
+    );
+    assert_eq!(
+        created,
+        Some((201, r#"{"id":1,"nombre":"Logística"}"#.to_string()))
+    );
+    assert_eq!(
+        http(port, "GET", "/api/areas-operacion", None, ""),
+        Some((401, r#"{"error":"Authentication required"}"#.to_string()))
+    );
+    let status = terminate(&mut serve);
+    assert_eq!(status.code(), Some(0), "SIGTERM ends serve cleanly");
+
+    // Restarted with JSON logs, the service still has what it acknowledged.
+    let port = free_port();
+    let mut serve = command(dir.path())
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(port, &mut serve);
+    assert_eq!(
+        http(port, "GET", "/api/areas-operacion", Some(&token), ""),
+        Some((200, r#"[{"id":1,"nombre":"Logística"}]"#.to_string()))
+    );
+    assert_eq!(terminate(&mut serve).code(), Some(0));
+    let logs = BufReader::new(serve.stderr.take().unwrap());
+    let mut lines = 0;
+    for line in logs.lines() {
+        let line = line.unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(parsed["level"].is_string());
+        lines += 1;
+    }
+    assert!(lines >= 2, "serving and shutting down are logged");
+}
+
+#[test]
+fn help_documents_every_option() {
+    let help = command(Path::new("."))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for option in [
+        "--listen",
+        "--data-dir",
+        "--database-url",
+        "DATABASE_URL",
+        "--log-format",
+    ] {
+        assert!(
+            text.contains(option),
+            "serve --help mentions {option}:\n{text}"
+        );
+    }
+}
