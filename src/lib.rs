@@ -12,7 +12,7 @@ pub mod runner;
 pub mod state;
 pub mod store;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -27,14 +27,70 @@ pub fn app(state: AppState) -> Router {
             get(http::areas::list).post(http::areas::create),
         )
         .route("/api/areas-operacion/{id}", get(http::areas::get))
+        .route(
+            "/api/placas",
+            get(http::placas::list).post(http::placas::create),
+        )
+        .route(
+            "/api/placas/{id}",
+            get(http::placas::get).patch(http::placas::update),
+        )
+        .route(
+            "/api/conductores",
+            get(http::conductores::list).post(http::conductores::create),
+        )
+        .route("/api/conductores/{id}", get(http::conductores::get))
+        .route(
+            "/api/bombas",
+            get(http::bombas::list).post(http::bombas::create),
+        )
+        .route(
+            "/api/bombas/{id}",
+            get(http::bombas::get).patch(http::bombas::update),
+        )
+        .route(
+            "/api/catalogos/{catalogo}",
+            get(http::catalogos::list).post(http::catalogos::create),
+        )
+        .route("/api/flota/sync", post(http::flota::sync))
+        .route(
+            "/api/misiones",
+            get(http::misiones::list).post(http::misiones::create),
+        )
+        .route("/api/misiones/{id}", get(http::misiones::get))
+        .route("/api/misiones/{id}/iniciar", post(http::misiones::start))
+        .route(
+            "/api/misiones/{id}/finalizar",
+            post(http::misiones::complete),
+        )
+        .route("/api/misiones/{id}/cancelar", post(http::misiones::cancel))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::middleware::require_token,
         ));
+    // Seed 002's family answers everything, refusals included, in its own envelope.
+    let vehiculo = Router::new()
+        .route(
+            "/vehiculo",
+            get(http::vehiculo::list).post(http::vehiculo::create),
+        )
+        .route(
+            "/vehiculo/{id}",
+            get(http::vehiculo::get)
+                .put(http::vehiculo::update)
+                .delete(http::vehiculo::delete),
+        )
+        .route_layer(CatchPanicLayer::custom(http::middleware::panic_response))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::middleware::require_token,
+        ))
+        .route_layer(axum::middleware::from_fn(http::vehiculo::error_envelope));
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .merge(api)
+        .merge(vehiculo)
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(http::middleware::panic_response))
         .layer(axum::middleware::from_fn(http::middleware::request_id))

@@ -127,6 +127,31 @@ pub async fn apply_change(
                     .collect::<Vec<_>>(),
             )
         }
+        Change::Update { table, key, values } => {
+            let assignments: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(index, (column, _))| format!("{column} = ${}", index + 1))
+                .collect();
+            let conditions: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(index, (column, _))| format!("{column} = ${}", values.len() + index + 1))
+                .collect();
+            let sql = format!(
+                "UPDATE {table} SET {} WHERE {}",
+                assignments.join(", "),
+                conditions.join(" AND ")
+            );
+            (
+                sql,
+                values
+                    .into_iter()
+                    .chain(key)
+                    .map(|(_, cell)| cell)
+                    .collect(),
+            )
+        }
         Change::Delete { table, key } => {
             let conditions: Vec<String> = key
                 .iter()

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::fleet::Fleet;
+use aggregates::registry::{Catalog, CatalogCommand, CatalogKind, Drivers, Stations};
 use aggregates::OperationAreas;
 use projections::Projection;
 
@@ -74,6 +76,8 @@ pub enum StartupError {
     ReadModels(#[from] ReadStoreError),
     #[error("projections: {0}")]
     Runner(#[from] RunnerError),
+    #[error("seeding the catalogues: {0}")]
+    Seed(String),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -94,6 +98,10 @@ pub struct Ledger {
     pub runner: ProjectionRunner,
     pub keys: JwtKeys,
     pub operation_areas: CommandBus<OperationAreas>,
+    pub drivers: CommandBus<Drivers>,
+    pub stations: CommandBus<Stations>,
+    pub catalogs: CommandBus<Catalog>,
+    pub fleet: CommandBus<Fleet>,
 }
 
 /// What handlers hold: cheap to clone, shared by every request.
@@ -128,13 +136,43 @@ impl AppState {
         let read_models = ReadStore::open(&location.read_models_url).await?;
         let runner =
             ProjectionRunner::start(log.clone(), read_models.clone(), all_projections()).await?;
-        Ok(Self(Arc::new(Ledger {
+        let state = Self(Arc::new(Ledger {
             operation_areas: CommandBus::new(log.clone(), ()),
+            drivers: CommandBus::new(log.clone(), ()),
+            stations: CommandBus::new(log.clone(), ()),
+            catalogs: CommandBus::new(log.clone(), ()),
+            fleet: CommandBus::new(log.clone(), ()),
             log,
             read_models,
             runner,
             keys,
-        })))
+        }));
+        state.seed_catalogs().await?;
+        Ok(state)
+    }
+
+    /// Gives each catalogue its defaults the first time the service starts on a store. They are
+    /// events like any other entry, so a rebuild from the log reproduces them.
+    async fn seed_catalogs(&self) -> Result<(), StartupError> {
+        let metadata = crate::store::EventMetadata {
+            actor: Some("system".to_string()),
+            ..Default::default()
+        };
+        let mut last = None;
+        for kind in CatalogKind::ALL {
+            let command = CatalogCommand::Seed {
+                catalogo: kind.slug().to_string(),
+                defaults: kind.defaults().iter().map(|d| d.to_string()).collect(),
+            };
+            let executed = self
+                .catalogs
+                .execute(kind.slug(), command, &metadata)
+                .await
+                .map_err(|e| StartupError::Seed(e.to_string()))?;
+            last = executed.position().or(last);
+        }
+        self.settle(last).await;
+        Ok(())
     }
 
     pub fn keys(&self) -> &JwtKeys {

@@ -116,6 +116,7 @@ async fn an_hs512_token_is_401(app: TestApp) {
 
 async fn an_auditor_reads_but_cannot_write(app: TestApp) {
     let auditor = app.token(Role::Auditor);
+    let base = app.state.log.head().await.unwrap();
     let (status, answer) = app
         .call(
             Method::POST,
@@ -128,7 +129,7 @@ async fn an_auditor_reads_but_cannot_write(app: TestApp) {
     assert_eq!(answer.to_string(), r#"{"error":"Permiso denegado"}"#);
     assert_eq!(
         app.state.log.head().await.unwrap(),
-        0,
+        base,
         "a refused write appends nothing"
     );
     let (status, answer) = app
@@ -175,11 +176,17 @@ async fn an_admin_and_an_operador_can_write(app: TestApp) {
         (status, created),
         (StatusCode::CREATED, json!({ "id": 2, "nombre": "Norte" }))
     );
-    let events = app.state.log.read_all(0, 10).await.unwrap();
+    let events = app
+        .state
+        .log
+        .read_type("operation-areas", 0, 10)
+        .await
+        .unwrap();
     assert_eq!(events[1].metadata.actor.as_deref(), Some("luis@flota.co"));
 }
 
 async fn malformed_json_is_a_clear_400(app: TestApp) {
+    let base = app.state.log.head().await.unwrap();
     for body in ["{\"nombre\":", "not json", ""] {
         let (status, answer) = app.post("/api/areas-operacion", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "body {body:?}");
@@ -189,7 +196,7 @@ async fn malformed_json_is_a_clear_400(app: TestApp) {
             "{message}"
         );
     }
-    assert_eq!(app.state.log.head().await.unwrap(), 0);
+    assert_eq!(app.state.log.head().await.unwrap(), base);
 }
 
 async fn the_request_id_is_echoed_and_stored_with_the_event(app: TestApp) {
@@ -203,7 +210,12 @@ async fn the_request_id_is_echoed_and_stored_with_the_event(app: TestApp) {
     let (status, headers, _) = app.send(request).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(headers["x-request-id"], "req-123");
-    let events = app.state.log.read_all(0, 10).await.unwrap();
+    let events = app
+        .state
+        .log
+        .read_type("operation-areas", 0, 10)
+        .await
+        .unwrap();
     assert_eq!(events[0].metadata.request_id.as_deref(), Some("req-123"));
     assert_eq!(
         events[0].metadata.correlation_id.as_deref(),
@@ -227,12 +239,19 @@ async fn the_request_id_is_echoed_and_stored_with_the_event(app: TestApp) {
 }
 
 async fn the_event_feed_pages_in_position_order(app: TestApp) {
+    // A new store starts with the catalogues' default entries.
+    let base = app.state.log.head().await.unwrap();
     let areas: Vec<_> = (1..=5)
         .map(|n| json!({ "nombre": format!("Área {n}") }))
         .collect();
     app.post("/api/areas-operacion", &json!(areas).to_string())
         .await;
-    let (status, page) = app.get("/api/eventos?desde_posicion=2&limite=3").await;
+    let (status, page) = app
+        .get(&format!(
+            "/api/eventos?desde_posicion={}&limite=3",
+            base + 2
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let positions: Vec<i64> = page["data"]
         .as_array()
@@ -240,9 +259,9 @@ async fn the_event_feed_pages_in_position_order(app: TestApp) {
         .iter()
         .map(|e| e["position"].as_i64().unwrap())
         .collect();
-    assert_eq!(positions, vec![2, 3, 4]);
-    assert_eq!(page["siguiente_posicion"], 5);
-    assert_eq!(page["ultima_posicion"], 5);
+    assert_eq!(positions, vec![base + 2, base + 3, base + 4]);
+    assert_eq!(page["siguiente_posicion"], base + 5);
+    assert_eq!(page["ultima_posicion"], base + 5);
     let event = &page["data"][0];
     assert_eq!(event["event_type"], "OperationAreaRegistered");
     assert_eq!(event["stream_type"], "operation-areas");
@@ -251,13 +270,21 @@ async fn the_event_feed_pages_in_position_order(app: TestApp) {
     assert_eq!(event["metadata"]["actor"], "ana@flota.co");
     assert!(event["recorded_at"].as_str().unwrap().ends_with('Z'));
 
-    let (_, rest) = app.get("/api/eventos?desde_posicion=5").await;
+    let (_, rest) = app
+        .get(&format!("/api/eventos?desde_posicion={}", base + 5))
+        .await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 1);
-    let (_, beyond) = app.get("/api/eventos?desde_posicion=6").await;
+    let (_, beyond) = app
+        .get(&format!("/api/eventos?desde_posicion={}", base + 6))
+        .await;
     assert_eq!(beyond["data"], json!([]));
-    assert_eq!(beyond["siguiente_posicion"], 6);
-    let (_, everything) = app.get("/api/eventos").await;
-    assert_eq!(everything["data"].as_array().unwrap().len(), 5);
+    assert_eq!(beyond["siguiente_posicion"], base + 6);
+    let (_, everything) = app.get("/api/eventos?limite=1000").await;
+    assert_eq!(
+        everything["data"].as_array().unwrap().len() as i64,
+        base + 5
+    );
+    assert_eq!(everything["data"][0]["position"], 1);
 }
 
 async fn the_event_feed_refuses_bad_parameters(app: TestApp) {
@@ -279,10 +306,11 @@ async fn health_and_readiness_answer(app: TestApp) {
     assert_eq!((status, body), (StatusCode::OK, json!({ "status": "ok" })));
     app.post("/api/areas-operacion", r#"{"nombre":"Norte"}"#)
         .await;
+    let head = app.state.log.head().await.unwrap();
     let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["head"], 1);
+    assert_eq!(body["head"], head);
 }
 
 async fn an_unknown_path_is_a_json_404(app: TestApp) {
@@ -311,6 +339,7 @@ async fn a_non_numeric_id_is_400_and_an_unknown_one_404(app: TestApp) {
 }
 
 async fn an_empty_name_is_400_and_writes_nothing(app: TestApp) {
+    let base = app.state.log.head().await.unwrap();
     let (status, body) = app
         .post("/api/areas-operacion", r#"{"nombre":"   "}"#)
         .await;
@@ -334,11 +363,12 @@ async fn an_empty_name_is_400_and_writes_nothing(app: TestApp) {
             json!({ "error": "Registro 1: El nombre es obligatorio" })
         )
     );
-    assert_eq!(app.state.log.head().await.unwrap(), 0, "all or nothing");
+    assert_eq!(app.state.log.head().await.unwrap(), base, "all or nothing");
 }
 
 async fn readiness_is_503_while_a_projection_cannot_catch_up(app: TestApp) {
     use fleet_ledger::store::{AppendRequest, EventMetadata, NewEvent};
+    let base = app.state.log.head().await.unwrap();
     // An event the operation-areas projection cannot fold stalls it (it retries, never skips).
     let poison = NewEvent::new(
         "OperationAreaRegistered",
@@ -356,6 +386,7 @@ async fn readiness_is_503_while_a_projection_cannot_catch_up(app: TestApp) {
     let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "catching_up");
-    assert_eq!(body["head"], 1);
-    assert_eq!(body["projections"][0]["position"], 0);
+    assert_eq!(body["head"], base + 1);
+    assert_eq!(body["projections"][0]["name"], "areas_operacion");
+    assert_eq!(body["projections"][0]["position"], base);
 }

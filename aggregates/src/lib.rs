@@ -4,7 +4,10 @@
 //! `apply` only assigns. Nothing here performs I/O, so every rule can be tested in memory.
 
 pub mod codec;
+pub mod fleet;
 pub mod operation_area;
+pub mod placa;
+pub mod registry;
 
 pub use operation_area::{
     OperationAreaCommand, OperationAreaError, OperationAreaEvent, OperationAreas,

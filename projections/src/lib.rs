@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub mod fleet;
 pub mod operation_areas;
+pub mod registry;
 
 /// An event as the log recorded it, which is all a projection may look at.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,10 +45,33 @@ pub enum Change {
         key: Row,
         values: Row,
     },
+    /// Overwrite the given columns of the row with this key, if there is one.
+    Update {
+        table: &'static str,
+        key: Row,
+        values: Row,
+    },
     Delete {
         table: &'static str,
         key: Row,
     },
+}
+
+pub fn int(value: impl Into<Option<i64>>) -> Cell {
+    Cell::Int(value.into())
+}
+
+pub fn text(value: impl Into<Option<String>>) -> Cell {
+    Cell::Text(value.into())
+}
+
+pub fn flag(value: bool) -> Cell {
+    Cell::Int(Some(i64::from(value)))
+}
+
+/// An instant as the read models store it (RFC 3339, UTC).
+pub fn instant(at: &DateTime<Utc>) -> Cell {
+    Cell::Text(Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
 }
 
 /// A read model: its name (the checkpoint's key), its tables, and its fold.
@@ -106,6 +131,18 @@ impl MemoryModel {
                     .or_default();
                 for (column, cell) in key.into_iter().chain(values) {
                     row.insert(column, cell);
+                }
+            }
+            Change::Update { table, key, values } => {
+                let key_cells: Vec<Cell> = key.iter().map(|(_, c)| c.clone()).collect();
+                if let Some(row) = self
+                    .tables
+                    .get_mut(table)
+                    .and_then(|rows| rows.get_mut(&key_cells))
+                {
+                    for (column, cell) in values {
+                        row.insert(column, cell);
+                    }
                 }
             }
             Change::Delete { table, key } => {

@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use aggregates::fleet::FleetError;
+use aggregates::registry::RegistryError;
+
 use crate::commands::CommandError;
 use crate::read_store::ReadStoreError;
 use crate::store::StoreError;
@@ -99,5 +102,38 @@ pub fn command_error<E: std::error::Error>(
             "El registro cambió mientras se procesaba la solicitud; intente de nuevo".to_string(),
         ),
         other => ApiError::internal(other),
+    }
+}
+
+impl From<FleetError> for ApiError {
+    fn from(refusal: FleetError) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            FleetError::PlateNotFound { .. }
+            | FleetError::VehicleNotFound { .. }
+            | FleetError::MissionNotFound { .. } => Self::NotFound(message),
+            FleetError::PlateAlreadyRegistered { .. }
+            | FleetError::VehicleAlreadyDeleted { .. }
+            | FleetError::VehicleDeleted { .. }
+            | FleetError::VehicleHasActiveMissions { .. }
+            | FleetError::PlateHasLiveVehicle { .. }
+            | FleetError::MissionTransition { .. } => Self::Conflict(message),
+            FleetError::StartBelowOdometer { .. }
+            | FleetError::FinalBelowStart { .. }
+            | FleetError::NothingToRegister => Self::BadRequest(message),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(refusal: RegistryError) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            RegistryError::NotFound { .. } => Self::NotFound(message),
+            RegistryError::Duplicate { .. } => Self::Conflict(message),
+            RegistryError::EmptyName { .. }
+            | RegistryError::NameTooLong { .. }
+            | RegistryError::NothingToRegister => Self::BadRequest(message),
+        }
     }
 }

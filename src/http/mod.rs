@@ -1,11 +1,20 @@
 //! HTTP: one module per resource family. Handlers extract, call the domain, render.
 
 pub mod areas;
+pub mod bombas;
+pub mod catalogos;
+pub mod conductores;
 pub mod error;
 pub mod eventos;
 pub mod extract;
+pub mod fields;
+pub mod flota;
 pub mod health;
+pub mod lookup;
 pub mod middleware;
+pub mod misiones;
+pub mod placas;
+pub mod vehiculo;
 
 use error::ApiError;
 

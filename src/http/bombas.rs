@@ -1,0 +1,170 @@
+//! Fuel stations (`bombas`): register (one or an array), change, list and read.
+
+use aggregates::registry::{
+    NewStation, StationChanges, StationCommand, StationEvent, REGISTRY_STREAM_ID,
+};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::error::{command_error, ApiError};
+use super::extract::{CommandContext, JsonBody};
+use super::fields::{at_index, one_or_many, Fields};
+use super::lookup::{require, Reference};
+use super::parse_id;
+use crate::AppState;
+
+pub const BATCH_MAX: usize = 5000;
+
+#[derive(Debug, Serialize)]
+pub struct Station {
+    pub id: i64,
+    pub bomba: String,
+    pub area_operacion_id: Option<i64>,
+    pub permitir_saldo_negativo: bool,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    context: CommandContext,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (items, many) = one_or_many(&body, BATCH_MAX)?;
+    let mut stations = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let read = async {
+            let fields = Fields::of(item)?;
+            let bomba = fields.required("bomba", |f, n| f.text(n, 10_000))?;
+            let area_operacion_id = fields.id("area_operacion_id")?;
+            require(
+                &state,
+                "area_operacion_id",
+                Reference::OperationArea,
+                area_operacion_id,
+            )
+            .await?;
+            let permitir_saldo_negativo =
+                fields.boolean("permitir_saldo_negativo")?.unwrap_or(true);
+            Ok::<_, ApiError>(NewStation {
+                bomba,
+                area_operacion_id,
+                permitir_saldo_negativo,
+            })
+        };
+        stations.push(read.await.map_err(|e| at_index(many, index, e))?);
+    }
+    let executed = state
+        .stations
+        .execute(
+            REGISTRY_STREAM_ID,
+            StationCommand::Register { stations },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| {
+            command_error(e, |refusal| match refusal.index() {
+                Some(index) => at_index(many, index, refusal.into()),
+                None => refusal.into(),
+            })
+        })?;
+    state.settle(executed.position()).await;
+    let created: Vec<Station> = executed
+        .events
+        .into_iter()
+        .filter_map(|event| match event {
+            StationEvent::StationRegistered {
+                id,
+                bomba,
+                area_operacion_id,
+                permitir_saldo_negativo,
+            } => Some(Station {
+                id,
+                bomba,
+                area_operacion_id,
+                permitir_saldo_negativo,
+            }),
+            StationEvent::StationUpdated { .. } => None,
+        })
+        .collect();
+    let body = if many {
+        serde_json::to_value(created)
+    } else {
+        serde_json::to_value(&created[0])
+    };
+    Ok((StatusCode::CREATED, Json(body.map_err(ApiError::internal)?)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Station>, ApiError> {
+    let id = parse_id(&raw_id, "la bomba")?;
+    let fields = Fields::of(&body)?;
+    let changes = StationChanges {
+        bomba: fields.text("bomba", 10_000)?,
+        area_operacion_id: fields.id("area_operacion_id")?,
+        permitir_saldo_negativo: fields.boolean("permitir_saldo_negativo")?,
+    };
+    require(
+        &state,
+        "area_operacion_id",
+        Reference::OperationArea,
+        changes.area_operacion_id,
+    )
+    .await?;
+    let executed = state
+        .stations
+        .execute(
+            REGISTRY_STREAM_ID,
+            StationCommand::Update { id, changes },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, ApiError::from))?;
+    state.settle(executed.position()).await;
+    read_station(&state, id).await
+}
+
+async fn read_station(state: &AppState, id: i64) -> Result<Json<Station>, ApiError> {
+    let row = sqlx::query(
+        "SELECT id, bomba, area_operacion_id, permitir_saldo_negativo FROM rm_bombas WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(state.read_models.pool())
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("No se encontró la bomba con ID {id}")))?;
+    Ok(Json(station_from(&row)?))
+}
+
+fn station_from(row: &sqlx::any::AnyRow) -> Result<Station, sqlx::Error> {
+    Ok(Station {
+        id: row.try_get(0)?,
+        bomba: row.try_get(1)?,
+        area_operacion_id: row.try_get(2)?,
+        permitir_saldo_negativo: row.try_get::<i64, _>(3)? != 0,
+    })
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Station>>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT id, bomba, area_operacion_id, permitir_saldo_negativo FROM rm_bombas ORDER BY id",
+    )
+    .fetch_all(state.read_models.pool())
+    .await?;
+    Ok(Json(
+        rows.iter().map(station_from).collect::<Result<_, _>>()?,
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Station>, ApiError> {
+    let id = parse_id(&raw_id, "la bomba")?;
+    read_station(&state, id).await
+}

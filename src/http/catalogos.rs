@@ -1,0 +1,73 @@
+//! Vehicle catalogues: `GET /api/catalogos/{catalogo}` for everyone, `POST` for admins.
+
+use aggregates::registry::{CatalogCommand, CatalogKind};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::error::{command_error, ApiError};
+use super::extract::{CommandContext, JsonBody};
+use super::fields::Fields;
+use crate::AppState;
+
+fn kind(slug: &str) -> Result<CatalogKind, ApiError> {
+    CatalogKind::from_slug(slug).ok_or_else(|| {
+        let known: Vec<&str> = CatalogKind::ALL.iter().map(|k| k.slug()).collect();
+        ApiError::NotFound(format!(
+            "No existe el catálogo {slug}; los catálogos son: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let kind = kind(&slug)?;
+    let rows = sqlx::query("SELECT id, nombre FROM rm_catalogos WHERE catalogo = $1 ORDER BY id")
+        .bind(kind.slug())
+        .fetch_all(state.read_models.pool())
+        .await?;
+    let entries = rows
+        .iter()
+        .map(|row| {
+            Ok(json!({ "id": row.try_get::<i64, _>(0)?, "nombre": row.try_get::<String, _>(1)? }))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Json(Value::Array(entries)))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(slug): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !context.actor.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let kind = kind(&slug)?;
+    let nombre = Fields::of(&body)?.required("nombre", |f, n| f.text(n, 10_000))?;
+    let command = CatalogCommand::Add {
+        catalogo: kind.slug().to_string(),
+        nombre,
+    };
+    let executed = state
+        .catalogs
+        .execute(kind.slug(), command, &context.metadata)
+        .await
+        .map_err(|e| command_error(e, ApiError::from))?;
+    state.settle(executed.position()).await;
+    let aggregates::registry::CatalogEvent::CatalogEntryAdded { id, nombre, .. } = executed
+        .events
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("no entry added"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "nombre": nombre })),
+    ))
+}

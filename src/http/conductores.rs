@@ -1,0 +1,119 @@
+//! Drivers (`conductores`): register (one or an array), list and read.
+
+use aggregates::registry::{DriverCommand, DriverEvent, NewDriver, REGISTRY_STREAM_ID};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::error::{command_error, ApiError};
+use super::extract::{CommandContext, JsonBody};
+use super::fields::{at_index, one_or_many, Fields};
+use super::lookup::{require, Reference};
+use super::parse_id;
+use crate::AppState;
+
+pub const BATCH_MAX: usize = 5000;
+
+#[derive(Debug, Serialize)]
+pub struct Driver {
+    pub id: i64,
+    pub conductor: String,
+    pub area_principal: Option<i64>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    context: CommandContext,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (items, many) = one_or_many(&body, BATCH_MAX)?;
+    let mut drivers = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let read = async {
+            let fields = Fields::of(item)?;
+            let conductor = fields.required("conductor", |f, n| f.text(n, 10_000))?;
+            let area_principal = fields.id("area_principal")?;
+            require(
+                &state,
+                "area_principal",
+                Reference::OperationArea,
+                area_principal,
+            )
+            .await?;
+            Ok::<_, ApiError>(NewDriver {
+                conductor,
+                area_principal,
+            })
+        };
+        drivers.push(read.await.map_err(|e| at_index(many, index, e))?);
+    }
+    let executed = state
+        .drivers
+        .execute(
+            REGISTRY_STREAM_ID,
+            DriverCommand::Register { drivers },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| {
+            command_error(e, |refusal| match refusal.index() {
+                Some(index) => at_index(many, index, refusal.into()),
+                None => refusal.into(),
+            })
+        })?;
+    state.settle(executed.position()).await;
+    let created: Vec<Driver> = executed
+        .events
+        .into_iter()
+        .map(
+            |DriverEvent::DriverRegistered {
+                 id,
+                 conductor,
+                 area_principal,
+             }| Driver {
+                id,
+                conductor,
+                area_principal,
+            },
+        )
+        .collect();
+    let body = if many {
+        serde_json::to_value(created)
+    } else {
+        serde_json::to_value(&created[0])
+    };
+    Ok((StatusCode::CREATED, Json(body.map_err(ApiError::internal)?)))
+}
+
+fn driver_from(row: &sqlx::any::AnyRow) -> Result<Driver, sqlx::Error> {
+    Ok(Driver {
+        id: row.try_get(0)?,
+        conductor: row.try_get(1)?,
+        area_principal: row.try_get(2)?,
+    })
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Driver>>, ApiError> {
+    let rows = sqlx::query("SELECT id, conductor, area_principal FROM rm_conductores ORDER BY id")
+        .fetch_all(state.read_models.pool())
+        .await?;
+    Ok(Json(
+        rows.iter().map(driver_from).collect::<Result<_, _>>()?,
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Driver>, ApiError> {
+    let id = parse_id(&raw_id, "el conductor")?;
+    let row = sqlx::query("SELECT id, conductor, area_principal FROM rm_conductores WHERE id = $1")
+        .bind(id)
+        .fetch_optional(state.read_models.pool())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No se encontró el conductor con ID {id}")))?;
+    Ok(Json(driver_from(&row)?))
+}

@@ -1,0 +1,176 @@
+//! Reading request bodies field by field, so that every refusal names the field it is about.
+
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// A JSON object whose fields are read with named, typed refusals.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::BadRequest(message)
+}
+
+impl<'a> Fields<'a> {
+    pub fn of(value: &'a Value) -> Result<Self, ApiError> {
+        value
+            .as_object()
+            .map(|map| Self { map })
+            .ok_or_else(|| bad("El cuerpo debe ser un objeto JSON".to_string()))
+    }
+
+    fn present(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.present(name).is_some()
+    }
+
+    pub fn required<T>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&Self, &str) -> Result<Option<T>, ApiError>,
+    ) -> Result<T, ApiError> {
+        read(self, name)?.ok_or_else(|| bad(format!("Missing required field: {name}")))
+    }
+
+    pub fn text(&self, name: &str, len_max: usize) -> Result<Option<String>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(text)) if text.chars().count() > len_max => Err(bad(format!(
+                "El campo {name} no puede superar {len_max} caracteres"
+            ))),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(bad(format!("El campo {name} debe ser texto"))),
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.to_string().parse().ok())
+                .map(Some)
+                .ok_or_else(|| bad(format!("El campo {name} debe ser un número entero"))),
+            Some(_) => Err(bad(format!("El campo {name} debe ser un número entero"))),
+        }
+    }
+
+    /// A non-negative integer.
+    pub fn count(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.int(name)? {
+            Some(n) if n < 0 => Err(bad(format!("El campo {name} no puede ser negativo"))),
+            other => Ok(other),
+        }
+    }
+
+    /// A positive integer id.
+    pub fn id(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        match self.int(name)? {
+            Some(n) if n < 1 => Err(bad(format!("El campo {name} debe ser un ID positivo"))),
+            other => Ok(other),
+        }
+    }
+
+    /// An exact, non-negative decimal, from a JSON number (never through f64).
+    pub fn quantity(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+        let value = match self.present(name) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => Decimal::from_str(&n.to_string())
+                .or_else(|_| Decimal::from_scientific(&n.to_string()))
+                .map_err(|_| bad(format!("El campo {name} debe ser un número")))?,
+            Some(_) => return Err(bad(format!("El campo {name} debe ser un número"))),
+        };
+        if value.is_sign_negative() && !value.is_zero() {
+            return Err(bad(format!("El campo {name} no puede ser negativo")));
+        }
+        Ok(Some(value))
+    }
+
+    /// A calendar date, strictly `YYYY-MM-DD`.
+    pub fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::String(text)) => parse_date(text)
+                .map(Some)
+                .ok_or_else(|| bad(format!("El campo {name} debe ser una fecha YYYY-MM-DD"))),
+            Some(_) => Err(bad(format!(
+                "El campo {name} debe ser una fecha YYYY-MM-DD"
+            ))),
+        }
+    }
+
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.present(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(bad(format!("El campo {name} debe ser true o false"))),
+        }
+    }
+}
+
+/// Strict `YYYY-MM-DD`: chrono alone would also take `2024-3-5`.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
+    shaped
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+}
+
+/// A body that is one object or an array of them: `(items, was_array)`.
+pub fn one_or_many(body: &Value, items_max: usize) -> Result<(Vec<&Value>, bool), ApiError> {
+    match body {
+        Value::Array(items) if items.is_empty() => {
+            Err(bad("El arreglo no puede estar vacío".to_string()))
+        }
+        Value::Array(items) if items.len() > items_max => Err(bad(format!(
+            "Se aceptan como máximo {items_max} registros por solicitud"
+        ))),
+        Value::Array(items) => Ok((items.iter().collect(), true)),
+        Value::Object(_) => Ok((vec![body], false)),
+        _ => Err(bad(
+            "El cuerpo debe ser un objeto JSON o un arreglo de objetos".to_string(),
+        )),
+    }
+}
+
+/// Prefixes an item's refusal with its position when the request was an array.
+pub fn at_index(many: bool, index: usize, error: ApiError) -> ApiError {
+    match error {
+        ApiError::BadRequest(message) if many => {
+            ApiError::BadRequest(format!("Registro {index}: {message}"))
+        }
+        ApiError::Conflict(message) if many => {
+            ApiError::Conflict(format!("Registro {index}: {message}"))
+        }
+        other => other,
+    }
+}
+
+/// `query` parameter as a positive id, or a 400 naming it.
+pub fn query_id(raw: Option<&String>, name: &str) -> Result<Option<i64>, ApiError> {
+    match raw.map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(Some)
+            .ok_or_else(|| bad(format!("El parámetro {name} debe ser un entero positivo"))),
+    }
+}

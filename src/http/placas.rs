@@ -1,0 +1,188 @@
+//! Plates (`areas_placas`): register, change status, list and read.
+
+use std::collections::HashMap;
+
+use aggregates::fleet::{FleetCommand, FleetError, FleetEvent, PlateStatus, FLEET_STREAM_ID};
+use aggregates::placa::Placa;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::error::{command_error, ApiError};
+use super::extract::{CommandContext, JsonBody};
+use super::fields::{at_index, one_or_many, Fields};
+use super::parse_id;
+use crate::AppState;
+
+pub const BATCH_MAX: usize = 5000;
+
+#[derive(Debug, Serialize)]
+pub struct Plate {
+    pub id: i64,
+    pub placa: String,
+    pub estado: String,
+}
+
+fn estado(fields: &Fields, required: bool) -> Result<Option<PlateStatus>, ApiError> {
+    let Some(raw) = fields.text("estado", 20)? else {
+        return if required {
+            Err(ApiError::BadRequest(
+                "Missing required field: estado".into(),
+            ))
+        } else {
+            Ok(None)
+        };
+    };
+    PlateStatus::parse(&raw).map(Some).ok_or_else(|| {
+        ApiError::BadRequest("El campo estado debe ser ACTIVADA o DESACTIVADA".into())
+    })
+}
+
+fn parse_placa(fields: &Fields) -> Result<Placa, ApiError> {
+    let raw = fields.required("placa", |f, n| f.text(n, 100))?;
+    Placa::parse(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    context: CommandContext,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (items, many) = one_or_many(&body, BATCH_MAX)?;
+    let plates = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let read = || -> Result<_, ApiError> {
+                let fields = Fields::of(item)?;
+                let placa = parse_placa(&fields)?;
+                let estado = estado(&fields, false)?.unwrap_or(PlateStatus::Activada);
+                Ok((placa, estado))
+            };
+            read().map_err(|e| at_index(many, index, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let executed = state
+        .fleet
+        .execute(
+            FLEET_STREAM_ID,
+            FleetCommand::RegisterPlates { plates },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| {
+            command_error(e, |refusal| match refusal {
+                FleetError::PlateAlreadyRegistered { index, .. } => {
+                    at_index(many, index, refusal.into())
+                }
+                other => other.into(),
+            })
+        })?;
+    state.settle(executed.position()).await;
+    let created: Vec<Plate> = executed
+        .events
+        .into_iter()
+        .filter_map(|event| match event {
+            FleetEvent::PlateRegistered {
+                plate_id,
+                placa,
+                estado,
+            } => Some(Plate {
+                id: plate_id,
+                placa: placa.to_string(),
+                estado: estado.as_str().to_string(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let body = if many {
+        serde_json::to_value(created)
+    } else {
+        serde_json::to_value(&created[0])
+    };
+    Ok((StatusCode::CREATED, Json(body.map_err(ApiError::internal)?)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Plate>, ApiError> {
+    let plate_id = parse_id(&raw_id, "la placa")?;
+    let fields = Fields::of(&body)?;
+    let estado = estado(&fields, true)?.expect("required");
+    let executed = state
+        .fleet
+        .execute(
+            FLEET_STREAM_ID,
+            FleetCommand::ChangePlateStatus { plate_id, estado },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, ApiError::from))?;
+    state.settle(executed.position()).await;
+    let plate = executed
+        .aggregate
+        .plate(plate_id)
+        .ok_or_else(|| ApiError::internal("plate vanished"))?;
+    Ok(Json(Plate {
+        id: plate_id,
+        placa: plate.placa.to_string(),
+        estado: plate.estado.as_str().to_string(),
+    }))
+}
+
+fn plate_from(row: &sqlx::any::AnyRow) -> Result<Plate, sqlx::Error> {
+    Ok(Plate {
+        id: row.try_get(0)?,
+        placa: row.try_get(1)?,
+        estado: row.try_get(2)?,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<Plate>>, ApiError> {
+    let filter = match params
+        .get("estado")
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+    {
+        None => None,
+        Some(raw) => Some(PlateStatus::parse(&raw.to_uppercase()).ok_or_else(|| {
+            ApiError::BadRequest("El parámetro estado debe ser ACTIVADA o DESACTIVADA".into())
+        })?),
+    };
+    let rows = match filter {
+        Some(estado) => {
+            sqlx::query("SELECT id, placa, estado FROM rm_placas WHERE estado = $1 ORDER BY id")
+                .bind(estado.as_str())
+                .fetch_all(state.read_models.pool())
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT id, placa, estado FROM rm_placas ORDER BY id")
+                .fetch_all(state.read_models.pool())
+                .await?
+        }
+    };
+    Ok(Json(rows.iter().map(plate_from).collect::<Result<_, _>>()?))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Plate>, ApiError> {
+    let id = parse_id(&raw_id, "la placa")?;
+    let row = sqlx::query("SELECT id, placa, estado FROM rm_placas WHERE id = $1")
+        .bind(id)
+        .fetch_optional(state.read_models.pool())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No se encontró la placa con ID {id}")))?;
+    Ok(Json(plate_from(&row)?))
+}

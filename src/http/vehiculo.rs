@@ -1,0 +1,398 @@
+//! `/vehiculo` (seed 002): every answer in the seed's envelope
+//! `{"success","message","data","timestamp"}` with the seed's PascalCase vehicle.
+
+use std::collections::HashMap;
+
+use aggregates::fleet::{FleetCommand, FleetEvent, VehicleFields, FLEET_STREAM_ID};
+use aggregates::placa::{Placa, PLACA_LEN_MAX};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+use sqlx::Row;
+
+use super::error::{command_error, ApiError};
+use super::extract::{CommandContext, JsonBody};
+use super::fields::{query_id, Fields};
+use super::lookup::{require, Reference};
+use crate::AppState;
+
+const TEXT_LEN_MAX: usize = 100;
+/// Error bodies are short JSON; anything longer is not ours to rewrite.
+const ERROR_BODY_LEN_MAX: usize = 64 * 1024;
+const COLOR_LEN_MAX: usize = 50;
+const OBSERVACIONES_LEN_MAX: usize = 2000;
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn envelope(status: StatusCode, message: &str, data: Value) -> Response {
+    let body = json!({ "success": true, "message": message, "data": data, "timestamp": now() });
+    (status, Json(body)).into_response()
+}
+
+/// Rewrites every `{"error": …}` answer of this family (401, 403, 400, 404, 409, 500) into the
+/// seed's envelope, so the family has one format whatever layer refused the request.
+pub async fn error_envelope(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, ERROR_BODY_LEN_MAX)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    let body = json!({ "success": false, "message": message, "timestamp": now() });
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// The writable fields of a request body (camelCase, as the seed's service takes them).
+async fn read_fields(state: &AppState, fields: &Fields<'_>) -> Result<VehicleFields, ApiError> {
+    let vehicle = VehicleFields {
+        id_clase_vehiculo: fields.id("idClaseVehiculo")?,
+        id_estado_vehiculo: fields.id("idEstadoVehiculo")?,
+        id_tipo_combustible: fields.id("idTipoCombustible")?,
+        id_motorista_por_defecto: fields.id("idMotoristaPorDefecto")?,
+        id_departamento_asignado: fields.id("idDepartamentoAsignado")?,
+        marca: fields.text("marca", TEXT_LEN_MAX)?,
+        modelo: fields.text("modelo", TEXT_LEN_MAX)?,
+        anio: fields.count("anio")?,
+        color: fields.text("color", COLOR_LEN_MAX)?,
+        numero_motor: fields.text("numeroMotor", TEXT_LEN_MAX)?,
+        numero_chasis: fields.text("numeroChasis", TEXT_LEN_MAX)?,
+        numero_vin: fields.text("numeroVin", TEXT_LEN_MAX)?,
+        capacidad_pasajeros: fields.count("capacidadPasajeros")?,
+        capacidad_combustible_galones: fields.quantity("capacidadCombustibleGalones")?,
+        kilometraje_actual: fields.count("kilometrajeActual")?,
+        fecha_ultima_revision: fields.date("fechaUltimaRevision")?,
+        fecha_proximo_mantenimiento: fields.date("fechaProximoMantenimiento")?,
+        fecha_tarjeta_circulacion: fields.date("fechaTarjetaCirculacion")?,
+        numero_poliza_seguro: fields.text("numeroPolizaSeguro", TEXT_LEN_MAX)?,
+        fecha_vencimiento_seguro: fields.date("fechaVencimientoSeguro")?,
+        observaciones: fields.text("observaciones", OBSERVACIONES_LEN_MAX)?,
+        id_empresa: fields.id("idEmpresa")?,
+        id_operacion: fields.id("idOperacion")?,
+    };
+    let references = [
+        (
+            "idClaseVehiculo",
+            Reference::Catalog("clases-vehiculo"),
+            vehicle.id_clase_vehiculo,
+        ),
+        (
+            "idEstadoVehiculo",
+            Reference::Catalog("estados-vehiculo"),
+            vehicle.id_estado_vehiculo,
+        ),
+        (
+            "idTipoCombustible",
+            Reference::Catalog("tipos-combustible"),
+            vehicle.id_tipo_combustible,
+        ),
+        (
+            "idMotoristaPorDefecto",
+            Reference::Driver,
+            vehicle.id_motorista_por_defecto,
+        ),
+        (
+            "idDepartamentoAsignado",
+            Reference::Catalog("departamentos"),
+            vehicle.id_departamento_asignado,
+        ),
+    ];
+    for (field, reference, id) in references {
+        require(state, field, reference, id).await?;
+    }
+    Ok(vehicle)
+}
+
+fn vehicle_id(raw: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::BadRequest("El ID del vehículo debe ser un número entero positivo".into())
+        })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    context: CommandContext,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let fields = Fields::of(&body)?;
+    let raw_placa = fields.required("placa", |f, n| f.text(n, PLACA_LEN_MAX))?;
+    let placa = Placa::parse(&raw_placa).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    for required in ["idClaseVehiculo", "idEstadoVehiculo"] {
+        if !fields.has(required) {
+            return Err(ApiError::BadRequest(format!(
+                "Missing required field: {required}"
+            )));
+        }
+    }
+    let vehicle = read_fields(&state, &fields).await?;
+    let executed = state
+        .fleet
+        .execute(
+            FLEET_STREAM_ID,
+            FleetCommand::CreateVehicle {
+                placa,
+                fields: vehicle,
+            },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, ApiError::from))?;
+    state.settle(executed.position()).await;
+    let (vehicle_id, reactivated) = executed
+        .events
+        .iter()
+        .find_map(|event| match event {
+            FleetEvent::VehicleRegistered { vehicle_id, .. } => Some((*vehicle_id, false)),
+            FleetEvent::VehicleReactivated { vehicle_id, .. } => Some((*vehicle_id, true)),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::internal("vehicle creation appended no vehicle event"))?;
+    let data = read_vehicle(&state, vehicle_id).await?;
+    Ok(if reactivated {
+        envelope(StatusCode::OK, "Vehículo reactivado exitosamente", data)
+    } else {
+        envelope(StatusCode::CREATED, "Vehículo creado exitosamente", data)
+    })
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let vehicle_id = vehicle_id(&raw_id)?;
+    let fields = Fields::of(&body)?;
+    if fields.has("placa") {
+        return Err(ApiError::BadRequest(
+            "La placa no se puede cambiar; registre el vehículo con la nueva placa".into(),
+        ));
+    }
+    let changes = read_fields(&state, &fields).await?;
+    let executed = state
+        .fleet
+        .execute(
+            FLEET_STREAM_ID,
+            FleetCommand::UpdateVehicle {
+                vehicle_id,
+                changes,
+            },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, ApiError::from))?;
+    state.settle(executed.position()).await;
+    let data = read_vehicle(&state, vehicle_id).await?;
+    Ok(envelope(
+        StatusCode::OK,
+        "Vehículo actualizado exitosamente",
+        data,
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let vehicle_id = vehicle_id(&raw_id)?;
+    let executed = state
+        .fleet
+        .execute(
+            FLEET_STREAM_ID,
+            FleetCommand::DeleteVehicle { vehicle_id },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, ApiError::from))?;
+    state.settle(executed.position()).await;
+    let data = read_vehicle(&state, vehicle_id).await?;
+    Ok(envelope(
+        StatusCode::OK,
+        "Vehículo eliminado exitosamente",
+        data,
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let vehicle_id = vehicle_id(&raw_id)?;
+    let data = read_vehicle(&state, vehicle_id).await?;
+    Ok(envelope(
+        StatusCode::OK,
+        "Vehículo obtenido exitosamente",
+        data,
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let incluir_eliminados = match params.get("incluir_eliminados").map(|v| v.trim()) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "El parámetro incluir_eliminados debe ser true o false".into(),
+            ))
+        }
+    };
+    let empresa = query_id(params.get("empresa_id"), "empresa_id")?;
+    let operacion = query_id(params.get("operacion_id"), "operacion_id")?;
+    let mut conditions = Vec::new();
+    if !incluir_eliminados {
+        conditions.push("v.eliminado = 0".to_string());
+    }
+    let mut binds = Vec::new();
+    for (column, value) in [("v.id_empresa", empresa), ("v.id_operacion", operacion)] {
+        if let Some(value) = value {
+            binds.push(value);
+            conditions.push(format!("{column} = ${}", binds.len()));
+        }
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!("{SELECT_VEHICLES} {filter} ORDER BY v.id");
+    let mut query = sqlx::query(&sql);
+    for value in binds {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(state.read_models.pool()).await?;
+    let vehicles = rows
+        .iter()
+        .map(vehicle_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(envelope(
+        StatusCode::OK,
+        "Vehículos obtenidos exitosamente",
+        Value::Array(vehicles),
+    ))
+}
+
+const SELECT_VEHICLES: &str = "SELECT v.id, v.placa, v.marca, v.modelo, v.anio, v.color, v.numero_motor, \
+     v.numero_chasis, v.numero_vin, v.capacidad_pasajeros, v.capacidad_combustible_galones, \
+     v.kilometraje_actual, v.fecha_ultima_revision, v.fecha_proximo_mantenimiento, \
+     v.fecha_tarjeta_circulacion, v.numero_poliza_seguro, v.fecha_vencimiento_seguro, \
+     v.observaciones, v.eliminado, v.creado_en, v.actualizado_en, \
+     v.id_clase_vehiculo, clase.nombre, v.id_estado_vehiculo, estado.nombre, \
+     v.id_tipo_combustible, combustible.nombre, v.id_motorista_por_defecto, motorista.conductor, \
+     v.id_departamento_asignado, departamento.nombre, v.placa_id, v.id_empresa, v.id_operacion, \
+     (SELECT COUNT(*) FROM rm_misiones m WHERE m.vehiculo_id = v.id \
+        AND m.estado IN ('PROGRAMADA', 'EN_EJECUCION')) \
+     FROM rm_vehiculos v \
+     LEFT JOIN rm_catalogos clase ON clase.catalogo = 'clases-vehiculo' AND clase.id = v.id_clase_vehiculo \
+     LEFT JOIN rm_catalogos estado ON estado.catalogo = 'estados-vehiculo' AND estado.id = v.id_estado_vehiculo \
+     LEFT JOIN rm_catalogos combustible ON combustible.catalogo = 'tipos-combustible' AND combustible.id = v.id_tipo_combustible \
+     LEFT JOIN rm_conductores motorista ON motorista.id = v.id_motorista_por_defecto \
+     LEFT JOIN rm_catalogos departamento ON departamento.catalogo = 'departamentos' AND departamento.id = v.id_departamento_asignado";
+
+async fn read_vehicle(state: &AppState, vehicle_id: i64) -> Result<Value, ApiError> {
+    let sql = format!("{SELECT_VEHICLES} WHERE v.id = $1");
+    let row = sqlx::query(&sql)
+        .bind(vehicle_id)
+        .fetch_optional(state.read_models.pool())
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("No se encontró el vehículo con ID {vehicle_id}"))
+        })?;
+    Ok(vehicle_json(&row)?)
+}
+
+/// The seed's vehicle object, field names and order as the seed shows them.
+fn vehicle_json(row: &sqlx::any::AnyRow) -> Result<Value, sqlx::Error> {
+    let int = |i: usize| -> Result<Value, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(i)?
+            .map_or(Value::Null, Value::from))
+    };
+    let text = |i: usize| -> Result<Value, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<String>, _>(i)?
+            .map_or(Value::Null, Value::from))
+    };
+    let decimal = |i: usize| -> Result<Value, sqlx::Error> {
+        let raw: Option<String> = row.try_get(i)?;
+        let exact = raw.and_then(|r| r.parse::<Decimal>().ok());
+        Ok(exact
+            .and_then(|d| serde_json::to_value(d).ok())
+            .unwrap_or(Value::Null))
+    };
+    let names = [
+        "Id",
+        "Placa",
+        "Marca",
+        "Modelo",
+        "Anio",
+        "Color",
+        "NumeroMotor",
+        "NumeroChasis",
+        "NumeroVin",
+        "CapacidadPasajeros",
+        "CapacidadCombustibleGalones",
+        "KilometrajeActual",
+        "FechaUltimaRevision",
+        "FechaProximoMantenimiento",
+        "FechaTarjetaCirculacion",
+        "NumeroPolizaSeguro",
+        "FechaVencimientoSeguro",
+        "Observaciones",
+        "Eliminado",
+        "FechaHoraCreacion",
+        "FechaHoraActualizacion",
+        "IdClaseVehiculo",
+        "NombreClaseVehiculo",
+        "IdEstadoVehiculo",
+        "NombreEstadoVehiculo",
+        "IdTipoCombustible",
+        "NombreTipoCombustible",
+        "IdMotoristaPorDefecto",
+        "NombreMotoristaPorDefecto",
+        "IdDepartamentoAsignado",
+        "NombreDepartamentoAsignado",
+        "IdPlaca",
+        "IdEmpresa",
+        "IdOperacion",
+        "MisionesActivas",
+    ];
+    let mut object = Map::new();
+    for (index, name) in names.iter().enumerate() {
+        let value = match *name {
+            "Eliminado" => Value::Bool(row.try_get::<i64, _>(index)? != 0),
+            "CapacidadCombustibleGalones" => decimal(index)?,
+            "Id" | "Anio" | "CapacidadPasajeros" | "KilometrajeActual" | "IdPlaca"
+            | "MisionesActivas" => int(index)?,
+            name if name.starts_with("Id") => int(index)?,
+            _ => text(index)?,
+        };
+        object.insert(name.to_string(), value);
+    }
+    Ok(Value::Object(object))
+}
