@@ -93,6 +93,15 @@ pub async fn save_checkpoint(
     Ok(())
 }
 
+/// A typed placeholder. Through the `Any` driver a NULL reaches PostgreSQL as untyped text, which
+/// a `BIGINT` column refuses; the cast gives every value its column's type on both databases.
+fn placeholder(number: usize, cell: &Cell) -> String {
+    match cell {
+        Cell::Int(_) => format!("CAST(${number} AS BIGINT)"),
+        Cell::Text(_) => format!("CAST(${number} AS TEXT)"),
+    }
+}
+
 /// Placeholders are written as `$1, $2, …` by hand: sqlx's `Any` query builder emits `?`, which
 /// PostgreSQL rejects. SQLite numbers `$n` parameters in order of appearance, which is the same.
 pub async fn apply_change(
@@ -102,7 +111,12 @@ pub async fn apply_change(
     let (sql, cells) = match change {
         Change::Upsert { table, key, values } => {
             let columns: Vec<&str> = key.iter().chain(&values).map(|(c, _)| *c).collect();
-            let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+            let placeholders: Vec<String> = key
+                .iter()
+                .chain(&values)
+                .enumerate()
+                .map(|(index, (_, cell))| placeholder(index + 1, cell))
+                .collect();
             let key_columns: Vec<&str> = key.iter().map(|(c, _)| *c).collect();
             let on_conflict = if values.is_empty() {
                 "DO NOTHING".to_string()
@@ -131,7 +145,9 @@ pub async fn apply_change(
             let assignments: Vec<String> = values
                 .iter()
                 .enumerate()
-                .map(|(index, (column, _))| format!("{column} = ${}", index + 1))
+                .map(|(index, (column, cell))| {
+                    format!("{column} = {}", placeholder(index + 1, cell))
+                })
                 .collect();
             let conditions: Vec<String> = key
                 .iter()

@@ -87,9 +87,11 @@ pub enum StartupError {
 
 /// Every read model the service keeps.
 pub fn all_projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(
-        projections::operation_areas::OperationAreasProjection,
-    )]
+    vec![
+        Arc::new(projections::operation_areas::OperationAreasProjection),
+        Arc::new(projections::registry::RegistryProjection),
+        Arc::new(projections::fleet::FleetProjection),
+    ]
 }
 
 pub struct Ledger {
