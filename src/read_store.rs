@@ -188,3 +188,10 @@ pub async fn apply_change(
     query.execute(&mut **tx).await?;
     Ok(())
 }
+
+/// A decimal column (stored as exact text) as a JSON number, or `null`.
+pub fn decimal_json(raw: Option<String>) -> serde_json::Value {
+    raw.and_then(|text| text.parse::<rust_decimal::Decimal>().ok())
+        .and_then(|exact| serde_json::to_value(exact).ok())
+        .unwrap_or(serde_json::Value::Null)
+}

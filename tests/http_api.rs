@@ -347,7 +347,7 @@ async fn an_empty_name_is_400_and_writes_nothing(app: TestApp) {
         (status, body),
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "El nombre es obligatorio" })
+            json!({ "error": "El campo nombre es obligatorio" })
         )
     );
     let (status, body) = app
@@ -360,7 +360,7 @@ async fn an_empty_name_is_400_and_writes_nothing(app: TestApp) {
         (status, body),
         (
             StatusCode::BAD_REQUEST,
-            json!({ "error": "Registro 1: El nombre es obligatorio" })
+            json!({ "error": "Registro 1: El campo nombre es obligatorio" })
         )
     );
     assert_eq!(app.state.log.head().await.unwrap(), base, "all or nothing");

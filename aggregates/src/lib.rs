@@ -9,9 +9,7 @@ pub mod operation_area;
 pub mod placa;
 pub mod registry;
 
-pub use operation_area::{
-    OperationAreaCommand, OperationAreaError, OperationAreaEvent, OperationAreas,
-};
+pub use operation_area::{OperationAreaCommand, OperationAreaEvent, OperationAreas};
 
 /// The longest name accepted for reference data (areas, drivers, stations).
 pub const NAME_LEN_MAX: usize = 200;

@@ -8,7 +8,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::NAME_LEN_MAX;
+use crate::registry::{checked_name, RegistryError};
 
 /// The single stream holding every operation area.
 pub const OPERATION_AREAS_STREAM_ID: &str = "all";
@@ -41,21 +41,11 @@ impl DomainEvent for OperationAreaEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OperationAreaError {
-    #[error("El nombre es obligatorio")]
-    EmptyName { index: usize },
-    #[error("El nombre no puede superar {NAME_LEN_MAX} caracteres")]
-    NameTooLong { index: usize },
-    #[error("No hay áreas para registrar")]
-    NothingToRegister,
-}
-
 impl Aggregate for OperationAreas {
     const TYPE: &'static str = "operation-areas";
     type Command = OperationAreaCommand;
     type Event = OperationAreaEvent;
-    type Error = OperationAreaError;
+    type Error = RegistryError;
     type Services = ();
 
     async fn handle(
@@ -67,19 +57,13 @@ impl Aggregate for OperationAreas {
         match command {
             OperationAreaCommand::Register { nombres } => {
                 if nombres.is_empty() {
-                    return Err(OperationAreaError::NothingToRegister);
+                    return Err(RegistryError::NothingToRegister);
                 }
-                let mut checked = Vec::with_capacity(nombres.len());
-                for (index, nombre) in nombres.into_iter().enumerate() {
-                    let nombre = nombre.trim().to_string();
-                    if nombre.is_empty() {
-                        return Err(OperationAreaError::EmptyName { index });
-                    }
-                    if nombre.chars().count() > NAME_LEN_MAX {
-                        return Err(OperationAreaError::NameTooLong { index });
-                    }
-                    checked.push(nombre);
-                }
+                let checked = nombres
+                    .iter()
+                    .enumerate()
+                    .map(|(index, nombre)| checked_name(nombre, index, "nombre"))
+                    .collect::<Result<Vec<_>, _>>()?;
                 for nombre in checked {
                     let id = self.last_id + 1;
                     sink.write(
@@ -107,7 +91,7 @@ mod tests {
     async fn register(
         areas: &mut OperationAreas,
         nombres: &[&str],
-    ) -> Result<Vec<OperationAreaEvent>, OperationAreaError> {
+    ) -> Result<Vec<OperationAreaEvent>, RegistryError> {
         let sink = EventSink::default();
         let command = OperationAreaCommand::Register {
             nombres: nombres.iter().map(|n| n.to_string()).collect(),
@@ -140,6 +124,12 @@ mod tests {
     async fn one_blank_name_refuses_the_whole_batch() {
         let mut areas = OperationAreas::default();
         let refused = register(&mut areas, &["Norte", "   "]).await;
-        assert_eq!(refused, Err(OperationAreaError::EmptyName { index: 1 }));
+        assert_eq!(
+            refused,
+            Err(RegistryError::EmptyName {
+                index: 1,
+                field: "nombre"
+            })
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Operation areas (`areas_operacion`): `POST`, list and get by id.
 
 use aggregates::operation_area::OPERATION_AREAS_STREAM_ID;
-use aggregates::{OperationAreaCommand, OperationAreaError, OperationAreaEvent};
+use aggregates::{OperationAreaCommand, OperationAreaEvent};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
+use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
 use super::parse_id;
 use crate::AppState;
 
@@ -29,22 +30,16 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (nombres, many) = match &body {
-        Value::Array(items) => {
-            if items.len() > BATCH_MAX {
-                return Err(ApiError::BadRequest(format!(
-                    "Se aceptan como máximo {BATCH_MAX} registros por solicitud"
-                )));
-            }
-            let nombres = items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| nombre_of(item).map_err(|e| at_index(index, e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            (nombres, true)
-        }
-        item => (vec![nombre_of(item)?], false),
-    };
+    let (items, many) = one_or_many(&body, BATCH_MAX)?;
+    let nombres = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let nombre =
+                Fields::of(item).and_then(|f| f.required("nombre", |f, n| f.text(n, 10_000)));
+            nombre.map_err(|e| at_index(many, index, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let executed = state
         .operation_areas
         .execute(
@@ -53,57 +48,19 @@ pub async fn create(
             &context.metadata,
         )
         .await
-        .map_err(|e| command_error(e, |refusal| refusal_to_api(refusal, many)))?;
+        .map_err(|e| command_error(e, registry_refusal(many)))?;
     state.settle(executed.position()).await;
-    let created: Vec<OperationArea> = executed
+    let records: Vec<OperationArea> = executed
         .events
         .into_iter()
-        .map(|event| match event {
-            OperationAreaEvent::OperationAreaRegistered { id, nombre } => {
-                OperationArea { id, nombre }
-            }
-        })
+        .map(
+            |OperationAreaEvent::OperationAreaRegistered { id, nombre }| OperationArea {
+                id,
+                nombre,
+            },
+        )
         .collect();
-    let body = if many {
-        serde_json::to_value(created)
-    } else {
-        serde_json::to_value(created.into_iter().next())
-    }
-    .map_err(ApiError::internal)?;
-    Ok((StatusCode::CREATED, Json(body)))
-}
-
-fn nombre_of(item: &Value) -> Result<String, ApiError> {
-    match item.get("nombre") {
-        Some(Value::String(nombre)) => Ok(nombre.clone()),
-        None | Some(Value::Null) => Err(ApiError::BadRequest(
-            "Missing required field: nombre".into(),
-        )),
-        Some(_) => Err(ApiError::BadRequest(
-            "El campo nombre debe ser texto".into(),
-        )),
-    }
-}
-
-fn at_index(index: usize, error: ApiError) -> ApiError {
-    match error {
-        ApiError::BadRequest(message) => {
-            ApiError::BadRequest(format!("Registro {index}: {message}"))
-        }
-        other => other,
-    }
-}
-
-fn refusal_to_api(refusal: OperationAreaError, many: bool) -> ApiError {
-    let message = refusal.to_string();
-    match refusal {
-        OperationAreaError::EmptyName { index } | OperationAreaError::NameTooLong { index }
-            if many =>
-        {
-            ApiError::BadRequest(format!("Registro {index}: {message}"))
-        }
-        _ => ApiError::BadRequest(message),
-    }
+    created(many, records)
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<OperationArea>>, ApiError> {

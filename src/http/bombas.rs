@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{at_index, one_or_many, Fields};
+use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
 use super::lookup::{require, Reference};
 use super::parse_id;
 use crate::AppState;
@@ -64,14 +64,9 @@ pub async fn create(
             &context.metadata,
         )
         .await
-        .map_err(|e| {
-            command_error(e, |refusal| match refusal.index() {
-                Some(index) => at_index(many, index, refusal.into()),
-                None => refusal.into(),
-            })
-        })?;
+        .map_err(|e| command_error(e, registry_refusal(many)))?;
     state.settle(executed.position()).await;
-    let created: Vec<Station> = executed
+    let records: Vec<Station> = executed
         .events
         .into_iter()
         .filter_map(|event| match event {
@@ -89,12 +84,7 @@ pub async fn create(
             StationEvent::StationUpdated { .. } => None,
         })
         .collect();
-    let body = if many {
-        serde_json::to_value(created)
-    } else {
-        serde_json::to_value(&created[0])
-    };
-    Ok((StatusCode::CREATED, Json(body.map_err(ApiError::internal)?)))
+    created(many, records)
 }
 
 pub async fn update(

@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{at_index, one_or_many, Fields};
+use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
 use super::lookup::{require, Reference};
 use super::parse_id;
 use crate::AppState;
@@ -58,14 +58,9 @@ pub async fn create(
             &context.metadata,
         )
         .await
-        .map_err(|e| {
-            command_error(e, |refusal| match refusal.index() {
-                Some(index) => at_index(many, index, refusal.into()),
-                None => refusal.into(),
-            })
-        })?;
+        .map_err(|e| command_error(e, registry_refusal(many)))?;
     state.settle(executed.position()).await;
-    let created: Vec<Driver> = executed
+    let records: Vec<Driver> = executed
         .events
         .into_iter()
         .map(
@@ -80,12 +75,7 @@ pub async fn create(
             },
         )
         .collect();
-    let body = if many {
-        serde_json::to_value(created)
-    } else {
-        serde_json::to_value(&created[0])
-    };
-    Ok((StatusCode::CREATED, Json(body.map_err(ApiError::internal)?)))
+    created(many, records)
 }
 
 fn driver_from(row: &sqlx::any::AnyRow) -> Result<Driver, sqlx::Error> {

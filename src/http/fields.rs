@@ -6,6 +6,10 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+use aggregates::registry::RegistryError;
+use axum::http::StatusCode;
+use axum::Json;
+
 use super::error::ApiError;
 
 /// A JSON object whose fields are read with named, typed refusals.
@@ -172,5 +176,27 @@ pub fn query_id(raw: Option<&String>, name: &str) -> Result<Option<i64>, ApiErro
             .filter(|id| *id > 0)
             .map(Some)
             .ok_or_else(|| bad(format!("El parámetro {name} debe ser un entero positivo"))),
+    }
+}
+
+/// The answer to a registration: the created record, or all of them in request order when the
+/// request was an array.
+pub fn created<T: serde::Serialize>(
+    many: bool,
+    records: Vec<T>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = if many {
+        serde_json::to_value(records)
+    } else {
+        serde_json::to_value(records.into_iter().next())
+    };
+    Ok((StatusCode::CREATED, Json(body.map_err(ApiError::internal)?)))
+}
+
+/// A registry's refusal, prefixed with the offending entry's position in an array request.
+pub fn registry_refusal(many: bool) -> impl FnOnce(RegistryError) -> ApiError {
+    move |refusal| match refusal.index() {
+        Some(index) => at_index(many, index, refusal.into()),
+        None => refusal.into(),
     }
 }

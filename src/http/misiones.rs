@@ -6,7 +6,6 @@ use aggregates::fleet::{FleetCommand, FleetEvent, MissionStatus, FLEET_STREAM_ID
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -15,6 +14,7 @@ use super::extract::{CommandContext, JsonBody};
 use super::fields::{query_id, Fields};
 use super::lookup::{require, Reference};
 use super::parse_id;
+use crate::read_store::decimal_json;
 use crate::AppState;
 
 const DESCRIPCION_LEN_MAX: usize = 2000;
@@ -141,13 +141,7 @@ const SELECT_MISSIONS: &str = "SELECT id, vehiculo_id, conductor_id, descripcion
      kilometraje_recorrido, combustible_consumido_galones, motivo_cancelacion FROM rm_misiones";
 
 fn mission_json(row: &sqlx::any::AnyRow) -> Result<Value, sqlx::Error> {
-    let decimal = |i: usize| -> Result<Value, sqlx::Error> {
-        let raw: Option<String> = row.try_get(i)?;
-        let exact = raw.and_then(|r| r.parse::<Decimal>().ok());
-        Ok(exact
-            .and_then(|d| serde_json::to_value(d).ok())
-            .unwrap_or(Value::Null))
-    };
+    let decimal = |i: usize| -> Result<Value, sqlx::Error> { Ok(decimal_json(row.try_get(i)?)) };
     Ok(json!({
         "id": row.try_get::<i64, _>(0)?,
         "vehiculo_id": row.try_get::<i64, _>(1)?,

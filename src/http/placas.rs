@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{at_index, one_or_many, Fields};
+use super::fields::{at_index, created, one_or_many, Fields};
 use super::parse_id;
 use crate::AppState;
 
@@ -82,7 +82,7 @@ pub async fn create(
             })
         })?;
     state.settle(executed.position()).await;
-    let created: Vec<Plate> = executed
+    let records: Vec<Plate> = executed
         .events
         .into_iter()
         .filter_map(|event| match event {
@@ -98,12 +98,7 @@ pub async fn create(
             _ => None,
         })
         .collect();
-    let body = if many {
-        serde_json::to_value(created)
-    } else {
-        serde_json::to_value(&created[0])
-    };
-    Ok((StatusCode::CREATED, Json(body.map_err(ApiError::internal)?)))
+    created(many, records)
 }
 
 pub async fn update(

@@ -12,7 +12,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
-use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
@@ -20,6 +19,7 @@ use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{query_id, Fields};
 use super::lookup::{require, Reference};
+use crate::read_store::decimal_json;
 use crate::AppState;
 
 const TEXT_LEN_MAX: usize = 100;
@@ -338,13 +338,7 @@ fn vehicle_json(row: &sqlx::any::AnyRow) -> Result<Value, sqlx::Error> {
             .try_get::<Option<String>, _>(i)?
             .map_or(Value::Null, Value::from))
     };
-    let decimal = |i: usize| -> Result<Value, sqlx::Error> {
-        let raw: Option<String> = row.try_get(i)?;
-        let exact = raw.and_then(|r| r.parse::<Decimal>().ok());
-        Ok(exact
-            .and_then(|d| serde_json::to_value(d).ok())
-            .unwrap_or(Value::Null))
-    };
+    let decimal = |i: usize| -> Result<Value, sqlx::Error> { Ok(decimal_json(row.try_get(i)?)) };
     let names = [
         "Id",
         "Placa",
