@@ -826,3 +826,114 @@ impl Fleet {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(fleet: &mut Fleet, command: FleetCommand) -> Result<Vec<FleetEvent>, FleetError> {
+        let events = fleet.decide(command)?;
+        for event in &events {
+            fleet.apply(event.clone());
+        }
+        Ok(events)
+    }
+
+    fn placa(n: u8) -> Placa {
+        Placa::parse(&format!("P{n}")).unwrap()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Register(u8, bool),
+        Deactivate(i64),
+        Sync,
+        Create(u8),
+        Delete(i64),
+        Schedule(i64),
+        Cancel(i64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u8..6, any::<bool>()).prop_map(|(n, active)| Step::Register(n, active)),
+            (1i64..7).prop_map(Step::Deactivate),
+            Just(Step::Sync),
+            (0u8..6).prop_map(Step::Create),
+            (1i64..7).prop_map(Step::Delete),
+            (1i64..7).prop_map(Step::Schedule),
+            (1i64..7).prop_map(Step::Cancel),
+        ]
+    }
+
+    fn command(step: Step) -> FleetCommand {
+        let estado = |active| {
+            if active {
+                PlateStatus::Activada
+            } else {
+                PlateStatus::Desactivada
+            }
+        };
+        match step {
+            Step::Register(n, active) => FleetCommand::RegisterPlates {
+                plates: vec![(placa(n), estado(active))],
+            },
+            Step::Deactivate(plate_id) => FleetCommand::ChangePlateStatus {
+                plate_id,
+                estado: PlateStatus::Desactivada,
+            },
+            Step::Sync => FleetCommand::Sync,
+            Step::Create(n) => FleetCommand::CreateVehicle {
+                placa: placa(n),
+                fields: VehicleFields::default(),
+            },
+            Step::Delete(vehicle_id) => FleetCommand::DeleteVehicle { vehicle_id },
+            Step::Schedule(vehicle_id) => FleetCommand::ScheduleMission {
+                vehicle_id,
+                conductor_id: 1,
+                descripcion: "Ruta".into(),
+                fecha_programada: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            },
+            Step::Cancel(mission_id) => FleetCommand::CancelMission {
+                mission_id,
+                motivo: "x".into(),
+            },
+        }
+    }
+
+    proptest! {
+        /// Whatever operators do, in whatever order: a plate has at most one vehicle, no deleted
+        /// vehicle has an active mission, a sync leaves every active plate with a vehicle, and
+        /// replaying the recorded events rebuilds exactly the state the commands produced.
+        #[test]
+        fn fleet_rules_hold_for_any_history(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut fleet = Fleet::default();
+            let mut history = Vec::new();
+            for step in steps {
+                let is_sync = matches!(step, Step::Sync);
+                if let Ok(events) = run(&mut fleet, command(step)) {
+                    history.extend(events);
+                }
+                if is_sync {
+                    prop_assert!(fleet.plates.values().all(|p| p.estado != PlateStatus::Activada || p.vehicle_id.is_some()));
+                }
+                let mut plates_with_vehicles: Vec<i64> = fleet.vehicles.values().map(|v| v.plate_id).collect();
+                let vehicles = plates_with_vehicles.len();
+                plates_with_vehicles.sort_unstable();
+                plates_with_vehicles.dedup();
+                prop_assert_eq!(plates_with_vehicles.len(), vehicles, "a plate never gets two vehicles");
+                for (id, vehicle) in &fleet.vehicles {
+                    if vehicle.deleted {
+                        prop_assert!(!fleet.missions.values().any(|m| m.vehicle_id == *id && m.estado.is_active()));
+                    }
+                }
+            }
+            let mut replayed = Fleet::default();
+            for event in history {
+                replayed.apply(event);
+            }
+            prop_assert_eq!(serde_json::to_value(&replayed).unwrap(), serde_json::to_value(&fleet).unwrap());
+        }
+    }
+}
