@@ -54,6 +54,20 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/flota/sync", post(http::flota::sync))
         .route(
+            "/api/tanqueos",
+            get(http::tanqueos::list).post(http::tanqueos::create),
+        )
+        .route(
+            "/api/tanqueos/{id}",
+            get(http::tanqueos::get).put(http::tanqueos::correct),
+        )
+        .route("/api/tanqueos/{id}/anular", post(http::tanqueos::void))
+        .route(
+            "/api/bombas/{id}/saldo",
+            get(http::tanqueos::station_balance),
+        )
+        .route("/api/saldos-bombas", get(http::tanqueos::all_balances))
+        .route(
             "/api/misiones",
             get(http::misiones::list).post(http::misiones::create),
         )

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::fleet::Fleet;
+use aggregates::fuel::{FuelRecordIds, FuelStation};
 use aggregates::registry::{Catalog, CatalogCommand, CatalogKind, Drivers, Stations};
 use aggregates::OperationAreas;
 use projections::Projection;
@@ -91,6 +92,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::operation_areas::OperationAreasProjection),
         Arc::new(projections::registry::RegistryProjection),
         Arc::new(projections::fleet::FleetProjection),
+        Arc::new(projections::ledger::FuelLedgerProjection),
     ]
 }
 
@@ -104,6 +106,8 @@ pub struct Ledger {
     pub stations: CommandBus<Stations>,
     pub catalogs: CommandBus<Catalog>,
     pub fleet: CommandBus<Fleet>,
+    pub fuel_stations: CommandBus<FuelStation>,
+    pub fuel_record_ids: CommandBus<FuelRecordIds>,
 }
 
 /// What handlers hold: cheap to clone, shared by every request.
@@ -144,6 +148,8 @@ impl AppState {
             stations: CommandBus::new(log.clone(), ()),
             catalogs: CommandBus::new(log.clone(), ()),
             fleet: CommandBus::new(log.clone(), ()),
+            fuel_stations: CommandBus::new(log.clone(), ()),
+            fuel_record_ids: CommandBus::new(log.clone(), ()),
             log,
             read_models,
             runner,

@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod fleet;
+pub mod fuel;
 pub mod operation_area;
 pub mod placa;
 pub mod registry;

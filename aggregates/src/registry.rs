@@ -249,14 +249,18 @@ pub enum CatalogKind {
     VehicleState,
     FuelType,
     Department,
+    /// What a fuel record is for (`tipo_combustible` of seed 004): fuels and the other products
+    /// operators buy at stations.
+    FuelProduct,
 }
 
 impl CatalogKind {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::VehicleClass,
         Self::VehicleState,
         Self::FuelType,
         Self::Department,
+        Self::FuelProduct,
     ];
 
     /// The stream id, and the path segment of `/api/catalogos/{…}`.
@@ -266,6 +270,7 @@ impl CatalogKind {
             Self::VehicleState => "estados-vehiculo",
             Self::FuelType => "tipos-combustible",
             Self::Department => "departamentos",
+            Self::FuelProduct => "combustibles",
         }
     }
 
@@ -291,6 +296,18 @@ impl CatalogKind {
                 "Operaciones",
                 "Administración",
                 "Mantenimiento",
+            ],
+            Self::FuelProduct => &[
+                "ACPM",
+                "GASOLINA",
+                "EXTRA",
+                "UREA",
+                "LUBRICANTE",
+                "HIDRAULICO",
+                "ACEITE MOTOR",
+                "LAVADO",
+                "ENGRASE",
+                "CONSUMIBLES LIMPIEZA",
             ],
         }
     }

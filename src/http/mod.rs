@@ -14,6 +14,7 @@ pub mod lookup;
 pub mod middleware;
 pub mod misiones;
 pub mod placas;
+pub mod tanqueos;
 pub mod vehiculo;
 
 use error::ApiError;

@@ -1,0 +1,385 @@
+//! The fuel ledger (seed 004): refuels (TANQUEO) and advance payments (ANTICIPO) on the stream of
+//! the station they concern. The station aggregate owns the balance — Σ anticipos − Σ tanqueos of
+//! its live records — so the overdraft rule is decided on one consistent state and concurrent
+//! refuels can never overdraw a station together.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TipoOperacion {
+    #[serde(rename = "TANQUEO")]
+    Tanqueo,
+    #[serde(rename = "ANTICIPO")]
+    Anticipo,
+}
+
+impl TipoOperacion {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "TANQUEO" => Some(Self::Tanqueo),
+            "ANTICIPO" => Some(Self::Anticipo),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tanqueo => "TANQUEO",
+            Self::Anticipo => "ANTICIPO",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Concepto {
+    #[serde(rename = "OPERATIVO")]
+    Operativo,
+    #[serde(rename = "ADMINISTRATIVO")]
+    Administrativo,
+}
+
+impl Concepto {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "OPERATIVO" => Some(Self::Operativo),
+            "ADMINISTRATIVO" => Some(Self::Administrativo),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operativo => "OPERATIVO",
+            Self::Administrativo => "ADMINISTRATIVO",
+        }
+    }
+}
+
+/// One fuel record as seed 004 shows it (without its audit columns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FuelRecord {
+    pub id: i64,
+    pub fecha: NaiveDate,
+    pub bomba_id: i64,
+    pub area_operacion_id: i64,
+    pub concepto: Concepto,
+    pub tipo_operacion: TipoOperacion,
+    pub observacion: Option<String>,
+    pub saldo_disponible: Option<Decimal>,
+    pub conductor_id: Option<i64>,
+    pub placa_id: Option<i64>,
+    pub tipo_combustible: Option<String>,
+    pub valor_tanqueo: Option<Decimal>,
+    pub cantidad_galones: Option<Decimal>,
+    pub costo_por_galon: Option<Decimal>,
+    pub horometro: Option<Decimal>,
+    pub valor_anticipo: Option<Decimal>,
+}
+
+impl FuelRecord {
+    /// What the record does to the station's balance: + anticipo, − tanqueo.
+    pub fn effect(&self) -> Decimal {
+        match self.tipo_operacion {
+            TipoOperacion::Anticipo => self.valor_anticipo.unwrap_or_default(),
+            TipoOperacion::Tanqueo => -self.valor_tanqueo.unwrap_or_default(),
+        }
+    }
+}
+
+/// `valor / galones`, rounded half-even to cents; none for zero gallons.
+pub fn costo_por_galon(valor: Decimal, galones: Decimal) -> Option<Decimal> {
+    if galones.is_zero() {
+        return None;
+    }
+    valor.checked_div(galones).map(|cost| {
+        cost.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
+            .normalize()
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StationRecord {
+    pub record: FuelRecord,
+    pub voided: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FuelStation {
+    saldo: Decimal,
+    records: BTreeMap<i64, StationRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub enum FuelCommand {
+    Record {
+        record: FuelRecord,
+        permitir_saldo_negativo: bool,
+    },
+    Correct {
+        corrected: FuelRecord,
+        permitir_saldo_negativo: bool,
+    },
+    Void {
+        id: i64,
+        motivo: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FuelEvent {
+    TanqueoRecorded {
+        record: FuelRecord,
+    },
+    AnticipoPaid {
+        record: FuelRecord,
+    },
+    TanqueoCorrected {
+        id: i64,
+        antes: FuelRecord,
+        despues: FuelRecord,
+    },
+    TanqueoVoided {
+        id: i64,
+        motivo: String,
+        record: FuelRecord,
+    },
+}
+
+impl DomainEvent for FuelEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::TanqueoRecorded { .. } => "TanqueoRecorded",
+            Self::AnticipoPaid { .. } => "AnticipoPaid",
+            Self::TanqueoCorrected { .. } => "TanqueoCorrected",
+            Self::TanqueoVoided { .. } => "TanqueoVoided",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FuelError {
+    #[error(
+        "Saldo insuficiente en la bomba {bomba_id}: disponible {disponible}, requerido {requerido}"
+    )]
+    SaldoInsuficiente {
+        bomba_id: i64,
+        disponible: Decimal,
+        requerido: Decimal,
+    },
+    #[error("No se encontró el tanqueo con ID {id}")]
+    NotFound { id: i64 },
+    #[error("El tanqueo con ID {id} ya está anulado")]
+    AlreadyVoided { id: i64 },
+    #[error("El tanqueo con ID {id} está anulado y no se puede corregir")]
+    Voided { id: i64 },
+}
+
+impl FuelStation {
+    pub fn saldo(&self) -> Decimal {
+        self.saldo
+    }
+
+    pub fn record(&self, id: i64) -> Option<&StationRecord> {
+        self.records.get(&id)
+    }
+
+    /// Refuses a change that would leave a no-overdraft station below zero.
+    fn check_balance(
+        &self,
+        change: Decimal,
+        record: &FuelRecord,
+        permitir: bool,
+    ) -> Result<(), FuelError> {
+        if permitir || change >= Decimal::ZERO || self.saldo + change >= Decimal::ZERO {
+            return Ok(());
+        }
+        Err(FuelError::SaldoInsuficiente {
+            bomba_id: record.bomba_id,
+            disponible: self.saldo,
+            requerido: -change,
+        })
+    }
+
+    /// The events `command` would append, or why it is refused; `handle` writes them.
+    pub fn decide(&self, command: FuelCommand) -> Result<Vec<FuelEvent>, FuelError> {
+        match command {
+            FuelCommand::Record {
+                record,
+                permitir_saldo_negativo,
+            } => {
+                self.check_balance(record.effect(), &record, permitir_saldo_negativo)?;
+                Ok(vec![match record.tipo_operacion {
+                    TipoOperacion::Tanqueo => FuelEvent::TanqueoRecorded { record },
+                    TipoOperacion::Anticipo => FuelEvent::AnticipoPaid { record },
+                }])
+            }
+            FuelCommand::Correct {
+                corrected,
+                permitir_saldo_negativo,
+            } => {
+                let id = corrected.id;
+                let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
+                if current.voided {
+                    return Err(FuelError::Voided { id });
+                }
+                if current.record == corrected {
+                    return Ok(Vec::new());
+                }
+                let change = corrected.effect() - current.record.effect();
+                self.check_balance(change, &corrected, permitir_saldo_negativo)?;
+                Ok(vec![FuelEvent::TanqueoCorrected {
+                    id,
+                    antes: current.record.clone(),
+                    despues: corrected,
+                }])
+            }
+            FuelCommand::Void { id, motivo } => {
+                let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
+                if current.voided {
+                    return Err(FuelError::AlreadyVoided { id });
+                }
+                Ok(vec![FuelEvent::TanqueoVoided {
+                    id,
+                    motivo,
+                    record: current.record.clone(),
+                }])
+            }
+        }
+    }
+}
+
+impl Aggregate for FuelStation {
+    const TYPE: &'static str = "fuel-station";
+    type Command = FuelCommand;
+    type Event = FuelEvent;
+    type Error = FuelError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: FuelCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), FuelError> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: FuelEvent) {
+        match event {
+            FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
+                self.saldo += record.effect();
+                self.records.insert(
+                    record.id,
+                    StationRecord {
+                        record,
+                        voided: false,
+                    },
+                );
+            }
+            FuelEvent::TanqueoCorrected { id, antes, despues } => {
+                self.saldo += despues.effect() - antes.effect();
+                self.records.insert(
+                    id,
+                    StationRecord {
+                        record: despues,
+                        voided: false,
+                    },
+                );
+            }
+            FuelEvent::TanqueoVoided { id, record, .. } => {
+                self.saldo -= record.effect();
+                if let Some(stored) = self.records.get_mut(&id) {
+                    stored.voided = true;
+                }
+            }
+        }
+    }
+}
+
+/// Hands out the integer ids of fuel records. One stream for every station, so ids are unique
+/// across the ledger; an id whose record is then refused stays unused, as a database sequence's
+/// would.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FuelRecordIds {
+    last_id: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReserveFuelRecordId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FuelRecordIdEvent {
+    FuelRecordIdReserved { id: i64 },
+}
+
+impl DomainEvent for FuelRecordIdEvent {
+    fn event_type(&self) -> String {
+        "FuelRecordIdReserved".to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unreachable")]
+pub struct NeverRefused;
+
+impl Aggregate for FuelRecordIds {
+    const TYPE: &'static str = "fuel-record-ids";
+    type Command = ReserveFuelRecordId;
+    type Event = FuelRecordIdEvent;
+    type Error = NeverRefused;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        _: ReserveFuelRecordId,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), NeverRefused> {
+        let id = self.last_id + 1;
+        sink.write(FuelRecordIdEvent::FuelRecordIdReserved { id }, self)
+            .await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: FuelRecordIdEvent) {
+        let FuelRecordIdEvent::FuelRecordIdReserved { id } = event;
+        self.last_id = id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(text: &str) -> Decimal {
+        Decimal::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn cost_per_gallon_rounds_half_even_to_cents() {
+        assert_eq!(costo_por_galon(d("150000"), d("12.5")), Some(d("12000")));
+        assert_eq!(costo_por_galon(d("10"), d("3")), Some(d("3.33")));
+        assert_eq!(costo_por_galon(d("0.125"), d("1")), Some(d("0.12")));
+        assert_eq!(costo_por_galon(d("0.135"), d("1")), Some(d("0.14")));
+        assert_eq!(costo_por_galon(d("100"), d("0")), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The fuel ledger's read models: the `tanqueo` table (seed 004) and, as a pure fold over a
+//! station's events, its balance on either time axis.
+
+use std::collections::BTreeMap;
+
+use aggregates::fuel::{FuelEvent, FuelRecord, FuelStation, TipoOperacion};
+use chrono::{DateTime, NaiveDate, Utc};
+use cqrs_es::Aggregate;
+use rust_decimal::Decimal;
+
+use crate::{decode, flag, instant, int, text, Cell, Change, FoldError, Projection, Recorded, Row};
+
+pub const TANQUEOS: &str = "rm_tanqueos";
+
+pub struct FuelLedgerProjection;
+
+fn decimal(value: Option<Decimal>) -> Cell {
+    Cell::Text(value.map(|d| d.to_string()))
+}
+
+/// Every column of the record, as `POST /api/tanqueos` answers it.
+fn record_columns(record: &FuelRecord) -> Row {
+    vec![
+        ("fecha", text(record.fecha.format("%Y-%m-%d").to_string())),
+        ("conductor_id", int(record.conductor_id)),
+        ("placa_id", int(record.placa_id)),
+        ("bomba_id", int(record.bomba_id)),
+        ("area_operacion_id", int(record.area_operacion_id)),
+        ("tipo_combustible", text(record.tipo_combustible.clone())),
+        ("valor_tanqueo", decimal(record.valor_tanqueo)),
+        ("cantidad_galones", decimal(record.cantidad_galones)),
+        ("costo_por_galon", decimal(record.costo_por_galon)),
+        ("horometro", decimal(record.horometro)),
+        ("valor_anticipo", decimal(record.valor_anticipo)),
+        ("saldo_disponible", decimal(record.saldo_disponible)),
+        ("concepto", text(record.concepto.as_str().to_string())),
+        (
+            "tipo_operacion",
+            text(record.tipo_operacion.as_str().to_string()),
+        ),
+        ("observacion", text(record.observacion.clone())),
+    ]
+}
+
+impl Projection for FuelLedgerProjection {
+    fn name(&self) -> &'static str {
+        "tanqueos"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[TANQUEOS]
+    }
+
+    fn apply(&self, event: &Recorded) -> Result<Vec<Change>, FoldError> {
+        if event.stream_type != FuelStation::TYPE {
+            return Ok(Vec::new());
+        }
+        let change = match decode::<FuelEvent>(event)? {
+            FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
+                let mut values = record_columns(&record);
+                values.extend([
+                    ("creado_por", text(event.actor.clone())),
+                    ("creado_en", instant(&event.recorded_at)),
+                    ("actualizado_por", text(None)),
+                    ("actualizado_en", text(None)),
+                    ("anulado", flag(false)),
+                    ("motivo_anulacion", text(None)),
+                ]);
+                Change::Upsert {
+                    table: TANQUEOS,
+                    key: vec![("id", int(record.id))],
+                    values,
+                }
+            }
+            FuelEvent::TanqueoCorrected { id, despues, .. } => {
+                let mut values = record_columns(&despues);
+                values.extend([
+                    ("actualizado_por", text(event.actor.clone())),
+                    ("actualizado_en", instant(&event.recorded_at)),
+                ]);
+                Change::Update {
+                    table: TANQUEOS,
+                    key: vec![("id", int(id))],
+                    values,
+                }
+            }
+            FuelEvent::TanqueoVoided { id, motivo, .. } => Change::Update {
+                table: TANQUEOS,
+                key: vec![("id", int(id))],
+                values: vec![
+                    ("anulado", flag(true)),
+                    ("motivo_anulacion", text(motivo)),
+                    ("actualizado_por", text(event.actor.clone())),
+                    ("actualizado_en", instant(&event.recorded_at)),
+                ],
+            },
+        };
+        Ok(vec![change])
+    }
+}
+
+/// A station's balance: Σ anticipos − Σ tanqueos over its live records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StationBalance {
+    pub saldo: Decimal,
+    pub total_anticipos: Decimal,
+    pub total_tanqueos: Decimal,
+    pub movimientos: i64,
+    /// The latest `fecha` among the counted movements.
+    pub ultimo_movimiento: Option<NaiveDate>,
+    /// The `saldo_disponible` the station last reported (latest by `fecha`, then id).
+    pub ultimo_saldo_reportado: Option<Decimal>,
+    /// When the ledger last recorded anything for the station.
+    pub ultima_actualizacion: Option<DateTime<Utc>>,
+}
+
+/// Folds a station's events into its balance as the ledger knew it at `as_of` (later events,
+/// corrections and voids included, are ignored), counting only movements dated on or before
+/// `fecha_corte`.
+pub fn station_balance(
+    events: &[Recorded],
+    as_of: Option<DateTime<Utc>>,
+    fecha_corte: Option<NaiveDate>,
+) -> Result<StationBalance, FoldError> {
+    let mut live: BTreeMap<i64, FuelRecord> = BTreeMap::new();
+    let mut balance = StationBalance::default();
+    for event in events {
+        if as_of.is_some_and(|as_of| event.recorded_at > as_of) {
+            break;
+        }
+        balance.ultima_actualizacion = Some(event.recorded_at);
+        match decode::<FuelEvent>(event)? {
+            FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
+                live.insert(record.id, record);
+            }
+            FuelEvent::TanqueoCorrected { id, despues, .. } => {
+                live.insert(id, despues);
+            }
+            FuelEvent::TanqueoVoided { id, .. } => {
+                live.remove(&id);
+            }
+        }
+    }
+    let mut reported: Option<(NaiveDate, i64, Decimal)> = None;
+    for record in live
+        .values()
+        .filter(|r| fecha_corte.is_none_or(|corte| r.fecha <= corte))
+    {
+        match record.tipo_operacion {
+            TipoOperacion::Anticipo => {
+                balance.total_anticipos += record.valor_anticipo.unwrap_or_default()
+            }
+            TipoOperacion::Tanqueo => {
+                balance.total_tanqueos += record.valor_tanqueo.unwrap_or_default()
+            }
+        }
+        balance.movimientos += 1;
+        balance.ultimo_movimiento = balance.ultimo_movimiento.max(Some(record.fecha));
+        if let Some(saldo) = record.saldo_disponible {
+            if reported.is_none_or(|(fecha, id, _)| (record.fecha, record.id) > (fecha, id)) {
+                reported = Some((record.fecha, record.id, saldo));
+            }
+        }
+    }
+    balance.saldo = balance.total_anticipos - balance.total_tanqueos;
+    balance.ultimo_saldo_reportado = reported.map(|(_, _, saldo)| saldo);
+    Ok(balance)
+}

@@ -1,0 +1,785 @@
+//! The fuel ledger (seed 004): `POST /api/tanqueos` exactly as the seed's service answers it,
+//! reads, corrections, voids and station balances.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use aggregates::fuel::{
+    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelStation,
+    ReserveFuelRecordId, TipoOperacion,
+};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
+use cqrs_es::Aggregate;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+use sqlx::Row;
+
+use super::error::{command_error, ApiError};
+use super::extract::{CommandContext, JsonBody};
+use super::fields::parse_date;
+use super::lookup::{exists, Reference};
+use super::parse_id;
+use crate::read_store::decimal_json;
+use crate::AppState;
+
+pub const PAGE_LIMIT_DEFAULT: i64 = 20;
+pub const PAGE_LIMIT_MAX: i64 = 500;
+const OBSERVACION_LEN_MAX: usize = 2000;
+/// Dates given to `as_of` end at midnight in the operators' time zone, America/Bogota (UTC−5,
+/// no daylight saving).
+const SERVICE_UTC_OFFSET_S: i32 = -5 * 3600;
+/// `estado` thresholds of `GET /api/saldos-bombas`, in COP (the original service's).
+const SALDO_CRITICO_BELOW_COP: i64 = -500_000;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into())
+}
+
+/// The body's fields, read the way the seed's service (Node over PostgreSQL) reads them.
+struct Body<'a>(&'a Map<String, Value>);
+
+impl<'a> Body<'a> {
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    fn require(&self, name: &str) -> Result<(), ApiError> {
+        match self.get(name) {
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(bad(format!("Missing required field: {name}")))
+            }
+            Some(_) => Ok(()),
+            None => Err(bad(format!("Missing required field: {name}"))),
+        }
+    }
+
+    fn forbid(&self, name: &str, tipo: TipoOperacion) -> Result<(), ApiError> {
+        match self.get(name) {
+            Some(_) => Err(bad(format!(
+                "Field not allowed for {}: {name}",
+                tipo.as_str()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A `numeric` column: a JSON number or text holding one; never through f64.
+    fn numeric(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+        let value = match self.get(name) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(other) => {
+                return Err(bad(format!(
+                    "invalid input syntax for type numeric: \"{other}\""
+                )))
+            }
+        };
+        let parsed = Decimal::from_str(&value)
+            .or_else(|_| Decimal::from_scientific(&value))
+            .map_err(|_| {
+                bad(format!(
+                    "invalid input syntax for type numeric: \"{value}\""
+                ))
+            })?;
+        if parsed.is_sign_negative() && !parsed.is_zero() {
+            return Err(bad(format!(
+                "Invalid value for {name}: must be zero or positive"
+            )));
+        }
+        Ok(Some(parsed))
+    }
+
+    /// An `integer` column (the ids).
+    fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        let value = match self.get(name) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(other) => {
+                return Err(bad(format!(
+                    "invalid input syntax for type integer: \"{other}\""
+                )))
+            }
+        };
+        value.parse::<i64>().map(Some).map_err(|_| {
+            bad(format!(
+                "invalid input syntax for type integer: \"{value}\""
+            ))
+        })
+    }
+
+    fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(format!("Invalid value for {name}: must be text"))),
+        }
+    }
+
+    fn choice<T>(
+        &self,
+        name: &str,
+        default: T,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        match self.text(name)? {
+            None => Ok(default),
+            Some(raw) => {
+                parse(raw.trim()).ok_or_else(|| bad(format!("Invalid value for {name}: {raw}")))
+            }
+        }
+    }
+}
+
+const TANQUEO_ONLY: [&str; 6] = [
+    "conductor_id",
+    "placa_id",
+    "tipo_combustible",
+    "valor_tanqueo",
+    "cantidad_galones",
+    "horometro",
+];
+
+/// Validates a body into a record (id 0 until one is reserved), in the order the seed's service
+/// refuses: presence, then types and values, then references.
+async fn parse_record(state: &AppState, body: &Value) -> Result<(FuelRecord, bool), ApiError> {
+    let map = body
+        .as_object()
+        .ok_or_else(|| bad("Request body must be a JSON object"))?;
+    let body = Body(map);
+    for name in ["fecha", "bomba_id", "area_operacion_id"] {
+        body.require(name)?;
+    }
+    let tipo = body.choice(
+        "tipo_operacion",
+        TipoOperacion::Tanqueo,
+        TipoOperacion::parse,
+    )?;
+    match tipo {
+        TipoOperacion::Tanqueo => {
+            body.forbid("valor_anticipo", tipo)?;
+            for name in [
+                "conductor_id",
+                "placa_id",
+                "valor_tanqueo",
+                "cantidad_galones",
+            ] {
+                body.require(name)?;
+            }
+        }
+        TipoOperacion::Anticipo => {
+            for name in TANQUEO_ONLY {
+                body.forbid(name, tipo)?;
+            }
+            body.require("valor_anticipo")?;
+        }
+    }
+    let fecha_raw = body.text("fecha")?.unwrap_or_default();
+    let fecha = parse_date(fecha_raw.trim()).ok_or_else(|| {
+        bad(format!(
+            "Invalid date for fecha: {fecha_raw} (expected YYYY-MM-DD)"
+        ))
+    })?;
+    let bomba_id = body.integer("bomba_id")?.unwrap_or_default();
+    let area_operacion_id = body.integer("area_operacion_id")?.unwrap_or_default();
+    let concepto = body.choice("concepto", Concepto::Operativo, Concepto::parse)?;
+    let observacion = body.text("observacion")?;
+    if observacion
+        .as_ref()
+        .is_some_and(|o| o.chars().count() > OBSERVACION_LEN_MAX)
+    {
+        return Err(bad(format!(
+            "Invalid value for observacion: at most {OBSERVACION_LEN_MAX} characters"
+        )));
+    }
+    let saldo_disponible = body
+        .get("saldo_disponible")
+        .map(|_| saldo(&body))
+        .transpose()?;
+    let conductor_id = body.integer("conductor_id")?;
+    let placa_id = body.integer("placa_id")?;
+    let valor_tanqueo = body.numeric("valor_tanqueo")?;
+    let cantidad_galones = body.numeric("cantidad_galones")?;
+    let horometro = body.numeric("horometro")?;
+    let valor_anticipo = body.numeric("valor_anticipo")?;
+    let tipo_combustible = match tipo {
+        TipoOperacion::Anticipo => None,
+        TipoOperacion::Tanqueo => Some(fuel_product(state, body.text("tipo_combustible")?).await?),
+    };
+    let costo = match (valor_tanqueo, cantidad_galones) {
+        (Some(valor), Some(galones)) => costo_por_galon(valor, galones),
+        _ => None,
+    };
+
+    let station = sqlx::query("SELECT permitir_saldo_negativo FROM rm_bombas WHERE id = $1")
+        .bind(bomba_id)
+        .fetch_optional(state.read_models.pool())
+        .await?
+        .ok_or_else(|| foreign_key("bomba_id"))?;
+    let permitir_saldo_negativo = station.try_get::<i64, _>(0)? != 0;
+    if let Some(placa_id) = placa_id {
+        let plate: Option<i64> = sqlx::query_scalar("SELECT id FROM rm_placas WHERE id = $1")
+            .bind(placa_id)
+            .fetch_optional(state.read_models.pool())
+            .await?;
+        plate.ok_or_else(|| foreign_key("placa_id"))?;
+    }
+    if let Some(conductor_id) = conductor_id {
+        if !exists(state, Reference::Driver, conductor_id).await? {
+            return Err(foreign_key("conductor_id"));
+        }
+    }
+    if !exists(state, Reference::OperationArea, area_operacion_id).await? {
+        return Err(foreign_key("area_operacion_id"));
+    }
+    let record = FuelRecord {
+        id: 0,
+        fecha,
+        bomba_id,
+        area_operacion_id,
+        concepto,
+        tipo_operacion: tipo,
+        observacion,
+        saldo_disponible,
+        conductor_id,
+        placa_id,
+        tipo_combustible,
+        valor_tanqueo,
+        cantidad_galones,
+        costo_por_galon: costo,
+        horometro,
+        valor_anticipo,
+    };
+    Ok((record, permitir_saldo_negativo))
+}
+
+/// The balance a station reports may be below zero (the operator owes it), unlike amounts.
+fn saldo(body: &Body) -> Result<Decimal, ApiError> {
+    let raw = match body.get("saldo_disponible") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(other) => {
+            return Err(bad(format!(
+                "invalid input syntax for type numeric: \"{other}\""
+            )))
+        }
+        None => return Err(bad("Missing required field: saldo_disponible")),
+    };
+    Decimal::from_str(&raw)
+        .or_else(|_| Decimal::from_scientific(&raw))
+        .map_err(|_| bad(format!("invalid input syntax for type numeric: \"{raw}\"")))
+}
+
+fn foreign_key(column: &str) -> ApiError {
+    bad(format!(
+        "insert or update on table \"tanqueo\" violates foreign key constraint \"tanqueo_{column}_fkey\""
+    ))
+}
+
+/// `tipo_combustible`, checked against the `combustibles` catalogue (default ACPM).
+async fn fuel_product(state: &AppState, raw: Option<String>) -> Result<String, ApiError> {
+    let Some(raw) = raw else {
+        return Ok("ACPM".to_string());
+    };
+    let wanted = raw.trim().to_uppercase();
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT nombre FROM rm_catalogos WHERE catalogo = 'combustibles'")
+            .fetch_all(state.read_models.pool())
+            .await?;
+    known
+        .into_iter()
+        .find(|name| name.to_uppercase() == wanted)
+        .ok_or_else(|| bad(format!("Invalid value for tipo_combustible: {raw}")))
+}
+
+fn refusal(error: FuelError) -> ApiError {
+    match error {
+        FuelError::NotFound { .. } => ApiError::NotFound(error.to_string()),
+        FuelError::SaldoInsuficiente { .. }
+        | FuelError::AlreadyVoided { .. }
+        | FuelError::Voided { .. } => ApiError::Conflict(error.to_string()),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    context: CommandContext,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (mut record, permitir_saldo_negativo) = parse_record(&state, &body).await?;
+    let reserved = state
+        .fuel_record_ids
+        .execute("all", ReserveFuelRecordId, &context.metadata)
+        .await
+        .map_err(|e| command_error(e, |never| ApiError::internal(never)))?;
+    let aggregates::fuel::FuelRecordIdEvent::FuelRecordIdReserved { id } = reserved
+        .events
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("no id reserved"))?;
+    record.id = id;
+    let executed = state
+        .fuel_stations
+        .execute(
+            &record.bomba_id.to_string(),
+            FuelCommand::Record {
+                record,
+                permitir_saldo_negativo,
+            },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, refusal))?;
+    state.settle(executed.position()).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(read_record(&state, id, false).await?),
+    ))
+}
+
+pub async fn correct(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw_id, "el tanqueo")?;
+    let changes = body
+        .as_object()
+        .ok_or_else(|| bad("Request body must be a JSON object"))?;
+    let current = read_record(&state, id, true).await?;
+    if current["anulado"] == true {
+        return Err(ApiError::Conflict(FuelError::Voided { id }.to_string()));
+    }
+    for fixed in ["bomba_id", "tipo_operacion"] {
+        if changes.get(fixed).is_some_and(|v| *v != current[fixed]) {
+            return Err(bad(format!(
+                "{fixed} cannot be corrected: void the record and record it again"
+            )));
+        }
+    }
+    // The corrected record is the stored one with the given fields replaced, and it must pass
+    // exactly the validation of a new one.
+    let mut merged = current.as_object().cloned().unwrap_or_default();
+    for (key, value) in changes {
+        merged.insert(key.clone(), value.clone());
+    }
+    if merged.get("tipo_operacion") == Some(&json!("ANTICIPO")) {
+        for name in TANQUEO_ONLY {
+            if !changes.contains_key(name) {
+                merged.remove(name);
+            }
+        }
+    } else if !changes.contains_key("valor_anticipo") {
+        merged.remove("valor_anticipo");
+    }
+    let (mut corrected, permitir_saldo_negativo) =
+        parse_record(&state, &Value::Object(merged)).await?;
+    corrected.id = id;
+    let executed = state
+        .fuel_stations
+        .execute(
+            &corrected.bomba_id.to_string(),
+            FuelCommand::Correct {
+                corrected,
+                permitir_saldo_negativo,
+            },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, refusal))?;
+    state.settle(executed.position()).await;
+    Ok(Json(read_record(&state, id, false).await?))
+}
+
+pub async fn void(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&raw_id, "el tanqueo")?;
+    let motivo = match body.get("motivo") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m.trim().to_string(),
+        _ => return Err(bad("Missing required field: motivo")),
+    };
+    let current = read_record(&state, id, true).await?;
+    let bomba_id = current["bomba_id"]
+        .as_i64()
+        .ok_or_else(|| ApiError::internal("record without station"))?;
+    let executed = state
+        .fuel_stations
+        .execute(
+            &bomba_id.to_string(),
+            FuelCommand::Void { id, motivo },
+            &context.metadata,
+        )
+        .await
+        .map_err(|e| command_error(e, refusal))?;
+    state.settle(executed.position()).await;
+    Ok(Json(read_record(&state, id, true).await?))
+}
+
+const RECORD_COLUMNS: &str = "t.id, t.fecha, t.conductor_id, t.placa_id, t.bomba_id, t.area_operacion_id, \
+     t.tipo_combustible, t.valor_tanqueo, t.cantidad_galones, t.costo_por_galon, t.horometro, \
+     t.valor_anticipo, t.saldo_disponible, t.concepto, t.tipo_operacion, t.observacion, t.creado_por, \
+     t.actualizado_por, t.actualizado_en, t.anulado";
+
+/// The seed's record, in the seed's field order; `anulado` added where the caller asks for it.
+fn record_json(
+    row: &sqlx::any::AnyRow,
+    with_status: bool,
+) -> Result<Map<String, Value>, sqlx::Error> {
+    let int = |i: usize| -> Result<Value, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<i64>, _>(i)?
+            .map_or(Value::Null, Value::from))
+    };
+    let text = |i: usize| -> Result<Value, sqlx::Error> {
+        Ok(row
+            .try_get::<Option<String>, _>(i)?
+            .map_or(Value::Null, Value::from))
+    };
+    let number = |i: usize| -> Result<Value, sqlx::Error> { Ok(decimal_json(row.try_get(i)?)) };
+    let mut record = Map::new();
+    record.insert("id".into(), int(0)?);
+    record.insert("fecha".into(), text(1)?);
+    record.insert("conductor_id".into(), int(2)?);
+    record.insert("placa_id".into(), int(3)?);
+    record.insert("bomba_id".into(), int(4)?);
+    record.insert("area_operacion_id".into(), int(5)?);
+    record.insert("tipo_combustible".into(), text(6)?);
+    for (index, name) in [
+        (7, "valor_tanqueo"),
+        (8, "cantidad_galones"),
+        (9, "costo_por_galon"),
+        (10, "horometro"),
+        (11, "valor_anticipo"),
+        (12, "saldo_disponible"),
+    ] {
+        record.insert(name.into(), number(index)?);
+    }
+    for (index, name) in [
+        (13, "concepto"),
+        (14, "tipo_operacion"),
+        (15, "observacion"),
+        (16, "creado_por"),
+        (17, "actualizado_por"),
+        (18, "actualizado_en"),
+    ] {
+        record.insert(name.into(), text(index)?);
+    }
+    if with_status {
+        record.insert(
+            "anulado".into(),
+            Value::Bool(row.try_get::<i64, _>(19)? != 0),
+        );
+    }
+    Ok(record)
+}
+
+async fn read_record(state: &AppState, id: i64, with_status: bool) -> Result<Value, ApiError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM rm_tanqueos t WHERE t.id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(state.read_models.pool())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(FuelError::NotFound { id }.to_string()))?;
+    Ok(Value::Object(record_json(&row, with_status)?))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        read_record(&state, parse_id(&raw_id, "el tanqueo")?, true).await?,
+    ))
+}
+
+/// A comma-separated list filter on `column`, as SQL and its values.
+fn list_filter(
+    params: &HashMap<String, String>,
+    name: &str,
+    integers: bool,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(raw) = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let values: Vec<String> = raw
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if integers && values.iter().any(|v| v.parse::<i64>().is_err()) {
+        return Err(bad(format!(
+            "Invalid value for {name}: expected comma-separated integers"
+        )));
+    }
+    Ok(Some(values))
+}
+
+fn date_param(params: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => parse_date(raw).map(Some).ok_or_else(|| {
+            bad(format!(
+                "Invalid date for {name}: {raw} (expected YYYY-MM-DD)"
+            ))
+        }),
+    }
+}
+
+fn positive_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+) -> Result<i64, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| bad(format!("Invalid value for {name}: {raw}"))),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let page = positive_param(&params, "page", 1)?;
+    let limit = positive_param(&params, "limit", PAGE_LIMIT_DEFAULT)?;
+    if limit > PAGE_LIMIT_MAX {
+        return Err(bad(format!(
+            "Invalid value for limit: at most {PAGE_LIMIT_MAX}"
+        )));
+    }
+    let mut conditions: Vec<String> = Vec::new();
+    let mut binds: Vec<Value> = Vec::new();
+    let bind = |value: Value, binds: &mut Vec<Value>| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    if let Some(desde) = date_param(&params, "desde")? {
+        conditions.push(format!(
+            "t.fecha >= {}",
+            bind(json!(desde.to_string()), &mut binds)
+        ));
+    }
+    if let Some(hasta) = date_param(&params, "hasta")? {
+        conditions.push(format!(
+            "t.fecha <= {}",
+            bind(json!(hasta.to_string()), &mut binds)
+        ));
+    }
+    for (name, integers) in [
+        ("bomba_id", true),
+        ("placa_id", true),
+        ("conductor_id", true),
+        ("area_operacion_id", true),
+        ("tipo_operacion", false),
+        ("concepto", false),
+        ("tipo_combustible", false),
+    ] {
+        if let Some(values) = list_filter(&params, name, integers)? {
+            let placeholders: Vec<String> = values
+                .into_iter()
+                .map(|v| {
+                    let value = if integers {
+                        json!(v.parse::<i64>().unwrap_or_default())
+                    } else {
+                        json!(v)
+                    };
+                    bind(value, &mut binds)
+                })
+                .collect();
+            conditions.push(format!("t.{name} IN ({})", placeholders.join(", ")));
+        }
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let bound = |sql| with_binds(sql, &binds);
+    let pool = state.read_models.pool();
+    let totals_sql = format!("SELECT t.cantidad_galones, t.valor_tanqueo, t.valor_anticipo, t.anulado FROM rm_tanqueos t{filter}");
+    let totals = bound(&totals_sql).fetch_all(pool).await?;
+    let mut total_galones = Decimal::ZERO;
+    let mut total_valor = Decimal::ZERO;
+    for row in &totals {
+        if row.try_get::<i64, _>(3)? != 0 {
+            continue;
+        }
+        let exact = |i: usize| -> Result<Decimal, sqlx::Error> {
+            Ok(row
+                .try_get::<Option<String>, _>(i)?
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_default())
+        };
+        total_galones += exact(0)?;
+        total_valor += exact(1)? + exact(2)?;
+    }
+    let total = totals.len() as i64;
+    let page_sql = format!(
+        "SELECT {RECORD_COLUMNS}, p.placa, c.conductor, b.bomba, a.nombre FROM rm_tanqueos t \
+         LEFT JOIN rm_placas p ON p.id = t.placa_id \
+         LEFT JOIN rm_conductores c ON c.id = t.conductor_id \
+         LEFT JOIN rm_bombas b ON b.id = t.bomba_id \
+         LEFT JOIN rm_areas_operacion a ON a.id = t.area_operacion_id{filter} \
+         ORDER BY t.fecha DESC, t.id DESC LIMIT {limit} OFFSET {}",
+        (page - 1).saturating_mul(limit)
+    );
+    let rows = bound(&page_sql).fetch_all(pool).await?;
+    let mut data = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut record = record_json(row, true)?;
+        for (index, name) in [
+            (20, "placa"),
+            (21, "conductor"),
+            (22, "bomba"),
+            (23, "area_operacion"),
+        ] {
+            record.insert(
+                name.into(),
+                row.try_get::<Option<String>, _>(index)?
+                    .map_or(Value::Null, Value::from),
+            );
+        }
+        data.push(Value::Object(record));
+    }
+    Ok(Json(json!({
+        "data": data,
+        "pagination": { "page": page, "limit": limit, "total": total, "totalPages": (total + limit - 1) / limit },
+        "summary": { "total_galones": total_galones, "total_valor": total_valor },
+    })))
+}
+
+fn with_binds<'q>(
+    sql: &'q str,
+    binds: &'q [Value],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query(sql);
+    for value in binds {
+        query = match value {
+            Value::Number(n) => query.bind(n.as_i64()),
+            other => query.bind(other.as_str().map(str::to_string)),
+        };
+    }
+    query
+}
+
+/// `as_of`: an RFC 3339 instant, or a date meaning the end of that day in the service's zone.
+fn as_of_param(params: &HashMap<String, String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = params
+        .get("as_of")
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(Some(instant.with_timezone(&Utc)));
+    }
+    let date = parse_date(raw).ok_or_else(|| {
+        bad(format!(
+            "Invalid value for as_of: {raw} (expected an RFC 3339 instant or YYYY-MM-DD)"
+        ))
+    })?;
+    let zone = FixedOffset::east_opt(SERVICE_UTC_OFFSET_S).expect("a valid offset");
+    let end_of_day = date
+        .and_time(NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time"))
+        .and_local_timezone(zone)
+        .single()
+        .ok_or_else(|| bad(format!("Invalid value for as_of: {raw}")))?;
+    Ok(Some(end_of_day.with_timezone(&Utc)))
+}
+
+async fn balance_of(
+    state: &AppState,
+    bomba_id: i64,
+    as_of: Option<DateTime<Utc>>,
+    fecha_corte: Option<NaiveDate>,
+) -> Result<projections::ledger::StationBalance, ApiError> {
+    let events: Vec<_> = state
+        .log
+        .read_stream(FuelStation::TYPE, &bomba_id.to_string(), 0)
+        .await?
+        .iter()
+        .map(|e| e.to_recorded())
+        .collect();
+    projections::ledger::station_balance(&events, as_of, fecha_corte).map_err(ApiError::internal)
+}
+
+pub async fn station_balance(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let bomba_id = parse_id(&raw_id, "la bomba")?;
+    if !exists(&state, Reference::Station, bomba_id).await? {
+        return Err(ApiError::NotFound(format!(
+            "No se encontró la bomba con ID {bomba_id}"
+        )));
+    }
+    let as_of = as_of_param(&params)?;
+    let fecha_corte = date_param(&params, "fecha_corte")?;
+    let balance = balance_of(&state, bomba_id, as_of, fecha_corte).await?;
+    Ok(Json(json!({
+        "bomba_id": bomba_id,
+        "saldo": balance.saldo,
+        "total_anticipos": balance.total_anticipos,
+        "total_tanqueos": balance.total_tanqueos,
+        "movimientos": balance.movimientos,
+        "ultimo_movimiento": balance.ultimo_movimiento.map(|d| d.to_string()),
+    })))
+}
+
+pub async fn all_balances(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let stations = sqlx::query("SELECT id, bomba, area_operacion_id FROM rm_bombas ORDER BY id")
+        .fetch_all(state.read_models.pool())
+        .await?;
+    let critico = Decimal::from(SALDO_CRITICO_BELOW_COP);
+    let (mut total_saldo, mut criticos, mut bajos, mut positivos) = (Decimal::ZERO, 0, 0, 0);
+    let mut data = Vec::with_capacity(stations.len());
+    for station in &stations {
+        let bomba_id: i64 = station.try_get(0)?;
+        let balance = balance_of(&state, bomba_id, None, None).await?;
+        let estado = if balance.saldo < critico {
+            criticos += 1;
+            "CRITICO"
+        } else if balance.saldo < Decimal::ZERO {
+            bajos += 1;
+            "BAJO"
+        } else {
+            positivos += 1;
+            "POSITIVO"
+        };
+        total_saldo += balance.saldo;
+        data.push(json!({
+            "bomba_id": bomba_id,
+            "nombre_bomba": station.try_get::<String, _>(1)?,
+            "area_operacion_id": station.try_get::<Option<i64>, _>(2)?,
+            "saldo": balance.saldo,
+            "saldo_disponible": balance.ultimo_saldo_reportado,
+            "ultima_actualizacion": balance.ultima_actualizacion.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "estado": estado,
+        }));
+    }
+    Ok(Json(json!({
+        "data": data,
+        "stats": {
+            "total_bombas": stations.len(),
+            "total_saldo": total_saldo,
+            "criticos": criticos,
+            "bajos": bajos,
+            "positivos": positivos,
+        },
+    })))
+}
