@@ -131,6 +131,9 @@ pub enum FuelCommand {
     },
 }
 
+// A correction carries the record before and after, as an auditor needs; boxing it would only
+// add an indirection to every fold.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FuelEvent {
     TanqueoRecorded {
