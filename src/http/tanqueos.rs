@@ -315,7 +315,7 @@ pub async fn create(
         .fuel_record_ids
         .execute("all", ReserveFuelRecordId, &context.metadata)
         .await
-        .map_err(|e| command_error(e, |never| ApiError::internal(never)))?;
+        .map_err(|e| command_error(e, ApiError::internal))?;
     let aggregates::fuel::FuelRecordIdEvent::FuelRecordIdReserved { id } = reserved
         .events
         .into_iter()
