@@ -62,6 +62,7 @@ pub fn app(state: AppState) -> Router {
             get(http::tanqueos::get).put(http::tanqueos::correct),
         )
         .route("/api/tanqueos/{id}/anular", post(http::tanqueos::void))
+        .route("/api/tanqueos/import", post(http::import::import))
         .route(
             "/api/bombas/{id}/saldo",
             get(http::tanqueos::station_balance),

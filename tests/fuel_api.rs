@@ -22,6 +22,8 @@ on_both_stores!(
     the_list_filters_pages_and_summarises,
     station_balances_are_listed_with_their_state,
     concurrent_tanqueos_on_one_station_keep_the_exact_balance,
+    a_spreadsheet_imports_valid_rows_and_reports_the_rest,
+    an_atomic_import_with_one_bad_row_imports_nothing,
 );
 
 async fn raw(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
@@ -623,4 +625,106 @@ async fn concurrent_tanqueos_on_one_station_keep_the_exact_balance(app: TestApp)
     assert_eq!(balance["movimientos"], 10);
     let (_, listed) = raw(&app, Method::GET, "/api/tanqueos?limit=500", "").await;
     assert_eq!(listed["pagination"]["total"], 10);
+}
+
+fn sheet(records: Value) -> String {
+    json!({ "area_operacion_id": 1, "bomba_id": 1, "records": records }).to_string()
+}
+
+async fn a_spreadsheet_imports_valid_rows_and_reports_the_rest(app: TestApp) {
+    setup(&app, false).await;
+    let records = json!([
+        { "FECHA": "15/03/2024", "NOMBRE CONDUCTOR": "JUAN PEREZ", "PLACA": "abc-123", "TIPO COMBUSTIBLE": "ACPM", "VALOR TANQUEO": "$150.000", "CANTIDAD GALONES": "12,5" },
+        { "FECHA": "15/03/2024", "NOMBRE CONDUCTOR": "Juan Pérez", "PLACA": "ZZZ999", "VALOR TANQUEO": "1000", "CANTIDAD GALONES": "1" },
+        { "FECHA": 45361, "NOMBRE CONDUCTOR": "Juan Pérez", "PLACA": "ABC 123", "VALOR TANQUEO": 80000, "CANTIDAD GALONES": 6.5 },
+        { "FECHA": "2024-03-15", "NOMBRE CONDUCTOR": "Juan Pérez", "PLACA": "ABC123", "VALOR TANQUEO": "$ 150,000.00", "CANTIDAD GALONES": "12.5" },
+        { "FECHA": "16/03/2024", "NOMBRE CONDUCTOR": "Juan Pérez", "PLACA": "ABC123", "VALOR TANQUEO": "1.234,567", "CANTIDAD GALONES": "1" },
+        { "FECHA": "16/03/2024", "NOMBRE CONDUCTOR": "Pedro", "PLACA": "ABC123", "VALOR TANQUEO": "1000", "CANTIDAD GALONES": "1" },
+    ]);
+    let (status, report) = raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos/import",
+        &sheet(records.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["imported"], 2);
+    assert_eq!(report["totalProcessed"], 6);
+    let errors: Vec<(i64, &str)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_i64().unwrap(), e["error"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (1, "Placa no encontrada"),
+            (3, "Duplicado"),
+            (4, "Valor inválido"),
+            (5, "Conductor no encontrado")
+        ]
+    );
+    assert!(report["errors"][0]["detail"].is_string());
+    let (_, first) = raw(&app, Method::GET, "/api/tanqueos/1", "").await;
+    assert_eq!(
+        (
+            first["valor_tanqueo"].clone(),
+            first["cantidad_galones"].clone()
+        ),
+        (json!(150000), json!(12.5))
+    );
+    assert_eq!(
+        (first["fecha"].clone(), first["costo_por_galon"].clone()),
+        (json!("2024-03-15"), json!(12000))
+    );
+    let (_, second) = raw(&app, Method::GET, "/api/tanqueos/2", "").await;
+    assert_eq!(second["fecha"], "2024-03-10");
+
+    let (_, again) = raw(&app, Method::POST, "/api/tanqueos/import", &sheet(records)).await;
+    assert_eq!(
+        again["imported"], 0,
+        "importing the same file twice does not double it"
+    );
+    assert_eq!(saldo(&app, "").await["saldo"], -230000);
+}
+
+async fn an_atomic_import_with_one_bad_row_imports_nothing(app: TestApp) {
+    setup(&app, false).await;
+    let records = json!([
+        { "FECHA": "15/03/2024", "NOMBRE CONDUCTOR": "Juan Pérez", "PLACA": "ABC123", "VALOR TANQUEO": "1000", "CANTIDAD GALONES": "1" },
+        { "FECHA": "31/02/2024", "NOMBRE CONDUCTOR": "Juan Pérez", "PLACA": "ABC123", "VALOR TANQUEO": "2000", "CANTIDAD GALONES": "1" },
+    ]);
+    let (status, report) = raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos/import?atomico=true",
+        &sheet(records.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            report["imported"].clone(),
+            report["errors"][0]["index"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    assert_eq!(report["errors"][0]["error"], "Fecha inválida");
+    assert_eq!(saldo(&app, "").await["movimientos"], 0);
+    let (_, report) = raw(&app, Method::POST, "/api/tanqueos/import", &sheet(records)).await;
+    assert_eq!(
+        report["imported"], 1,
+        "without atomico the good row goes in"
+    );
+    let (status, _) = raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos/import",
+        &json!({ "area_operacion_id": 1, "bomba_id": 1, "records": vec![json!({}); 5001] })
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

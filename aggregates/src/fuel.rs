@@ -121,6 +121,11 @@ pub enum FuelCommand {
         record: FuelRecord,
         permitir_saldo_negativo: bool,
     },
+    /// Records every one or none (an atomic spreadsheet import).
+    RecordAll {
+        records: Vec<FuelRecord>,
+        permitir_saldo_negativo: bool,
+    },
     Correct {
         corrected: FuelRecord,
         permitir_saldo_negativo: bool,
@@ -186,6 +191,12 @@ pub enum FuelError {
     AlreadyVoided { id: i64 },
     #[error("El tanqueo con ID {id} está anulado y no se puede corregir")]
     Voided { id: i64 },
+    /// Entry `index` of an all-or-nothing batch was refused.
+    #[error("{reason}")]
+    InBatch {
+        index: usize,
+        reason: Box<FuelError>,
+    },
 }
 
 impl FuelStation {
@@ -226,6 +237,31 @@ impl FuelStation {
                     TipoOperacion::Tanqueo => FuelEvent::TanqueoRecorded { record },
                     TipoOperacion::Anticipo => FuelEvent::AnticipoPaid { record },
                 }])
+            }
+            FuelCommand::RecordAll {
+                records,
+                permitir_saldo_negativo,
+            } => {
+                let mut projected = self.clone();
+                let mut events = Vec::with_capacity(records.len());
+                for (index, record) in records.into_iter().enumerate() {
+                    let command = FuelCommand::Record {
+                        record,
+                        permitir_saldo_negativo,
+                    };
+                    let decided =
+                        projected
+                            .decide(command)
+                            .map_err(|reason| FuelError::InBatch {
+                                index,
+                                reason: Box::new(reason),
+                            })?;
+                    for event in decided {
+                        projected.apply(event.clone());
+                        events.push(event);
+                    }
+                }
+                Ok(events)
             }
             FuelCommand::Correct {
                 corrected,
@@ -322,16 +358,18 @@ pub struct FuelRecordIds {
 }
 
 #[derive(Debug, Clone)]
-pub struct ReserveFuelRecordId;
+pub struct ReserveFuelRecordIds {
+    pub count: i64,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FuelRecordIdEvent {
-    FuelRecordIdReserved { id: i64 },
+    FuelRecordIdsReserved { first: i64, last: i64 },
 }
 
 impl DomainEvent for FuelRecordIdEvent {
     fn event_type(&self) -> String {
-        "FuelRecordIdReserved".to_string()
+        "FuelRecordIdsReserved".to_string()
     }
 
     fn event_version(&self) -> String {
@@ -345,26 +383,30 @@ pub struct NeverRefused;
 
 impl Aggregate for FuelRecordIds {
     const TYPE: &'static str = "fuel-record-ids";
-    type Command = ReserveFuelRecordId;
+    type Command = ReserveFuelRecordIds;
     type Event = FuelRecordIdEvent;
     type Error = NeverRefused;
     type Services = ();
 
     async fn handle(
         &mut self,
-        _: ReserveFuelRecordId,
+        command: ReserveFuelRecordIds,
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), NeverRefused> {
-        let id = self.last_id + 1;
-        sink.write(FuelRecordIdEvent::FuelRecordIdReserved { id }, self)
-            .await;
+        let first = self.last_id + 1;
+        let last = self.last_id + command.count.max(1);
+        sink.write(
+            FuelRecordIdEvent::FuelRecordIdsReserved { first, last },
+            self,
+        )
+        .await;
         Ok(())
     }
 
     fn apply(&mut self, event: FuelRecordIdEvent) {
-        let FuelRecordIdEvent::FuelRecordIdReserved { id } = event;
-        self.last_id = id;
+        let FuelRecordIdEvent::FuelRecordIdsReserved { last, .. } = event;
+        self.last_id = last;
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod fleet;
 pub mod fuel;
+pub mod import;
 pub mod operation_area;
 pub mod placa;
 pub mod registry;

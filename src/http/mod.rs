@@ -10,6 +10,7 @@ pub mod extract;
 pub mod fields;
 pub mod flota;
 pub mod health;
+pub mod import;
 pub mod lookup;
 pub mod middleware;
 pub mod misiones;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use aggregates::fuel::{
-    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelStation,
-    ReserveFuelRecordId, TipoOperacion,
+    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelRecordIdEvent, FuelStation,
+    ReserveFuelRecordIds, TipoOperacion,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -146,7 +146,10 @@ const TANQUEO_ONLY: [&str; 6] = [
 
 /// Validates a body into a record (id 0 until one is reserved), in the order the seed's service
 /// refuses: presence, then types and values, then references.
-async fn parse_record(state: &AppState, body: &Value) -> Result<(FuelRecord, bool), ApiError> {
+pub(super) async fn parse_record(
+    state: &AppState,
+    body: &Value,
+) -> Result<(FuelRecord, bool), ApiError> {
     let map = body
         .as_object()
         .ok_or_else(|| bad("Request body must be a JSON object"))?;
@@ -296,12 +299,31 @@ async fn fuel_product(state: &AppState, raw: Option<String>) -> Result<String, A
         .ok_or_else(|| bad(format!("Invalid value for tipo_combustible: {raw}")))
 }
 
-fn refusal(error: FuelError) -> ApiError {
+pub(super) fn refusal(error: FuelError) -> ApiError {
     match error {
+        FuelError::InBatch { reason, .. } => refusal(*reason),
+
         FuelError::NotFound { .. } => ApiError::NotFound(error.to_string()),
         FuelError::SaldoInsuficiente { .. }
         | FuelError::AlreadyVoided { .. }
         | FuelError::Voided { .. } => ApiError::Conflict(error.to_string()),
+    }
+}
+
+/// Reserves `count` consecutive record ids and answers the first.
+pub(super) async fn reserve_ids(
+    state: &AppState,
+    count: i64,
+    context: &CommandContext,
+) -> Result<i64, ApiError> {
+    let reserved = state
+        .fuel_record_ids
+        .execute("all", ReserveFuelRecordIds { count }, &context.metadata)
+        .await
+        .map_err(|e| command_error(e, ApiError::internal))?;
+    match reserved.events.into_iter().next() {
+        Some(FuelRecordIdEvent::FuelRecordIdsReserved { first, .. }) => Ok(first),
+        None => Err(ApiError::internal("no id reserved")),
     }
 }
 
@@ -311,16 +333,7 @@ pub async fn create(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (mut record, permitir_saldo_negativo) = parse_record(&state, &body).await?;
-    let reserved = state
-        .fuel_record_ids
-        .execute("all", ReserveFuelRecordId, &context.metadata)
-        .await
-        .map_err(|e| command_error(e, ApiError::internal))?;
-    let aggregates::fuel::FuelRecordIdEvent::FuelRecordIdReserved { id } = reserved
-        .events
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::internal("no id reserved"))?;
+    let id = reserve_ids(&state, 1, &context).await?;
     record.id = id;
     let executed = state
         .fuel_stations

@@ -1,0 +1,289 @@
+//! `POST /api/tanqueos/import`: refuels as operators keep them in spreadsheets. Each valid row is
+//! recorded exactly as a `POST /api/tanqueos` TANQUEO would be; each bad row is reported by
+//! index, never guessed at.
+
+use std::collections::{HashMap, HashSet};
+
+use aggregates::fuel::{FuelCommand, FuelError, FuelRecord};
+use aggregates::import::{fecha, money, name_key, quantity};
+use aggregates::placa::Placa;
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::error::{command_error, ApiError};
+use super::extract::{CommandContext, JsonBody};
+use super::fields::Fields;
+use super::tanqueos::{parse_record, reserve_ids};
+use crate::AppState;
+
+pub const RECORDS_MAX: usize = 5000;
+
+/// Why a row was not imported: a short label and what exactly was wrong.
+struct RowError {
+    error: &'static str,
+    detail: String,
+}
+
+fn row_error(error: &'static str, detail: impl Into<String>) -> RowError {
+    RowError {
+        error,
+        detail: detail.into(),
+    }
+}
+
+/// Same station, date, plate and amount: the same refuel imported again.
+type DuplicateKey = (NaiveDate, i64, Decimal);
+
+struct Lookups {
+    plates: HashMap<String, i64>,
+    drivers: HashMap<String, Vec<i64>>,
+    imported: HashSet<DuplicateKey>,
+}
+
+async fn lookups(state: &AppState, bomba_id: i64) -> Result<Lookups, ApiError> {
+    let pool = state.read_models.pool();
+    let plates = sqlx::query("SELECT id, placa FROM rm_placas WHERE estado = 'ACTIVADA'")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?)))
+        .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
+    let mut drivers: HashMap<String, Vec<i64>> = HashMap::new();
+    for row in sqlx::query("SELECT id, conductor FROM rm_conductores")
+        .fetch_all(pool)
+        .await?
+    {
+        drivers
+            .entry(name_key(&row.try_get::<String, _>(1)?))
+            .or_default()
+            .push(row.try_get(0)?);
+    }
+    let mut imported = HashSet::new();
+    let rows = sqlx::query(
+        "SELECT fecha, placa_id, valor_tanqueo FROM rm_tanqueos \
+         WHERE bomba_id = $1 AND anulado = 0 AND tipo_operacion = 'TANQUEO'",
+    )
+    .bind(bomba_id)
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let fecha = row.try_get::<String, _>(0)?.parse::<NaiveDate>().ok();
+        let placa = row.try_get::<Option<i64>, _>(1)?;
+        let valor = row
+            .try_get::<Option<String>, _>(2)?
+            .and_then(|v| v.parse::<Decimal>().ok());
+        if let (Some(fecha), Some(placa), Some(valor)) = (fecha, placa, valor) {
+            imported.insert((fecha, placa, valor.normalize()));
+        }
+    }
+    Ok(Lookups {
+        plates,
+        drivers,
+        imported,
+    })
+}
+
+fn cell<'a>(row: &'a Value, name: &str) -> &'a Value {
+    row.get(name).unwrap_or(&Value::Null)
+}
+
+/// Turns one spreadsheet row into the body `POST /api/tanqueos` would take.
+fn row_body(
+    row: &Value,
+    lookups: &Lookups,
+    bomba_id: i64,
+    area_operacion_id: i64,
+) -> Result<(Value, DuplicateKey), RowError> {
+    if !row.is_object() {
+        return Err(row_error(
+            "Fila inválida",
+            "cada registro debe ser un objeto",
+        ));
+    }
+    let fecha =
+        fecha(cell(row, "FECHA")).map_err(|e| row_error("Fecha inválida", e.to_string()))?;
+    let placa_text = cell(row, "PLACA").as_str().unwrap_or_default();
+    let placa_id = Placa::parse(placa_text)
+        .ok()
+        .and_then(|placa| lookups.plates.get(placa.as_str()).copied())
+        .ok_or_else(|| {
+            row_error(
+                "Placa no encontrada",
+                format!("no hay una placa ACTIVADA {placa_text:?}"),
+            )
+        })?;
+    let conductor = cell(row, "NOMBRE CONDUCTOR").as_str().unwrap_or_default();
+    let conductor_id = match lookups.drivers.get(&name_key(conductor)).map(Vec::as_slice) {
+        Some([only]) => *only,
+        Some([_, _, ..]) => {
+            return Err(row_error(
+                "Conductor ambiguo",
+                format!("hay varios conductores llamados {conductor:?}"),
+            ))
+        }
+        _ => {
+            return Err(row_error(
+                "Conductor no encontrado",
+                format!("no hay un conductor {conductor:?}"),
+            ))
+        }
+    };
+    let valor = money(cell(row, "VALOR TANQUEO"))
+        .map_err(|e| row_error("Valor inválido", e.to_string()))?;
+    let galones = quantity(cell(row, "CANTIDAD GALONES"))
+        .map_err(|e| row_error("Cantidad inválida", e.to_string()))?;
+    let mut body = json!({
+        "fecha": fecha.to_string(),
+        "conductor_id": conductor_id,
+        "placa_id": placa_id,
+        "bomba_id": bomba_id,
+        "area_operacion_id": area_operacion_id,
+        "valor_tanqueo": valor,
+        "cantidad_galones": galones,
+        "tipo_operacion": "TANQUEO",
+    });
+    if let Some(tipo) = cell(row, "TIPO COMBUSTIBLE")
+        .as_str()
+        .filter(|t| !t.trim().is_empty())
+    {
+        body["tipo_combustible"] = json!(tipo);
+    }
+    Ok((body, (fecha, placa_id, valor.normalize())))
+}
+
+pub async fn import(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Query(params): Query<HashMap<String, String>>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let atomic = match params.get("atomico").map(|v| v.trim()) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "Invalid value for atomico: {other}"
+            )))
+        }
+    };
+    let fields = Fields::of(&body)?;
+    let bomba_id = fields.required("bomba_id", Fields::id)?;
+    let area_operacion_id = fields.required("area_operacion_id", Fields::id)?;
+    let rows = match body.get("records") {
+        Some(Value::Array(rows)) if rows.len() <= RECORDS_MAX => rows,
+        Some(Value::Array(_)) => {
+            return Err(ApiError::BadRequest(format!(
+                "At most {RECORDS_MAX} records per import"
+            )))
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "Missing required field: records".into(),
+            ))
+        }
+    };
+    let mut lookups = lookups(&state, bomba_id).await?;
+    let mut errors: Vec<(usize, RowError)> = Vec::new();
+    let mut valid: Vec<(usize, FuelRecord)> = Vec::new();
+    let mut permitir_saldo_negativo = true;
+    for (index, row) in rows.iter().enumerate() {
+        let (body, key) = match row_body(row, &lookups, bomba_id, area_operacion_id) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                errors.push((index, error));
+                continue;
+            }
+        };
+        if lookups.imported.contains(&key) {
+            errors.push((
+                index,
+                row_error(
+                    "Duplicado",
+                    "ya se importó un tanqueo de esta bomba con la misma fecha, placa y valor",
+                ),
+            ));
+            continue;
+        }
+        match parse_record(&state, &body).await {
+            Ok((record, permitir)) => {
+                permitir_saldo_negativo = permitir;
+                lookups.imported.insert(key);
+                valid.push((index, record));
+            }
+            Err(ApiError::BadRequest(detail)) => {
+                errors.push((index, row_error("Registro inválido", detail)))
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    let mut imported = 0;
+    if !valid.is_empty() && !(atomic && !errors.is_empty()) {
+        let first_id = reserve_ids(&state, valid.len() as i64, &context).await?;
+        for (offset, (_, record)) in valid.iter_mut().enumerate() {
+            record.id = first_id + offset as i64;
+        }
+        let stream = bomba_id.to_string();
+        let mut last_position = None;
+        if atomic {
+            let records = valid.iter().map(|(_, r)| r.clone()).collect();
+            let command = FuelCommand::RecordAll {
+                records,
+                permitir_saldo_negativo,
+            };
+            match state
+                .fuel_stations
+                .execute(&stream, command, &context.metadata)
+                .await
+            {
+                Ok(executed) => {
+                    imported = valid.len();
+                    last_position = executed.position();
+                }
+                Err(crate::commands::CommandError::Rejected(FuelError::InBatch {
+                    index,
+                    reason,
+                })) => {
+                    errors.push((
+                        valid[index].0,
+                        row_error("Saldo insuficiente", reason.to_string()),
+                    ));
+                }
+                Err(other) => return Err(command_error(other, super::tanqueos::refusal)),
+            }
+        } else {
+            for (index, record) in valid {
+                let command = FuelCommand::Record {
+                    record,
+                    permitir_saldo_negativo,
+                };
+                match state
+                    .fuel_stations
+                    .execute(&stream, command, &context.metadata)
+                    .await
+                {
+                    Ok(executed) => {
+                        imported += 1;
+                        last_position = executed.position().or(last_position);
+                    }
+                    Err(crate::commands::CommandError::Rejected(refusal)) => {
+                        errors.push((index, row_error("Saldo insuficiente", refusal.to_string())));
+                    }
+                    Err(other) => return Err(command_error(other, super::tanqueos::refusal)),
+                }
+            }
+        }
+        state.settle(last_position).await;
+    }
+    errors.sort_by_key(|(index, _)| *index);
+    let errors: Vec<Value> = errors
+        .into_iter()
+        .map(|(index, e)| json!({ "index": index, "error": e.error, "detail": e.detail }))
+        .collect();
+    Ok(Json(
+        json!({ "imported": imported, "errors": errors, "totalProcessed": rows.len() }),
+    ))
+}
