@@ -221,7 +221,8 @@ pub async fn import(
         }
     }
     let mut imported = 0;
-    if !valid.is_empty() && !(atomic && !errors.is_empty()) {
+    let refused_whole = atomic && !errors.is_empty();
+    if !valid.is_empty() && !refused_whole {
         let first_id = reserve_ids(&state, valid.len() as i64, &context).await?;
         for (offset, (_, record)) in valid.iter_mut().enumerate() {
             record.id = first_id + offset as i64;
