@@ -69,6 +69,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/saldos-bombas", get(http::tanqueos::all_balances))
         .route(
+            "/api/bombas/{id}/movimientos",
+            get(http::conciliacion::movements),
+        )
+        .route("/api/reconciliacion", get(http::conciliacion::reconcile))
+        .route(
             "/api/misiones",
             get(http::misiones::list).post(http::misiones::create),
         )

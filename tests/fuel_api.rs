@@ -24,6 +24,7 @@ on_both_stores!(
     concurrent_tanqueos_on_one_station_keep_the_exact_balance,
     a_spreadsheet_imports_valid_rows_and_reports_the_rest,
     an_atomic_import_with_one_bad_row_imports_nothing,
+    the_statement_and_reconciliation_show_where_reports_disagree,
 );
 
 async fn raw(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
@@ -727,4 +728,87 @@ async fn an_atomic_import_with_one_bad_row_imports_nothing(app: TestApp) {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn the_statement_and_reconciliation_show_where_reports_disagree(app: TestApp) {
+    setup(&app, false).await;
+    let reported = |fecha: &str, tipo: &str, valor: i64, saldo: i64| {
+        if tipo == "ANTICIPO" {
+            format!(
+                r#"{{"fecha":"{fecha}","bomba_id":1,"area_operacion_id":1,"tipo_operacion":"ANTICIPO","valor_anticipo":{valor},"saldo_disponible":{saldo}}}"#
+            )
+        } else {
+            format!(
+                r#"{{"fecha":"{fecha}","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":{valor},"cantidad_galones":1,"saldo_disponible":{saldo}}}"#
+            )
+        }
+    };
+    raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos",
+        &reported("2024-03-01", "ANTICIPO", 500000, 500000),
+    )
+    .await;
+    raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos",
+        &reported("2024-03-02", "TANQUEO", 100000, 400000),
+    )
+    .await;
+    raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos",
+        &reported("2024-03-03", "TANQUEO", 50000, 340000),
+    )
+    .await;
+    let (status, statement) = raw(
+        &app,
+        Method::GET,
+        "/api/bombas/1/movimientos?desde=2024-03-02",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        statement["movimientos"],
+        json!([
+            { "id": 2, "fecha": "2024-03-02", "tipo_operacion": "TANQUEO", "valor": 100000, "saldo_calculado": 400000, "saldo_disponible": 400000, "diferencia": 0 },
+            { "id": 3, "fecha": "2024-03-03", "tipo_operacion": "TANQUEO", "valor": 50000, "saldo_calculado": 350000, "saldo_disponible": 340000, "diferencia": -10000 },
+        ])
+    );
+    let (status, report) = raw(&app, Method::GET, "/api/reconciliacion?bomba_id=1", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let station = &report["bombas"][0];
+    assert_eq!(
+        (
+            station["saldo_calculado"].clone(),
+            station["saldo_reportado"].clone()
+        ),
+        (json!(350000), json!(340000))
+    );
+    assert_eq!(station["diferencia"], -10000);
+    assert_eq!(station["discrepancias"].as_array().unwrap().len(), 1);
+    assert_eq!(station["discrepancias"][0]["id"], 3);
+
+    let token = app.operador();
+    let request = axum::http::Request::builder()
+        .uri("/api/reconciliacion?bomba_id=1")
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "text/csv")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, headers, body) = app.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = body.as_str().unwrap();
+    assert_eq!(
+        csv.lines().nth(1),
+        Some("1,\"Estación Central\",350000,340000,-10000,3,2024-03-03,350000,340000,-10000")
+    );
 }

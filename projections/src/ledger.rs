@@ -122,25 +122,16 @@ pub fn station_balance(
     as_of: Option<DateTime<Utc>>,
     fecha_corte: Option<NaiveDate>,
 ) -> Result<StationBalance, FoldError> {
-    let mut live: BTreeMap<i64, FuelRecord> = BTreeMap::new();
-    let mut balance = StationBalance::default();
-    for event in events {
-        if as_of.is_some_and(|as_of| event.recorded_at > as_of) {
-            break;
-        }
-        balance.ultima_actualizacion = Some(event.recorded_at);
-        match decode::<FuelEvent>(event)? {
-            FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
-                live.insert(record.id, record);
-            }
-            FuelEvent::TanqueoCorrected { id, despues, .. } => {
-                live.insert(id, despues);
-            }
-            FuelEvent::TanqueoVoided { id, .. } => {
-                live.remove(&id);
-            }
-        }
-    }
+    let known = events
+        .iter()
+        .take_while(|e| as_of.is_none_or(|as_of| e.recorded_at <= as_of))
+        .count();
+    let live = live_records(&events[..known])?;
+    let mut balance = StationBalance {
+        ultima_actualizacion: events[..known].last().map(|e| e.recorded_at),
+        ..StationBalance::default()
+    };
+
     let mut reported: Option<(NaiveDate, i64, Decimal)> = None;
     for record in live
         .values()
@@ -165,6 +156,54 @@ pub fn station_balance(
     balance.saldo = balance.total_anticipos - balance.total_tanqueos;
     balance.ultimo_saldo_reportado = reported.map(|(_, _, saldo)| saldo);
     Ok(balance)
+}
+
+/// One movement of a station statement, with the balance the ledger computes after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementLine {
+    pub record: FuelRecord,
+    pub saldo_calculado: Decimal,
+    /// `saldo_disponible` − `saldo_calculado`, when the station reported a balance.
+    pub diferencia: Option<Decimal>,
+}
+
+/// The live records of a station after its events, by id.
+fn live_records(events: &[Recorded]) -> Result<BTreeMap<i64, FuelRecord>, FoldError> {
+    let mut live = BTreeMap::new();
+    for event in events {
+        match decode::<FuelEvent>(event)? {
+            FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
+                live.insert(record.id, record);
+            }
+            FuelEvent::TanqueoCorrected { id, despues, .. } => {
+                live.insert(id, despues);
+            }
+            FuelEvent::TanqueoVoided { id, .. } => {
+                live.remove(&id);
+            }
+        }
+    }
+    Ok(live)
+}
+
+/// The station's statement: its live movements in date order (then id), each with the running
+/// computed balance and, where the station reported one, the difference.
+pub fn station_statement(events: &[Recorded]) -> Result<Vec<StatementLine>, FoldError> {
+    let mut records: Vec<FuelRecord> = live_records(events)?.into_values().collect();
+    records.sort_by_key(|r| (r.fecha, r.id));
+    let mut saldo = Decimal::ZERO;
+    Ok(records
+        .into_iter()
+        .map(|record| {
+            saldo += record.effect();
+            let diferencia = record.saldo_disponible.map(|reported| reported - saldo);
+            StatementLine {
+                record,
+                saldo_calculado: saldo,
+                diferencia,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

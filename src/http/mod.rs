@@ -3,6 +3,7 @@
 pub mod areas;
 pub mod bombas;
 pub mod catalogos;
+pub mod conciliacion;
 pub mod conductores;
 pub mod error;
 pub mod eventos;

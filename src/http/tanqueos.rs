@@ -536,7 +536,10 @@ fn list_filter(
     Ok(Some(values))
 }
 
-fn date_param(params: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+pub(super) fn date_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<NaiveDate>, ApiError> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(raw) => parse_date(raw).map(Some).ok_or_else(|| {

@@ -1,0 +1,198 @@
+//! Station statements and reconciliation against the balances stations report.
+
+use std::collections::HashMap;
+
+use aggregates::fuel::{FuelStation, TipoOperacion};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::NaiveDate;
+use cqrs_es::Aggregate;
+use projections::ledger::{station_statement, StatementLine};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::error::ApiError;
+use super::fields::query_id;
+use super::lookup::{exists, Reference};
+use super::parse_id;
+use super::tanqueos::date_param;
+use crate::AppState;
+
+async fn statement(state: &AppState, bomba_id: i64) -> Result<Vec<StatementLine>, ApiError> {
+    let events: Vec<_> = state
+        .log
+        .read_stream(FuelStation::TYPE, &bomba_id.to_string(), 0)
+        .await?
+        .iter()
+        .map(|e| e.to_recorded())
+        .collect();
+    station_statement(&events).map_err(ApiError::internal)
+}
+
+fn within(line: &StatementLine, desde: Option<NaiveDate>, hasta: Option<NaiveDate>) -> bool {
+    desde.is_none_or(|d| line.record.fecha >= d) && hasta.is_none_or(|h| line.record.fecha <= h)
+}
+
+fn line_json(line: &StatementLine) -> Value {
+    let record = &line.record;
+    let valor = match record.tipo_operacion {
+        TipoOperacion::Anticipo => record.valor_anticipo,
+        TipoOperacion::Tanqueo => record.valor_tanqueo,
+    };
+    json!({
+        "id": record.id,
+        "fecha": record.fecha.to_string(),
+        "tipo_operacion": record.tipo_operacion.as_str(),
+        "valor": valor,
+        "saldo_calculado": line.saldo_calculado,
+        "saldo_disponible": record.saldo_disponible,
+        "diferencia": line.diferencia,
+    })
+}
+
+/// `GET /api/bombas/{id}/movimientos?desde=&hasta=`: the running balance is computed over the
+/// whole history, so the first line of a range already carries what came before it.
+pub async fn movements(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let bomba_id = parse_id(&raw_id, "la bomba")?;
+    if !exists(&state, Reference::Station, bomba_id).await? {
+        return Err(ApiError::NotFound(format!(
+            "No se encontró la bomba con ID {bomba_id}"
+        )));
+    }
+    let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
+    let lines = statement(&state, bomba_id).await?;
+    let movimientos: Vec<Value> = lines
+        .iter()
+        .filter(|l| within(l, desde, hasta))
+        .map(line_json)
+        .collect();
+    Ok(Json(
+        json!({ "bomba_id": bomba_id, "movimientos": movimientos }),
+    ))
+}
+
+struct Reconciliation {
+    bomba_id: i64,
+    nombre_bomba: String,
+    saldo_calculado: rust_decimal::Decimal,
+    saldo_reportado: Option<rust_decimal::Decimal>,
+    discrepancias: Vec<StatementLine>,
+}
+
+impl Reconciliation {
+    fn diferencia(&self) -> Option<rust_decimal::Decimal> {
+        self.saldo_reportado
+            .map(|reported| reported - self.saldo_calculado)
+    }
+}
+
+/// `GET /api/reconciliacion?bomba_id=&desde=&hasta=`, as JSON or, with `Accept: text/csv`, CSV.
+pub async fn reconcile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let only = query_id(params.get("bomba_id"), "bomba_id")?;
+    let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
+    let stations = sqlx::query("SELECT id, bomba FROM rm_bombas ORDER BY id")
+        .fetch_all(state.read_models.pool())
+        .await?;
+    let mut report = Vec::new();
+    for station in &stations {
+        let bomba_id: i64 = station.try_get(0)?;
+        if only.is_some_and(|id| id != bomba_id) {
+            continue;
+        }
+        let lines: Vec<StatementLine> = statement(&state, bomba_id)
+            .await?
+            .into_iter()
+            .filter(|l| within(l, desde, hasta))
+            .collect();
+        let last = lines.last();
+        let saldo_reportado = lines.iter().rev().find_map(|l| l.record.saldo_disponible);
+        report.push(Reconciliation {
+            bomba_id,
+            nombre_bomba: station.try_get(1)?,
+            saldo_calculado: last.map(|l| l.saldo_calculado).unwrap_or_default(),
+            saldo_reportado,
+            discrepancias: lines
+                .iter()
+                .filter(|l| l.diferencia.is_some_and(|d| !d.is_zero()))
+                .cloned()
+                .collect(),
+        });
+    }
+    if only.is_some() && report.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "No se encontró la bomba con ID {}",
+            only.unwrap_or_default()
+        )));
+    }
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/csv"));
+    if wants_csv {
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(&report),
+        )
+            .into_response());
+    }
+    let stations: Vec<Value> = report
+        .iter()
+        .map(|r| {
+            json!({
+                "bomba_id": r.bomba_id,
+                "nombre_bomba": r.nombre_bomba,
+                "saldo_calculado": r.saldo_calculado,
+                "saldo_reportado": r.saldo_reportado,
+                "diferencia": r.diferencia(),
+                "discrepancias": r.discrepancias.iter().map(line_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "bombas": stations })).into_response())
+}
+
+/// One line per discrepancy (a station without any still gets its summary line), so the
+/// accountant can filter and sum in a spreadsheet.
+fn csv(report: &[Reconciliation]) -> String {
+    let text =
+        |value: Option<rust_decimal::Decimal>| value.map(|d| d.to_string()).unwrap_or_default();
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let mut out = String::from(
+        "bomba_id,nombre_bomba,saldo_calculado,saldo_reportado,diferencia,\
+         movimiento_id,fecha,saldo_calculado_movimiento,saldo_reportado_movimiento,diferencia_movimiento\n",
+    );
+    for station in report {
+        let summary = format!(
+            "{},{},{},{},{}",
+            station.bomba_id,
+            quoted(&station.nombre_bomba),
+            station.saldo_calculado,
+            text(station.saldo_reportado),
+            text(station.diferencia())
+        );
+        if station.discrepancias.is_empty() {
+            out.push_str(&format!("{summary},,,,,\n"));
+        }
+        for line in &station.discrepancias {
+            out.push_str(&format!(
+                "{summary},{},{},{},{},{}\n",
+                line.record.id,
+                line.record.fecha,
+                line.saldo_calculado,
+                text(line.record.saldo_disponible),
+                text(line.diferencia)
+            ));
+        }
+    }
+    out
+}
