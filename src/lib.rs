@@ -74,6 +74,14 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/reconciliacion", get(http::conciliacion::reconcile))
         .route(
+            "/api/contabilidad/balance-prueba",
+            get(http::contabilidad::trial_balance),
+        )
+        .route(
+            "/api/contabilidad/cuentas/{cuenta}/movimientos",
+            get(http::contabilidad::account_movements),
+        )
+        .route(
             "/api/misiones",
             get(http::misiones::list).post(http::misiones::create),
         )

@@ -93,6 +93,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::registry::RegistryProjection),
         Arc::new(projections::fleet::FleetProjection),
         Arc::new(projections::ledger::FuelLedgerProjection),
+        Arc::new(projections::journal::JournalProjection),
     ]
 }
 

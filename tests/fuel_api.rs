@@ -25,6 +25,7 @@ on_both_stores!(
     a_spreadsheet_imports_valid_rows_and_reports_the_rest,
     an_atomic_import_with_one_bad_row_imports_nothing,
     the_statement_and_reconciliation_show_where_reports_disagree,
+    the_journal_posts_balanced_entries_and_a_trial_balance,
 );
 
 async fn raw(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
@@ -811,4 +812,79 @@ async fn the_statement_and_reconciliation_show_where_reports_disagree(app: TestA
         csv.lines().nth(1),
         Some("1,\"Estación Central\",350000,340000,-10000,3,2024-03-03,350000,340000,-10000")
     );
+}
+
+async fn the_journal_posts_balanced_entries_and_a_trial_balance(app: TestApp) {
+    setup(&app, false).await;
+    raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos",
+        &anticipo("500000", "2024-03-01"),
+    )
+    .await;
+    raw(&app, Method::POST, "/api/tanqueos", &tanqueo("150000")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let before_correction = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    raw(
+        &app,
+        Method::PUT,
+        "/api/tanqueos/2",
+        r#"{"valor_tanqueo":120000}"#,
+    )
+    .await;
+    let (status, trial) = raw(&app, Method::GET, "/api/contabilidad/balance-prueba", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        trial["cuentas"],
+        json!([
+            { "cuenta": "1105-caja", "debe": 0, "haber": 500000, "saldo": -500000 },
+            { "cuenta": "1330-anticipos-bomba-1", "debe": 650000, "haber": 270000, "saldo": 380000 },
+            { "cuenta": "5195-combustible-placa-1-area-1", "debe": 270000, "haber": 150000, "saldo": 120000 },
+        ])
+    );
+    assert_eq!(
+        (trial["total_debe"].clone(), trial["total_haber"].clone()),
+        (json!(920000), json!(920000))
+    );
+    assert_eq!(
+        saldo(&app, "").await["saldo"],
+        380000,
+        "the prepaid account is the station balance"
+    );
+
+    let (_, then) = raw(
+        &app,
+        Method::GET,
+        &format!("/api/contabilidad/balance-prueba?as_of={before_correction}"),
+        "",
+    )
+    .await;
+    assert_eq!(then["cuentas"][1]["saldo"], 350000);
+    assert_eq!(then["total_debe"], then["total_haber"]);
+
+    let (status, account) = raw(
+        &app,
+        Method::GET,
+        "/api/contabilidad/cuentas/1330-anticipos-bomba-1/movimientos",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let running: Vec<i64> = account["movimientos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["saldo"].as_i64().unwrap())
+        .collect();
+    assert_eq!(running, [500000, 350000, 500000, 380000]);
+    let (status, _) = raw(
+        &app,
+        Method::GET,
+        "/api/contabilidad/cuentas/9999-nada/movimientos",
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -351,5 +351,23 @@ mod tests {
                 station_balance(&events[..cut], None, corte).unwrap()
             );
         }
+
+        /// (b) the journal always balances, and the station's prepaid account carries exactly
+        /// the station's balance.
+        #[test]
+        fn the_journal_balances_and_mirrors_the_station(ops in proptest::collection::vec(op(), 1..40)) {
+            let (events, station) = history(ops);
+            let entries: Vec<crate::journal::Entry> = events
+                .iter()
+                .flat_map(|e| crate::journal::entries(&decode::<FuelEvent>(e).unwrap()))
+                .collect();
+            let debe: Decimal = entries.iter().map(|e| e.debe).sum();
+            let haber: Decimal = entries.iter().map(|e| e.haber).sum();
+            prop_assert_eq!(debe, haber);
+            let prepaid = crate::journal::prepaid_account(7);
+            let prepaid_saldo: Decimal = entries.iter().filter(|e| e.cuenta == prepaid).map(|e| e.debe - e.haber).sum();
+            prop_assert_eq!(prepaid_saldo, station.saldo());
+        }
+
     }
 }

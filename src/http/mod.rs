@@ -5,6 +5,7 @@ pub mod bombas;
 pub mod catalogos;
 pub mod conciliacion;
 pub mod conductores;
+pub mod contabilidad;
 pub mod error;
 pub mod eventos;
 pub mod extract;

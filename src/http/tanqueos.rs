@@ -692,7 +692,9 @@ fn with_binds<'q>(
 }
 
 /// `as_of`: an RFC 3339 instant, or a date meaning the end of that day in the service's zone.
-fn as_of_param(params: &HashMap<String, String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(super) fn as_of_param(
+    params: &HashMap<String, String>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(raw) = params
         .get("as_of")
         .map(|v| v.trim())
