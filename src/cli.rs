@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::settings::ServiceTimeZone;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleet-ledger",
@@ -57,6 +59,21 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    /// Time zone in which a plain date given as `as_of` ends (IANA name of a zone without
+    /// daylight saving, e.g. America/Bogota, or an offset such as -05:00).
+    #[arg(long, env = "FLEET_LEDGER_TIME_ZONE", default_value = "America/Bogota")]
+    pub time_zone: ServiceTimeZone,
+
+    /// Station balance (COP) below which `GET /api/saldos-bombas` says CRITICO; from it up to
+    /// zero a station is BAJO.
+    #[arg(
+        long,
+        env = "FLEET_LEDGER_SALDO_CRITICO",
+        default_value = "-500000",
+        allow_hyphen_values = true
+    )]
+    pub saldo_critico: rust_decimal::Decimal,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod http;
 pub mod read_store;
 pub mod runner;
+pub mod settings;
 pub mod state;
 pub mod store;
 

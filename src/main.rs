@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fleet_ledger::cli::{BenchCommand, Cli, Command, LogFormat};
+use fleet_ledger::settings::LedgerSettings;
 use fleet_ledger::{auth, bench, AppState, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
@@ -36,7 +37,12 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let keys = auth::JwtKeys::load_or_create(&args.store.data_dir)?;
             let location =
                 StoreLocation::resolve(&args.store.data_dir, args.store.database_url.as_deref());
-            let state = AppState::open(&location, keys).await?;
+            let settings = LedgerSettings {
+                time_zone: args.time_zone.clone(),
+                saldo_critico_cop: args.saldo_critico,
+            };
+            let state = AppState::open_with(&location, keys, settings).await?;
+
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
             tracing::info!(listen = %listener.local_addr()?, store = state.log.backend(), "fleet-ledger serving");
             axum::serve(listener, fleet_ledger::app(state.clone()))

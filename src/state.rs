@@ -15,6 +15,7 @@ use crate::auth::JwtKeys;
 use crate::commands::CommandBus;
 use crate::read_store::{ReadStore, ReadStoreError};
 use crate::runner::{ProjectionRunner, RunnerError};
+use crate::settings::LedgerSettings;
 use crate::store::{self, SharedLog, StoreError};
 
 /// How long a command's response waits for the read models to show it.
@@ -102,6 +103,7 @@ pub struct Ledger {
     pub read_models: ReadStore,
     pub runner: ProjectionRunner,
     pub keys: JwtKeys,
+    pub settings: LedgerSettings,
     pub operation_areas: CommandBus<OperationAreas>,
     pub drivers: CommandBus<Drivers>,
     pub stations: CommandBus<Stations>,
@@ -125,6 +127,14 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub async fn open(location: &StoreLocation, keys: JwtKeys) -> Result<Self, StartupError> {
+        Self::open_with(location, keys, LedgerSettings::default()).await
+    }
+
+    pub async fn open_with(
+        location: &StoreLocation,
+        keys: JwtKeys,
+        settings: LedgerSettings,
+    ) -> Result<Self, StartupError> {
         if !location.is_postgres() {
             if let Some(dir) = location
                 .log_url
@@ -155,6 +165,7 @@ impl AppState {
             read_models,
             runner,
             keys,
+            settings,
         }));
         state.seed_catalogs().await?;
         Ok(state)

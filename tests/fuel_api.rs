@@ -26,6 +26,7 @@ on_both_stores!(
     an_atomic_import_with_one_bad_row_imports_nothing,
     the_statement_and_reconciliation_show_where_reports_disagree,
     the_journal_posts_balanced_entries_and_a_trial_balance,
+    rebuilt_ledger_read_models_answer_byte_for_byte_the_same,
 );
 
 async fn raw(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
@@ -495,6 +496,12 @@ async fn as_of_and_fecha_corte_answer_what_the_ledger_knew(app: TestApp) {
         (json!(300000), json!(1))
     );
     assert_eq!(saldo(&app, "?as_of=2020-01-01").await["movimientos"], 0);
+    // A plain date is the end of that day in Bogotá (UTC−5), so "today there" includes everything.
+    let today_in_bogota = (chrono::Utc::now() - chrono::Duration::hours(5)).date_naive();
+    assert_eq!(
+        saldo(&app, &format!("?as_of={today_in_bogota}")).await["saldo"],
+        450000
+    );
     let (status, _) = raw(&app, Method::GET, "/api/bombas/1/saldo?as_of=ayer", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = raw(&app, Method::GET, "/api/bombas/9/saldo", "").await;
@@ -887,4 +894,66 @@ async fn the_journal_posts_balanced_entries_and_a_trial_balance(app: TestApp) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn rebuilt_ledger_read_models_answer_byte_for_byte_the_same(app: TestApp) {
+    setup(&app, false).await;
+    raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos",
+        &anticipo("500000.50", "2024-03-01"),
+    )
+    .await;
+    raw(&app, Method::POST, "/api/tanqueos", &tanqueo("150000.10")).await;
+    raw(&app, Method::POST, "/api/tanqueos", &tanqueo("20000")).await;
+    raw(
+        &app,
+        Method::PUT,
+        "/api/tanqueos/2",
+        r#"{"valor_tanqueo":120000.10,"saldo_disponible":0}"#,
+    )
+    .await;
+    raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos/3/anular",
+        r#"{"motivo":"Duplicado"}"#,
+    )
+    .await;
+    let paths = [
+        "/api/tanqueos",
+        "/api/tanqueos/2",
+        "/api/saldos-bombas",
+        "/api/bombas/1/saldo",
+        "/api/bombas/1/movimientos",
+        "/api/reconciliacion",
+        "/api/contabilidad/balance-prueba?as_of=2100-01-01",
+        "/api/contabilidad/cuentas/1330-anticipos-bomba-1/movimientos",
+    ];
+    let mut before = Vec::new();
+    for path in paths {
+        let (status, body) = raw(&app, Method::GET, path, "").await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        before.push(body.to_string());
+    }
+    let pool = app.state.read_models.pool();
+    for table in ["rm_tanqueos", "rm_asientos", "projection_checkpoints"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let app = app.restart().await;
+    let head = app.state.log.head().await.unwrap();
+    assert!(
+        app.state
+            .runner
+            .wait_for(head, std::time::Duration::from_secs(10))
+            .await
+    );
+    for (path, expected) in paths.iter().zip(before) {
+        let (_, body) = raw(&app, Method::GET, path, "").await;
+        assert_eq!(body.to_string(), expected, "{path}");
+    }
 }

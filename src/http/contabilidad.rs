@@ -25,7 +25,7 @@ pub async fn trial_balance(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let as_of = as_of_param(&params)?.unwrap_or_else(Utc::now);
+    let as_of = as_of_param(&params, state.settings.time_zone.offset)?.unwrap_or_else(Utc::now);
     let rows = sqlx::query("SELECT cuenta, debe, haber FROM rm_asientos WHERE registrado_en <= $1")
         .bind(as_of.to_rfc3339_opts(SecondsFormat::Nanos, true))
         .fetch_all(state.read_models.pool())

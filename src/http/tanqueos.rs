@@ -28,11 +28,6 @@ use crate::AppState;
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 500;
 const OBSERVACION_LEN_MAX: usize = 2000;
-/// Dates given to `as_of` end at midnight in the operators' time zone, America/Bogota (UTC−5,
-/// no daylight saving).
-const SERVICE_UTC_OFFSET_S: i32 = -5 * 3600;
-/// `estado` thresholds of `GET /api/saldos-bombas`, in COP (the original service's).
-const SALDO_CRITICO_BELOW_COP: i64 = -500_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
@@ -694,6 +689,7 @@ fn with_binds<'q>(
 /// `as_of`: an RFC 3339 instant, or a date meaning the end of that day in the service's zone.
 pub(super) fn as_of_param(
     params: &HashMap<String, String>,
+    zone: FixedOffset,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(raw) = params
         .get("as_of")
@@ -710,7 +706,6 @@ pub(super) fn as_of_param(
             "Invalid value for as_of: {raw} (expected an RFC 3339 instant or YYYY-MM-DD)"
         ))
     })?;
-    let zone = FixedOffset::east_opt(SERVICE_UTC_OFFSET_S).expect("a valid offset");
     let end_of_day = date
         .and_time(NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time"))
         .and_local_timezone(zone)
@@ -746,7 +741,7 @@ pub async fn station_balance(
             "No se encontró la bomba con ID {bomba_id}"
         )));
     }
-    let as_of = as_of_param(&params)?;
+    let as_of = as_of_param(&params, state.settings.time_zone.offset)?;
     let fecha_corte = date_param(&params, "fecha_corte")?;
     let balance = balance_of(&state, bomba_id, as_of, fecha_corte).await?;
     Ok(Json(json!({
@@ -763,7 +758,7 @@ pub async fn all_balances(State(state): State<AppState>) -> Result<Json<Value>, 
     let stations = sqlx::query("SELECT id, bomba, area_operacion_id FROM rm_bombas ORDER BY id")
         .fetch_all(state.read_models.pool())
         .await?;
-    let critico = Decimal::from(SALDO_CRITICO_BELOW_COP);
+    let critico = state.settings.saldo_critico_cop;
     let (mut total_saldo, mut criticos, mut bajos, mut positivos) = (Decimal::ZERO, 0, 0, 0);
     let mut data = Vec::with_capacity(stations.len());
     for station in &stations {
