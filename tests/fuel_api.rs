@@ -261,7 +261,16 @@ async fn refusals_use_the_seed_bodies(app: TestApp) {
             r#"{"fecha":"15/03/2024","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":1,"cantidad_galones":1}"#,
             "Invalid date for fecha: 15/03/2024 (expected YYYY-MM-DD)",
         ),
+        (
+            r#"{"fecha":"2024-03-15","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":1e30,"cantidad_galones":1}"#,
+            "Invalid value for valor_tanqueo: out of range",
+        ),
+        (
+            r#"{"fecha":"2024-03-15","conductor_id":"uno","placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":1,"cantidad_galones":1}"#,
+            r#"invalid input syntax for type integer: "uno""#,
+        ),
     ];
+
     for (body, message) in cases {
         let (status, answer) = raw(&app, Method::POST, "/api/tanqueos", body).await;
         assert_eq!(

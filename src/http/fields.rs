@@ -12,6 +12,9 @@ use axum::Json;
 
 use super::error::ApiError;
 
+/// Largest quantity accepted; keeps every later sum far from `Decimal`'s limit.
+const QUANTITY_ABS_MAX: i64 = 1_000_000_000_000_000;
+
 /// A JSON object whose fields are read with named, typed refusals.
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
@@ -93,6 +96,9 @@ impl<'a> Fields<'a> {
                 .map_err(|_| bad(format!("El campo {name} debe ser un número")))?,
             Some(_) => return Err(bad(format!("El campo {name} debe ser un número"))),
         };
+        if value.abs() > Decimal::from(QUANTITY_ABS_MAX) {
+            return Err(bad(format!("El campo {name} está fuera de rango")));
+        }
         if value.is_sign_negative() && !value.is_zero() {
             return Err(bad(format!("El campo {name} no puede ser negativo")));
         }

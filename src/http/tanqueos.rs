@@ -28,6 +28,8 @@ use crate::AppState;
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 500;
 const OBSERVACION_LEN_MAX: usize = 2000;
+/// Largest amount or quantity accepted: 10^15 (a thousand trillion pesos).
+const AMOUNT_ABS_MAX: i64 = 1_000_000_000_000_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
@@ -62,7 +64,7 @@ impl<'a> Body<'a> {
     }
 
     /// A `numeric` column: a JSON number or text holding one; never through f64.
-    fn numeric(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+    fn decimal(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
         let value = match self.get(name) {
             None => return Ok(None),
             Some(Value::Number(n)) => n.to_string(),
@@ -76,16 +78,33 @@ impl<'a> Body<'a> {
         let parsed = Decimal::from_str(&value)
             .or_else(|_| Decimal::from_scientific(&value))
             .map_err(|_| {
-                bad(format!(
-                    "invalid input syntax for type numeric: \"{value}\""
-                ))
+                // A well-formed number too large for an exact decimal is out of range, not junk.
+                if value.parse::<f64>().is_ok_and(f64::is_finite) {
+                    bad(format!("Invalid value for {name}: out of range"))
+                } else {
+                    bad(format!(
+                        "invalid input syntax for type numeric: \"{value}\""
+                    ))
+                }
             })?;
-        if parsed.is_sign_negative() && !parsed.is_zero() {
+
+        // Far beyond any real amount, and far enough below Decimal's limit that sums of a whole
+        // ledger cannot overflow.
+        if parsed.abs() > Decimal::from(AMOUNT_ABS_MAX) {
+            return Err(bad(format!("Invalid value for {name}: out of range")));
+        }
+        Ok(Some(parsed))
+    }
+
+    /// An amount or quantity: a `numeric` that is zero or positive.
+    fn numeric(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+        let parsed = self.decimal(name)?;
+        if parsed.is_some_and(|p| p.is_sign_negative() && !p.is_zero()) {
             return Err(bad(format!(
                 "Invalid value for {name}: must be zero or positive"
             )));
         }
-        Ok(Some(parsed))
+        Ok(parsed)
     }
 
     /// An `integer` column (the ids).
@@ -194,10 +213,8 @@ pub(super) async fn parse_record(
             "Invalid value for observacion: at most {OBSERVACION_LEN_MAX} characters"
         )));
     }
-    let saldo_disponible = body
-        .get("saldo_disponible")
-        .map(|_| saldo(&body))
-        .transpose()?;
+    // The balance a station reports may be below zero (the operator owes it), unlike amounts.
+    let saldo_disponible = body.decimal("saldo_disponible")?;
     let conductor_id = body.integer("conductor_id")?;
     let placa_id = body.integer("placa_id")?;
     let valor_tanqueo = body.numeric("valor_tanqueo")?;
@@ -253,23 +270,6 @@ pub(super) async fn parse_record(
         valor_anticipo,
     };
     Ok((record, permitir_saldo_negativo))
-}
-
-/// The balance a station reports may be below zero (the operator owes it), unlike amounts.
-fn saldo(body: &Body) -> Result<Decimal, ApiError> {
-    let raw = match body.get("saldo_disponible") {
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(other) => {
-            return Err(bad(format!(
-                "invalid input syntax for type numeric: \"{other}\""
-            )))
-        }
-        None => return Err(bad("Missing required field: saldo_disponible")),
-    };
-    Decimal::from_str(&raw)
-        .or_else(|_| Decimal::from_scientific(&raw))
-        .map_err(|_| bad(format!("invalid input syntax for type numeric: \"{raw}\"")))
 }
 
 fn foreign_key(column: &str) -> ApiError {
