@@ -27,6 +27,7 @@ on_both_stores!(
     the_statement_and_reconciliation_show_where_reports_disagree,
     the_journal_posts_balanced_entries_and_a_trial_balance,
     rebuilt_ledger_read_models_answer_byte_for_byte_the_same,
+    an_admin_adds_a_fuel_product_operators_can_then_record,
 );
 
 async fn raw(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
@@ -965,4 +966,48 @@ async fn rebuilt_ledger_read_models_answer_byte_for_byte_the_same(app: TestApp) 
         let (_, body) = raw(&app, Method::GET, path, "").await;
         assert_eq!(body.to_string(), expected, "{path}");
     }
+}
+
+async fn an_admin_adds_a_fuel_product_operators_can_then_record(app: TestApp) {
+    setup(&app, false).await;
+    let body = r#"{"fecha":"2024-03-15","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":1,"cantidad_galones":1,"tipo_combustible":"ADBLUE"}"#;
+    let (status, _) = raw(&app, Method::POST, "/api/tanqueos", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, products) = raw(&app, Method::GET, "/api/catalogos/combustibles", "").await;
+    let names: Vec<&str> = products
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["nombre"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ACPM",
+            "GASOLINA",
+            "EXTRA",
+            "UREA",
+            "LUBRICANTE",
+            "HIDRAULICO",
+            "ACEITE MOTOR",
+            "LAVADO",
+            "ENGRASE",
+            "CONSUMIBLES LIMPIEZA"
+        ]
+    );
+    let admin = app.token(fleet_ledger::auth::Role::Admin);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/catalogos/combustibles",
+            Some(&admin),
+            Some(r#"{"nombre":"ADBLUE"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, created) = raw(&app, Method::POST, "/api/tanqueos", body).await;
+    assert_eq!(
+        (status, created["tipo_combustible"].clone()),
+        (StatusCode::CREATED, json!("ADBLUE"))
+    );
 }
