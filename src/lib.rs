@@ -109,6 +109,7 @@ pub fn app(state: AppState) -> Router {
                 .put(http::vehiculo::update)
                 .delete(http::vehiculo::delete),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(CatchPanicLayer::custom(http::middleware::panic_response))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -120,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(http::health::readyz))
         .merge(api)
         .merge(vehiculo)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(http::middleware::panic_response))
         .layer(axum::middleware::from_fn(http::middleware::request_id))
@@ -128,4 +130,8 @@ pub fn app(state: AppState) -> Router {
 
 async fn not_found() -> http::error::ApiError {
     http::error::ApiError::NotFound("Recurso no encontrado".to_string())
+}
+
+async fn method_not_allowed() -> http::error::ApiError {
+    http::error::ApiError::MethodNotAllowed
 }

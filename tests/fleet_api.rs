@@ -340,7 +340,22 @@ async fn drivers_and_stations_check_their_references(app: TestApp) {
     );
     let (_, stations) = send(&app, Method::GET, "/api/bombas", None).await;
     assert_eq!(stations.as_array().unwrap().len(), 1, "all or nothing");
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/bombas/5",
+        Some(json!({ "permitir_saldo_negativo": true })),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "No se encontró la bomba con ID 5" })
+        )
+    );
     let (status, body) = send(&app, Method::GET, "/api/bombas/5", None).await;
+
     assert_eq!(
         (status, body),
         (
@@ -843,6 +858,14 @@ async fn delete_follows_seed_002(app: TestApp) {
 
 async fn a_deleted_vehicle_is_reactivated_by_creating_its_plate(app: TestApp) {
     vehicle(&app, "R1").await;
+    send(
+        &app,
+        Method::PUT,
+        "/vehiculo/1",
+        Some(json!({ "kilometrajeActual": 120000, "color": "ROJO" })),
+    )
+    .await;
+
     send(&app, Method::DELETE, "/vehiculo/1", None).await;
     let (status, body) = post(
         &app,
@@ -856,6 +879,12 @@ async fn a_deleted_vehicle_is_reactivated_by_creating_its_plate(app: TestApp) {
     assert_eq!(body["data"]["Eliminado"], false);
     assert_eq!(body["data"]["Marca"], "NISSAN");
     assert_eq!(body["data"]["NombreClaseVehiculo"], "Sedán");
+    assert_eq!(
+        body["data"]["KilometrajeActual"], 120000,
+        "what the body leaves out is kept"
+    );
+    assert_eq!(body["data"]["Color"], "ROJO");
+
     let events = app.state.log.read_type("fleet", 0, 100).await.unwrap();
     assert_eq!(events.last().unwrap().event_type, "VehicleReactivated");
 }

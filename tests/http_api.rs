@@ -28,6 +28,7 @@ on_both_stores!(
     health_and_readiness_answer,
     readiness_is_503_while_a_projection_cannot_catch_up,
     an_unknown_path_is_a_json_404,
+    an_unknown_method_is_a_json_405,
     a_non_numeric_id_is_400_and_an_unknown_one_404,
     an_empty_name_is_400_and_writes_nothing,
 );
@@ -311,6 +312,32 @@ async fn health_and_readiness_answer(app: TestApp) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ready");
     assert_eq!(body["head"], head);
+}
+
+async fn an_unknown_method_is_a_json_405(app: TestApp) {
+    let (status, body) = app
+        .call(Method::DELETE, "/api/eventos", Some(&app.operador()), None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({ "error": "Método no permitido" })
+        )
+    );
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/vehiculo/1",
+            Some(&app.operador()),
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        (body["success"].clone(), body["message"].clone()),
+        (json!(false), json!("Método no permitido"))
+    );
 }
 
 async fn an_unknown_path_is_a_json_404(app: TestApp) {

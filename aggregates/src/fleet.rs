@@ -535,13 +535,18 @@ impl Fleet {
                         fields,
                     }]),
                     Some(vehicle_id) if self.vehicles[&vehicle_id].deleted => {
+                        // The body's fields win; what it leaves out keeps its value, so a
+                        // reactivation never loses data (an odometer must not go back to zero).
+                        let mut merged = self.vehicles[&vehicle_id].fields.clone();
+                        merged.merge(&fields);
                         Ok(vec![FleetEvent::VehicleReactivated {
                             vehicle_id,
                             plate_id,
                             placa,
-                            fields,
+                            fields: merged,
                         }])
                     }
+
                     Some(_) => Err(FleetError::PlateHasLiveVehicle { placa }),
                 }
             }

@@ -1,7 +1,7 @@
 //! Fuel stations (`bombas`): register (one or an array), change, list and read.
 
 use aggregates::registry::{
-    NewStation, StationChanges, StationCommand, StationEvent, REGISTRY_STREAM_ID,
+    NewStation, RegistryError, StationChanges, StationCommand, StationEvent, REGISTRY_STREAM_ID,
 };
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -115,9 +115,18 @@ pub async fn update(
             &context.metadata,
         )
         .await
-        .map_err(|e| command_error(e, ApiError::from))?;
+        .map_err(|e| {
+            command_error(e, |refusal| match refusal {
+                RegistryError::NotFound { id } => station_not_found(id),
+                other => other.into(),
+            })
+        })?;
     state.settle(executed.position()).await;
     read_station(&state, id).await
+}
+
+fn station_not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("No se encontró la bomba con ID {id}"))
 }
 
 async fn read_station(state: &AppState, id: i64) -> Result<Json<Station>, ApiError> {
@@ -127,7 +136,7 @@ async fn read_station(state: &AppState, id: i64) -> Result<Json<Station>, ApiErr
     .bind(id)
     .fetch_optional(state.read_models.pool())
     .await?
-    .ok_or_else(|| ApiError::NotFound(format!("No se encontró la bomba con ID {id}")))?;
+    .ok_or_else(|| station_not_found(id))?;
     Ok(Json(station_from(&row)?))
 }
 

@@ -29,6 +29,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("Método no permitido")]
+    MethodNotAllowed,
     /// A bug or an outage. The text is logged, never sent.
     #[error("{0}")]
     Internal(String),
@@ -42,6 +44,8 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

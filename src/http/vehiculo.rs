@@ -52,6 +52,16 @@ pub async fn error_envelope(request: Request, next: Next) -> Response {
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    let message = if message.trim().is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Error")
+            .to_string()
+    } else {
+        message
+    };
+
     let body = json!({ "success": false, "message": message, "timestamp": now() });
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
