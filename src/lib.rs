@@ -13,6 +13,7 @@ pub mod settings;
 pub mod state;
 pub mod store;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -63,7 +64,11 @@ pub fn app(state: AppState) -> Router {
             get(http::tanqueos::get).put(http::tanqueos::correct),
         )
         .route("/api/tanqueos/{id}/anular", post(http::tanqueos::void))
-        .route("/api/tanqueos/import", post(http::import::import))
+        .route(
+            "/api/tanqueos/import",
+            // 5,000 spreadsheet rows of wide text cells need more than axum's 2 MB default.
+            post(http::import::import).layer(DefaultBodyLimit::max(http::import::BODY_BYTES_MAX)),
+        )
         .route(
             "/api/bombas/{id}/saldo",
             get(http::tanqueos::station_balance),

@@ -653,7 +653,7 @@ async fn vehicle_creation_refuses_bad_input_in_the_envelope(app: TestApp) {
         ),
         (
             json!({ "placa": "V".repeat(21), "idClaseVehiculo": 1, "idEstadoVehiculo": 1 }),
-            "El campo placa no puede superar 20 caracteres",
+            "La placa no puede superar 20 caracteres",
         ),
         (
             json!({ "placa": "V1", "idClaseVehiculo": 1, "idEstadoVehiculo": 1, "fechaUltimaRevision": "15/03/2024" }),
@@ -758,6 +758,36 @@ async fn a_vehicle_update_records_only_what_changed(app: TestApp) {
         json!({ "marca": "MAZDA", "id_empresa": 4, "id_operacion": 9 })
     );
     assert_eq!(updated.payload["previous"], json!({}));
+    let updates = events
+        .iter()
+        .filter(|e| e.event_type == "VehicleUpdated")
+        .count();
+    assert_eq!(updates, 1, "one event per update");
+    // Sending the vehicle back with its own plate is not a plate change.
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/vehiculo/1",
+        Some(json!({ "placa": "u-1", "modelo": "CX5" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["Modelo"].clone()),
+        (StatusCode::OK, json!("CX5"))
+    );
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        "/vehiculo/1",
+        Some(json!({ "placa": "U2" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["message"],
+        "La placa no se puede cambiar; registre el vehículo con la nueva placa"
+    );
+
     let (_, filtered) = send(
         &app,
         Method::GET,

@@ -28,6 +28,8 @@ on_both_stores!(
     the_journal_posts_balanced_entries_and_a_trial_balance,
     rebuilt_ledger_read_models_answer_byte_for_byte_the_same,
     an_admin_adds_a_fuel_product_operators_can_then_record,
+    voiding_an_anticipo_cannot_overdraw_a_no_overdraft_station,
+    review_fixes_hold,
 );
 
 async fn raw(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
@@ -212,7 +214,7 @@ async fn decimals_round_trip_without_drift(app: TestApp) {
     let (_, created) = raw(&app, Method::POST, "/api/tanqueos", &tanqueo("12.10")).await;
     assert_eq!(created["valor_tanqueo"].to_string(), "12.10");
     assert_eq!(saldo(&app, "").await["total_anticipos"].to_string(), "0.3");
-    assert_eq!(saldo(&app, "").await["saldo"].to_string(), "-11.80");
+    assert_eq!(saldo(&app, "").await["saldo"].to_string(), "-11.8");
 }
 
 async fn refusals_use_the_seed_bodies(app: TestApp) {
@@ -554,9 +556,9 @@ async fn the_list_filters_pages_and_summarises(app: TestApp) {
         .collect();
     assert_eq!(ids, [4, 3], "newest first");
     assert_eq!(page["data"][0]["placa"], "ABC123");
-    assert_eq!(page["data"][0]["conductor"], "Juan Pérez");
-    assert_eq!(page["data"][0]["bomba"], "Estación Central");
-    assert_eq!(page["data"][0]["area_operacion"], "Logística");
+    assert_eq!(page["data"][0]["nombre_conductor"], "Juan Pérez");
+    assert_eq!(page["data"][0]["nombre_bomba"], "Estación Central");
+    assert_eq!(page["data"][0]["nombre_area_operacion"], "Logística");
     let (_, second) = raw(
         &app,
         Method::GET,
@@ -640,7 +642,7 @@ async fn concurrent_tanqueos_on_one_station_keep_the_exact_balance(app: TestApp)
     accepted.dedup();
     assert_eq!(accepted.len(), 9, "no duplicated record");
     let balance = saldo(&app, "").await;
-    assert_eq!(balance["saldo"].to_string(), "9995.50");
+    assert_eq!(balance["saldo"].to_string(), "9995.5");
     assert_eq!(balance["movimientos"], 10);
     let (_, listed) = raw(&app, Method::GET, "/api/tanqueos?limit=500", "").await;
     assert_eq!(listed["pagination"]["total"], 10);
@@ -1010,4 +1012,87 @@ async fn an_admin_adds_a_fuel_product_operators_can_then_record(app: TestApp) {
         (status, created["tipo_combustible"].clone()),
         (StatusCode::CREATED, json!("ADBLUE"))
     );
+}
+
+async fn voiding_an_anticipo_cannot_overdraw_a_no_overdraft_station(app: TestApp) {
+    setup(&app, true).await;
+    raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos",
+        &anticipo("100000", "2024-03-01"),
+    )
+    .await;
+    raw(&app, Method::POST, "/api/tanqueos", &tanqueo("100000")).await;
+    let (status, body) = raw(
+        &app,
+        Method::POST,
+        "/api/tanqueos/1/anular",
+        r#"{"motivo":"error"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::CONFLICT,
+            json!({ "error": "Saldo insuficiente en la bomba 1: disponible 0, requerido 100000" })
+        )
+    );
+    assert_eq!(saldo(&app, "").await["saldo"], 0);
+}
+
+/// Behaviours a review against the issue pinned down.
+async fn review_fixes_hold(app: TestApp) {
+    setup(&app, false).await;
+    // The seed forbids only the vehicle and driver fields on an ANTICIPO.
+    let with_hourmeter = r#"{"fecha":"2024-03-01","bomba_id":1,"area_operacion_id":1,"tipo_operacion":"ANTICIPO","valor_anticipo":1000,"horometro":12}"#;
+    assert_eq!(
+        raw(&app, Method::POST, "/api/tanqueos", with_hourmeter)
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let lower_case = r#"{"fecha":"2024-03-02","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":100,"cantidad_galones":12.5,"tipo_combustible":"acpm"}"#;
+    raw(&app, Method::POST, "/api/tanqueos", lower_case).await;
+    raw(&app, Method::POST, "/api/tanqueos", r#"{"fecha":"2024-03-03","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":50,"cantidad_galones":6.5}"#).await;
+    // Filters take the values as people type them; the summary adds refuel values only and
+    // writes computed sums without trailing zeros.
+    let (_, page) = raw(
+        &app,
+        Method::GET,
+        "/api/tanqueos?tipo_combustible=acpm&tipo_operacion=tanqueo",
+        "",
+    )
+    .await;
+    assert_eq!(page["pagination"]["total"], 2);
+    assert_eq!(
+        page["summary"].to_string(),
+        r#"{"total_galones":19,"total_valor":150}"#
+    );
+    // A whole-file problem is one 400 with the seed's text, not 5,000 row errors.
+    let sheet = json!({ "area_operacion_id": 1, "bomba_id": 9, "records": [] }).to_string();
+    let (status, body) = raw(&app, Method::POST, "/api/tanqueos/import", &sheet).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "insert or update on table \"tanqueo\" violates foreign key constraint \"tanqueo_bomba_id_fkey\"");
+    // Reconciliation balances are as of the end of the range, whatever came before it.
+    let (_, report) = raw(
+        &app,
+        Method::GET,
+        "/api/reconciliacion?bomba_id=1&desde=2024-03-03&hasta=2024-03-03",
+        "",
+    )
+    .await;
+    assert_eq!(report["bombas"][0]["saldo_calculado"], 850);
+    let (_, report) = raw(
+        &app,
+        Method::GET,
+        "/api/reconciliacion?bomba_id=1&desde=2030-01-01",
+        "",
+    )
+    .await;
+    assert_eq!(report["bombas"][0]["saldo_calculado"], 850);
+    // With more conductor and plate errors at once, the first foreign key in the seed's order wins.
+    let two_bad = r#"{"fecha":"2024-03-15","conductor_id":9,"placa_id":9,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":1,"cantidad_galones":1}"#;
+    let (_, body) = raw(&app, Method::POST, "/api/tanqueos", two_bad).await;
+    assert_eq!(body["error"], "insert or update on table \"tanqueo\" violates foreign key constraint \"tanqueo_conductor_id_fkey\"");
 }

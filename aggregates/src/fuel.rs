@@ -133,6 +133,7 @@ pub enum FuelCommand {
     Void {
         id: i64,
         motivo: String,
+        permitir_saldo_negativo: bool,
     },
 }
 
@@ -220,8 +221,8 @@ impl FuelStation {
         }
         Err(FuelError::SaldoInsuficiente {
             bomba_id: record.bomba_id,
-            disponible: self.saldo,
-            requerido: -change,
+            disponible: self.saldo.normalize(),
+            requerido: (-change).normalize(),
         })
     }
 
@@ -283,11 +284,21 @@ impl FuelStation {
                     despues: corrected,
                 }])
             }
-            FuelCommand::Void { id, motivo } => {
+            FuelCommand::Void {
+                id,
+                motivo,
+                permitir_saldo_negativo,
+            } => {
                 let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
                 if current.voided {
                     return Err(FuelError::AlreadyVoided { id });
                 }
+                // Voiding an anticipo takes its money back out of the station.
+                self.check_balance(
+                    -current.record.effect(),
+                    &current.record,
+                    permitir_saldo_negativo,
+                )?;
                 Ok(vec![FuelEvent::TanqueoVoided {
                     id,
                     motivo,

@@ -153,7 +153,10 @@ pub fn station_balance(
             }
         }
     }
-    balance.saldo = balance.total_anticipos - balance.total_tanqueos;
+    // Computed amounts are written without trailing zeros (`19`, not `19.0`); inputs keep theirs.
+    balance.total_anticipos = balance.total_anticipos.normalize();
+    balance.total_tanqueos = balance.total_tanqueos.normalize();
+    balance.saldo = (balance.total_anticipos - balance.total_tanqueos).normalize();
     balance.ultimo_saldo_reportado = reported.map(|(_, _, saldo)| saldo);
     Ok(balance)
 }
@@ -196,10 +199,12 @@ pub fn station_statement(events: &[Recorded]) -> Result<Vec<StatementLine>, Fold
         .into_iter()
         .map(|record| {
             saldo += record.effect();
-            let diferencia = record.saldo_disponible.map(|reported| reported - saldo);
+            let diferencia = record
+                .saldo_disponible
+                .map(|reported| (reported - saldo).normalize());
             StatementLine {
                 record,
-                saldo_calculado: saldo,
+                saldo_calculado: saldo.normalize(),
                 diferencia,
             }
         })
@@ -301,7 +306,9 @@ mod tests {
                 Op::Void(index) if !ids.is_empty() => FuelCommand::Void {
                     id: ids[index % ids.len()],
                     motivo: "x".into(),
+                    permitir_saldo_negativo: true,
                 },
+
                 _ => continue,
             };
             let Ok(decided) = station.decide(command) else {

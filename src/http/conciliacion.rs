@@ -88,7 +88,7 @@ struct Reconciliation {
 impl Reconciliation {
     fn diferencia(&self) -> Option<rust_decimal::Decimal> {
         self.saldo_reportado
-            .map(|reported| reported - self.saldo_calculado)
+            .map(|reported| (reported - self.saldo_calculado).normalize())
     }
 }
 
@@ -109,21 +109,25 @@ pub async fn reconcile(
         if only.is_some_and(|id| id != bomba_id) {
             continue;
         }
-        let lines: Vec<StatementLine> = statement(&state, bomba_id)
-            .await?
-            .into_iter()
-            .filter(|l| within(l, desde, hasta))
-            .collect();
-        let last = lines.last();
-        let saldo_reportado = lines.iter().rev().find_map(|l| l.record.saldo_disponible);
+        // Balances are as of the end of the range (everything before it counts); only the
+        // discrepancies are limited to the range itself.
+        let lines = statement(&state, bomba_id).await?;
+        let until_end: Vec<&StatementLine> =
+            lines.iter().filter(|l| within(l, None, hasta)).collect();
         report.push(Reconciliation {
             bomba_id,
             nombre_bomba: station.try_get(1)?,
-            saldo_calculado: last.map(|l| l.saldo_calculado).unwrap_or_default(),
-            saldo_reportado,
+            saldo_calculado: until_end
+                .last()
+                .map(|l| l.saldo_calculado)
+                .unwrap_or_default(),
+            saldo_reportado: until_end
+                .iter()
+                .rev()
+                .find_map(|l| l.record.saldo_disponible),
             discrepancias: lines
                 .iter()
-                .filter(|l| l.diferencia.is_some_and(|d| !d.is_zero()))
+                .filter(|l| within(l, desde, hasta) && l.diferencia.is_some_and(|d| !d.is_zero()))
                 .cloned()
                 .collect(),
         });

@@ -41,13 +41,13 @@ pub async fn trial_balance(
     debug_assert_eq!(total_debe, total_haber);
     let cuentas: Vec<Value> = accounts
         .into_iter()
-        .map(|(cuenta, (debe, haber))| json!({ "cuenta": cuenta, "debe": debe, "haber": haber, "saldo": debe - haber }))
+        .map(|(cuenta, (debe, haber))| json!({ "cuenta": cuenta, "debe": debe.normalize(), "haber": haber.normalize(), "saldo": (debe - haber).normalize() }))
         .collect();
     Ok(Json(json!({
         "as_of": as_of.to_rfc3339_opts(SecondsFormat::Secs, true),
         "cuentas": cuentas,
-        "total_debe": total_debe,
-        "total_haber": total_haber,
+        "total_debe": total_debe.normalize(),
+        "total_haber": total_haber.normalize(),
     })))
 }
 
@@ -80,17 +80,17 @@ pub async fn account_movements(
             "tanqueo_id": row.try_get::<i64, _>(1)?,
             "fecha": row.try_get::<String, _>(2)?,
             "descripcion": row.try_get::<String, _>(3)?,
-            "debe": debe,
-            "haber": haber,
-            "saldo": total_debe - total_haber,
+            "debe": debe.normalize(),
+            "haber": haber.normalize(),
+            "saldo": (total_debe - total_haber).normalize(),
             "registrado_en": row.try_get::<String, _>(6)?,
         }));
     }
     Ok(Json(json!({
         "cuenta": cuenta,
         "movimientos": movimientos,
-        "total_debe": total_debe,
-        "total_haber": total_haber,
-        "saldo": total_debe - total_haber,
+        "total_debe": total_debe.normalize(),
+        "total_haber": total_haber.normalize(),
+        "saldo": (total_debe - total_haber).normalize(),
     })))
 }

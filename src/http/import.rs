@@ -17,10 +17,13 @@ use sqlx::Row;
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::Fields;
-use super::tanqueos::{parse_record, reserve_ids};
+use super::lookup::{exists, Reference};
+use super::tanqueos::{foreign_key, parse_record, reserve_ids};
 use crate::AppState;
 
 pub const RECORDS_MAX: usize = 5000;
+/// Largest import request accepted.
+pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Why a row was not imported: a short label and what exactly was wrong.
 struct RowError {
@@ -173,6 +176,14 @@ pub async fn import(
     let fields = Fields::of(&body)?;
     let bomba_id = fields.required("bomba_id", Fields::id)?;
     let area_operacion_id = fields.required("area_operacion_id", Fields::id)?;
+    // Every row would fail on these alike, so they are the request's error, as on POST.
+    if !exists(&state, Reference::Station, bomba_id).await? {
+        return Err(foreign_key("bomba_id"));
+    }
+    if !exists(&state, Reference::OperationArea, area_operacion_id).await? {
+        return Err(foreign_key("area_operacion_id"));
+    }
+
     let rows = match body.get("records") {
         Some(Value::Array(rows)) if rows.len() <= RECORDS_MAX => rows,
         Some(Value::Array(_)) => {

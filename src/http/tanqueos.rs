@@ -149,13 +149,13 @@ impl<'a> Body<'a> {
     }
 }
 
-const TANQUEO_ONLY: [&str; 6] = [
+/// What seed 004 says an ANTICIPO must leave out: the vehicle and driver fields.
+const TANQUEO_ONLY: [&str; 5] = [
     "conductor_id",
     "placa_id",
     "tipo_combustible",
     "valor_tanqueo",
     "cantidad_galones",
-    "horometro",
 ];
 
 /// Validates a body into a record (id 0 until one is reserved), in the order the seed's service
@@ -226,16 +226,19 @@ pub(super) async fn parse_record(
         TipoOperacion::Tanqueo => Some(fuel_product(state, body.text("tipo_combustible")?).await?),
     };
     let costo = match (valor_tanqueo, cantidad_galones) {
-        (Some(valor), Some(galones)) => costo_por_galon(valor, galones),
+        (Some(valor), Some(galones)) if !galones.is_zero() => Some(
+            costo_por_galon(valor, galones)
+                .ok_or_else(|| bad("Invalid value for cantidad_galones: out of range"))?,
+        ),
         _ => None,
     };
 
-    let station = sqlx::query("SELECT permitir_saldo_negativo FROM rm_bombas WHERE id = $1")
-        .bind(bomba_id)
-        .fetch_optional(state.read_models.pool())
-        .await?
-        .ok_or_else(|| foreign_key("bomba_id"))?;
-    let permitir_saldo_negativo = station.try_get::<i64, _>(0)? != 0;
+    // Checked in the order the seed's table declares its foreign keys.
+    if let Some(conductor_id) = conductor_id {
+        if !exists(state, Reference::Driver, conductor_id).await? {
+            return Err(foreign_key("conductor_id"));
+        }
+    }
     if let Some(placa_id) = placa_id {
         let plate: Option<i64> = sqlx::query_scalar("SELECT id FROM rm_placas WHERE id = $1")
             .bind(placa_id)
@@ -243,11 +246,10 @@ pub(super) async fn parse_record(
             .await?;
         plate.ok_or_else(|| foreign_key("placa_id"))?;
     }
-    if let Some(conductor_id) = conductor_id {
-        if !exists(state, Reference::Driver, conductor_id).await? {
-            return Err(foreign_key("conductor_id"));
-        }
-    }
+    let permitir_saldo_negativo = match station_overdraft_policy(state, bomba_id).await? {
+        Some(permitir) => permitir,
+        None => return Err(foreign_key("bomba_id")),
+    };
     if !exists(state, Reference::OperationArea, area_operacion_id).await? {
         return Err(foreign_key("area_operacion_id"));
     }
@@ -272,7 +274,28 @@ pub(super) async fn parse_record(
     Ok((record, permitir_saldo_negativo))
 }
 
-fn foreign_key(column: &str) -> ApiError {
+/// Whether the station may go below zero; `None` when there is no such station.
+async fn station_overdraft_policy(
+    state: &AppState,
+    bomba_id: i64,
+) -> Result<Option<bool>, ApiError> {
+    let flag: Option<i64> =
+        sqlx::query_scalar("SELECT permitir_saldo_negativo FROM rm_bombas WHERE id = $1")
+            .bind(bomba_id)
+            .fetch_optional(state.read_models.pool())
+            .await?;
+    Ok(flag.map(|f| f != 0))
+}
+
+async fn station_allows_overdraft(state: &AppState, bomba_id: i64) -> Result<bool, ApiError> {
+    station_overdraft_policy(state, bomba_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::internal(format!("station {bomba_id} of a stored record is unknown"))
+        })
+}
+
+pub(super) fn foreign_key(column: &str) -> ApiError {
     bad(format!(
         "insert or update on table \"tanqueo\" violates foreign key constraint \"tanqueo_{column}_fkey\""
     ))
@@ -419,11 +442,16 @@ pub async fn void(
     let bomba_id = current["bomba_id"]
         .as_i64()
         .ok_or_else(|| ApiError::internal("record without station"))?;
+    let permitir_saldo_negativo = station_allows_overdraft(&state, bomba_id).await?;
     let executed = state
         .fuel_stations
         .execute(
             &bomba_id.to_string(),
-            FuelCommand::Void { id, motivo },
+            FuelCommand::Void {
+                id,
+                motivo,
+                permitir_saldo_negativo,
+            },
             &context.metadata,
         )
         .await
@@ -602,10 +630,11 @@ pub async fn list(
             let placeholders: Vec<String> = values
                 .into_iter()
                 .map(|v| {
+                    // Enum-like columns are stored canonical (uppercase), as POST writes them.
                     let value = if integers {
                         json!(v.parse::<i64>().unwrap_or_default())
                     } else {
-                        json!(v)
+                        json!(v.to_uppercase())
                     };
                     bind(value, &mut binds)
                 })
@@ -635,7 +664,7 @@ pub async fn list(
                 .unwrap_or_default())
         };
         total_galones += exact(0)?;
-        total_valor += exact(1)? + exact(2)?;
+        total_valor += exact(1)?;
     }
     let total = totals.len() as i64;
     let page_sql = format!(
@@ -653,9 +682,9 @@ pub async fn list(
         let mut record = record_json(row, true)?;
         for (index, name) in [
             (20, "placa"),
-            (21, "conductor"),
-            (22, "bomba"),
-            (23, "area_operacion"),
+            (21, "nombre_conductor"),
+            (22, "nombre_bomba"),
+            (23, "nombre_area_operacion"),
         ] {
             record.insert(
                 name.into(),
@@ -668,7 +697,7 @@ pub async fn list(
     Ok(Json(json!({
         "data": data,
         "pagination": { "page": page, "limit": limit, "total": total, "totalPages": (total + limit - 1) / limit },
-        "summary": { "total_galones": total_galones, "total_valor": total_valor },
+        "summary": { "total_galones": total_galones.normalize(), "total_valor": total_valor.normalize() },
     })))
 }
 
@@ -789,7 +818,7 @@ pub async fn all_balances(State(state): State<AppState>) -> Result<Json<Value>, 
         "data": data,
         "stats": {
             "total_bombas": stations.len(),
-            "total_saldo": total_saldo,
+            "total_saldo": total_saldo.normalize(),
             "criticos": criticos,
             "bajos": bajos,
             "positivos": positivos,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aggregates::fleet::{FleetCommand, FleetEvent, VehicleFields, FLEET_STREAM_ID};
-use aggregates::placa::{Placa, PLACA_LEN_MAX};
+use aggregates::placa::Placa;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -23,6 +23,9 @@ use crate::read_store::decimal_json;
 use crate::AppState;
 
 const TEXT_LEN_MAX: usize = 100;
+/// Longest plate text read before normalisation.
+const RAW_PLACA_LEN_MAX: usize = 100;
+
 /// Error bodies are short JSON; anything longer is not ours to rewrite.
 const ERROR_BODY_LEN_MAX: usize = 64 * 1024;
 const COLOR_LEN_MAX: usize = 50;
@@ -147,7 +150,9 @@ pub async fn create(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let fields = Fields::of(&body)?;
-    let raw_placa = fields.required("placa", |f, n| f.text(n, PLACA_LEN_MAX))?;
+    // The 20-character limit is the normalised plate's (`Placa::parse`); the raw text may carry
+    // spaces and hyphens.
+    let raw_placa = fields.required("placa", |f, n| f.text(n, RAW_PLACA_LEN_MAX))?;
     let placa = Placa::parse(&raw_placa).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     for required in ["idClaseVehiculo", "idEstadoVehiculo"] {
         if !fields.has(required) {
@@ -195,10 +200,22 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let vehicle_id = vehicle_id(&raw_id)?;
     let fields = Fields::of(&body)?;
-    if fields.has("placa") {
-        return Err(ApiError::BadRequest(
-            "La placa no se puede cambiar; registre el vehículo con la nueva placa".into(),
-        ));
+    // Clients often send the whole vehicle back: its own plate is fine, another one is not.
+    if let Some(raw) = fields.text("placa", RAW_PLACA_LEN_MAX)? {
+        let placa = Placa::parse(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let (fleet, _) = state
+            .fleet
+            .load(FLEET_STREAM_ID)
+            .await
+            .map_err(|e| command_error(e, ApiError::from))?;
+        let current = fleet.vehicle(vehicle_id).ok_or_else(|| {
+            ApiError::from(aggregates::fleet::FleetError::VehicleNotFound { vehicle_id })
+        })?;
+        if current.placa != placa {
+            return Err(ApiError::BadRequest(
+                "La placa no se puede cambiar; registre el vehículo con la nueva placa".into(),
+            ));
+        }
     }
     let changes = read_fields(&state, &fields).await?;
     let executed = state
