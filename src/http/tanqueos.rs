@@ -328,6 +328,22 @@ pub(super) fn refusal(error: FuelError) -> ApiError {
     }
 }
 
+/// Runs `command` on the station's aggregate and waits until the read models show it.
+async fn on_station(
+    state: &AppState,
+    context: &CommandContext,
+    bomba_id: i64,
+    command: FuelCommand,
+) -> Result<(), ApiError> {
+    let executed = state
+        .fuel_stations
+        .execute(&bomba_id.to_string(), command, &context.metadata)
+        .await
+        .map_err(|e| command_error(e, refusal))?;
+    state.settle(executed.position()).await;
+    Ok(())
+}
+
 /// Reserves `count` consecutive record ids and answers the first.
 pub(super) async fn reserve_ids(
     state: &AppState,
@@ -353,19 +369,16 @@ pub async fn create(
     let (mut record, permitir_saldo_negativo) = parse_record(&state, &body).await?;
     let id = reserve_ids(&state, 1, &context).await?;
     record.id = id;
-    let executed = state
-        .fuel_stations
-        .execute(
-            &record.bomba_id.to_string(),
-            FuelCommand::Record {
-                record,
-                permitir_saldo_negativo,
-            },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, refusal))?;
-    state.settle(executed.position()).await;
+    on_station(
+        &state,
+        &context,
+        record.bomba_id,
+        FuelCommand::Record {
+            record,
+            permitir_saldo_negativo,
+        },
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(read_record(&state, id, false).await?),
@@ -411,19 +424,16 @@ pub async fn correct(
     let (mut corrected, permitir_saldo_negativo) =
         parse_record(&state, &Value::Object(merged)).await?;
     corrected.id = id;
-    let executed = state
-        .fuel_stations
-        .execute(
-            &corrected.bomba_id.to_string(),
-            FuelCommand::Correct {
-                corrected,
-                permitir_saldo_negativo,
-            },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, refusal))?;
-    state.settle(executed.position()).await;
+    on_station(
+        &state,
+        &context,
+        corrected.bomba_id,
+        FuelCommand::Correct {
+            corrected,
+            permitir_saldo_negativo,
+        },
+    )
+    .await?;
     Ok(Json(read_record(&state, id, false).await?))
 }
 
@@ -443,20 +453,17 @@ pub async fn void(
         .as_i64()
         .ok_or_else(|| ApiError::internal("record without station"))?;
     let permitir_saldo_negativo = station_allows_overdraft(&state, bomba_id).await?;
-    let executed = state
-        .fuel_stations
-        .execute(
-            &bomba_id.to_string(),
-            FuelCommand::Void {
-                id,
-                motivo,
-                permitir_saldo_negativo,
-            },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, refusal))?;
-    state.settle(executed.position()).await;
+    on_station(
+        &state,
+        &context,
+        bomba_id,
+        FuelCommand::Void {
+            id,
+            motivo,
+            permitir_saldo_negativo,
+        },
+    )
+    .await?;
     Ok(Json(read_record(&state, id, true).await?))
 }
 
