@@ -9,10 +9,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::error::{command_error, ApiError};
+use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
 use super::parse_id;
+use super::run_command;
 use crate::AppState;
 
 /// Entries accepted in one array registration.
@@ -40,16 +41,15 @@ pub async fn create(
             nombre.map_err(|e| at_index(many, index, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let executed = state
-        .operation_areas
-        .execute(
-            OPERATION_AREAS_STREAM_ID,
-            OperationAreaCommand::Register { nombres },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, registry_refusal(many)))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.operation_areas,
+        OPERATION_AREAS_STREAM_ID,
+        OperationAreaCommand::Register { nombres },
+        &context,
+        registry_refusal(many),
+    )
+    .await?;
     let records: Vec<OperationArea> = executed
         .events
         .into_iter()

@@ -10,11 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::error::{command_error, ApiError};
+use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
 use super::lookup::{require, Reference};
 use super::parse_id;
+use super::run_command;
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
@@ -56,16 +57,15 @@ pub async fn create(
         };
         stations.push(read.await.map_err(|e| at_index(many, index, e))?);
     }
-    let executed = state
-        .stations
-        .execute(
-            REGISTRY_STREAM_ID,
-            StationCommand::Register { stations },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, registry_refusal(many)))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.stations,
+        REGISTRY_STREAM_ID,
+        StationCommand::Register { stations },
+        &context,
+        registry_refusal(many),
+    )
+    .await?;
     let records: Vec<Station> = executed
         .events
         .into_iter()
@@ -107,21 +107,18 @@ pub async fn update(
         changes.area_operacion_id,
     )
     .await?;
-    let executed = state
-        .stations
-        .execute(
-            REGISTRY_STREAM_ID,
-            StationCommand::Update { id, changes },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| {
-            command_error(e, |refusal| match refusal {
-                RegistryError::NotFound { id } => station_not_found(id),
-                other => other.into(),
-            })
-        })?;
-    state.settle(executed.position()).await;
+    run_command(
+        &state,
+        &state.stations,
+        REGISTRY_STREAM_ID,
+        StationCommand::Update { id, changes },
+        &context,
+        |refusal| match refusal {
+            RegistryError::NotFound { id } => station_not_found(id),
+            other => other.into(),
+        },
+    )
+    .await?;
     read_station(&state, id).await
 }
 

@@ -7,9 +7,10 @@ use axum::Json;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::error::{command_error, ApiError};
+use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::Fields;
+use super::run_command;
 use crate::AppState;
 
 fn kind(slug: &str) -> Result<CatalogKind, ApiError> {
@@ -55,12 +56,15 @@ pub async fn create(
         catalogo: kind.slug().to_string(),
         nombre,
     };
-    let executed = state
-        .catalogs
-        .execute(kind.slug(), command, &context.metadata)
-        .await
-        .map_err(|e| command_error(e, ApiError::from))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.catalogs,
+        kind.slug(),
+        command,
+        &context,
+        ApiError::from,
+    )
+    .await?;
     let aggregates::registry::CatalogEvent::CatalogEntryAdded { id, nombre, .. } = executed
         .events
         .into_iter()

@@ -8,11 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::error::{command_error, ApiError};
+use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
 use super::lookup::{require, Reference};
 use super::parse_id;
+use super::run_command;
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
@@ -50,16 +51,15 @@ pub async fn create(
         };
         drivers.push(read.await.map_err(|e| at_index(many, index, e))?);
     }
-    let executed = state
-        .drivers
-        .execute(
-            REGISTRY_STREAM_ID,
-            DriverCommand::Register { drivers },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, registry_refusal(many)))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.drivers,
+        REGISTRY_STREAM_ID,
+        DriverCommand::Register { drivers },
+        &context,
+        registry_refusal(many),
+    )
+    .await?;
     let records: Vec<Driver> = executed
         .events
         .into_iter()

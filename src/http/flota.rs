@@ -5,20 +5,24 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::error::{command_error, ApiError};
+use super::error::ApiError;
 use super::extract::CommandContext;
+use super::run_command;
 use crate::AppState;
 
 pub async fn sync(
     State(state): State<AppState>,
     context: CommandContext,
 ) -> Result<Json<Value>, ApiError> {
-    let executed = state
-        .fleet
-        .execute(FLEET_STREAM_ID, FleetCommand::Sync, &context.metadata)
-        .await
-        .map_err(|e| command_error(e, ApiError::from))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.fleet,
+        FLEET_STREAM_ID,
+        FleetCommand::Sync,
+        &context,
+        ApiError::from,
+    )
+    .await?;
     // Counted on the state the sync itself decided on, so the three numbers always agree.
     let total = executed.aggregate.active_plate_count();
     let newly = executed.events.len();

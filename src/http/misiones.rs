@@ -9,11 +9,12 @@ use axum::Json;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::error::{command_error, ApiError};
+use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{query_id, Fields};
 use super::lookup::{require, Reference};
 use super::parse_id;
+use super::run_command;
 use crate::read_store::decimal_json;
 use crate::AppState;
 
@@ -24,12 +25,15 @@ async fn run(
     context: &CommandContext,
     command: FleetCommand,
 ) -> Result<Vec<FleetEvent>, ApiError> {
-    let executed = state
-        .fleet
-        .execute(FLEET_STREAM_ID, command, &context.metadata)
-        .await
-        .map_err(|e| command_error(e, ApiError::from))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        state,
+        &state.fleet,
+        FLEET_STREAM_ID,
+        command,
+        context,
+        ApiError::from,
+    )
+    .await?;
     Ok(executed.events)
 }
 

@@ -20,7 +20,12 @@ pub mod placas;
 pub mod tanqueos;
 pub mod vehiculo;
 
+use cqrs_es::Aggregate;
 use error::ApiError;
+use extract::CommandContext;
+
+use crate::commands::{CommandBus, Executed};
+use crate::AppState;
 
 /// Parses a numeric path id; anything else is a 400 naming what was expected.
 pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
@@ -33,4 +38,26 @@ pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
                 "El ID de {what} debe ser un número entero positivo"
             ))
         })
+}
+
+/// Runs `command` on `stream_id` and answers once the read models show it, so a read sent right
+/// after the response sees the write. The aggregate's refusals become 4xx through `refused`.
+pub async fn run_command<A>(
+    state: &AppState,
+    bus: &CommandBus<A>,
+    stream_id: &str,
+    command: A::Command,
+    context: &CommandContext,
+    refused: impl FnOnce(A::Error) -> ApiError,
+) -> Result<Executed<A>, ApiError>
+where
+    A: Aggregate + Clone + 'static,
+    A::Command: Clone,
+{
+    let executed = bus
+        .execute(stream_id, command, &context.metadata)
+        .await
+        .map_err(|e| error::command_error(e, refused))?;
+    state.settle(executed.position()).await;
+    Ok(executed)
 }

@@ -11,10 +11,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::error::{command_error, ApiError};
+use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{at_index, created, one_or_many, Fields};
 use super::parse_id;
+use super::run_command;
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
@@ -65,23 +66,20 @@ pub async fn create(
             read().map_err(|e| at_index(many, index, e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let executed = state
-        .fleet
-        .execute(
-            FLEET_STREAM_ID,
-            FleetCommand::RegisterPlates { plates },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| {
-            command_error(e, |refusal| match refusal {
-                FleetError::PlateAlreadyRegistered { index, .. } => {
-                    at_index(many, index, refusal.into())
-                }
-                other => other.into(),
-            })
-        })?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.fleet,
+        FLEET_STREAM_ID,
+        FleetCommand::RegisterPlates { plates },
+        &context,
+        |refusal| match refusal {
+            FleetError::PlateAlreadyRegistered { index, .. } => {
+                at_index(many, index, refusal.into())
+            }
+            other => other.into(),
+        },
+    )
+    .await?;
     let records: Vec<Plate> = executed
         .events
         .into_iter()
@@ -110,16 +108,15 @@ pub async fn update(
     let plate_id = parse_id(&raw_id, "la placa")?;
     let fields = Fields::of(&body)?;
     let estado = estado(&fields, true)?.expect("required");
-    let executed = state
-        .fleet
-        .execute(
-            FLEET_STREAM_ID,
-            FleetCommand::ChangePlateStatus { plate_id, estado },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, ApiError::from))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.fleet,
+        FLEET_STREAM_ID,
+        FleetCommand::ChangePlateStatus { plate_id, estado },
+        &context,
+        ApiError::from,
+    )
+    .await?;
     let plate = executed
         .aggregate
         .plate(plate_id)

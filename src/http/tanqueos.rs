@@ -22,6 +22,7 @@ use super::extract::{CommandContext, JsonBody};
 use super::fields::parse_date;
 use super::lookup::{exists, Reference};
 use super::parse_id;
+use super::run_command;
 use crate::read_store::decimal_json;
 use crate::AppState;
 
@@ -335,12 +336,15 @@ async fn on_station(
     bomba_id: i64,
     command: FuelCommand,
 ) -> Result<(), ApiError> {
-    let executed = state
-        .fuel_stations
-        .execute(&bomba_id.to_string(), command, &context.metadata)
-        .await
-        .map_err(|e| command_error(e, refusal))?;
-    state.settle(executed.position()).await;
+    run_command(
+        state,
+        &state.fuel_stations,
+        &bomba_id.to_string(),
+        command,
+        context,
+        refusal,
+    )
+    .await?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{query_id, Fields};
 use super::lookup::{require, Reference};
+use super::run_command;
 use crate::read_store::decimal_json;
 use crate::AppState;
 
@@ -162,19 +163,18 @@ pub async fn create(
         }
     }
     let vehicle = read_fields(&state, &fields).await?;
-    let executed = state
-        .fleet
-        .execute(
-            FLEET_STREAM_ID,
-            FleetCommand::CreateVehicle {
-                placa,
-                fields: vehicle,
-            },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, ApiError::from))?;
-    state.settle(executed.position()).await;
+    let executed = run_command(
+        &state,
+        &state.fleet,
+        FLEET_STREAM_ID,
+        FleetCommand::CreateVehicle {
+            placa,
+            fields: vehicle,
+        },
+        &context,
+        ApiError::from,
+    )
+    .await?;
     let (vehicle_id, reactivated) = executed
         .events
         .iter()
@@ -218,19 +218,18 @@ pub async fn update(
         }
     }
     let changes = read_fields(&state, &fields).await?;
-    let executed = state
-        .fleet
-        .execute(
-            FLEET_STREAM_ID,
-            FleetCommand::UpdateVehicle {
-                vehicle_id,
-                changes,
-            },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, ApiError::from))?;
-    state.settle(executed.position()).await;
+    run_command(
+        &state,
+        &state.fleet,
+        FLEET_STREAM_ID,
+        FleetCommand::UpdateVehicle {
+            vehicle_id,
+            changes,
+        },
+        &context,
+        ApiError::from,
+    )
+    .await?;
     let data = read_vehicle(&state, vehicle_id).await?;
     Ok(envelope(
         StatusCode::OK,
@@ -245,16 +244,15 @@ pub async fn delete(
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let vehicle_id = vehicle_id(&raw_id)?;
-    let executed = state
-        .fleet
-        .execute(
-            FLEET_STREAM_ID,
-            FleetCommand::DeleteVehicle { vehicle_id },
-            &context.metadata,
-        )
-        .await
-        .map_err(|e| command_error(e, ApiError::from))?;
-    state.settle(executed.position()).await;
+    run_command(
+        &state,
+        &state.fleet,
+        FLEET_STREAM_ID,
+        FleetCommand::DeleteVehicle { vehicle_id },
+        &context,
+        ApiError::from,
+    )
+    .await?;
     let data = read_vehicle(&state, vehicle_id).await?;
     Ok(envelope(
         StatusCode::OK,
