@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
+use super::fields::{created, read_items, registry_refusal};
 use super::parse_id;
 use super::run_command;
 use crate::AppState;
@@ -31,16 +31,9 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (items, many) = one_or_many(&body, BATCH_MAX)?;
-    let nombres = items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| {
-            let nombre =
-                Fields::of(item).and_then(|f| f.required("nombre", |f, n| f.text(n, 10_000)));
-            nombre.map_err(|e| at_index(many, index, e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (nombres, many) = read_items(&body, BATCH_MAX, |fields| {
+        fields.required("nombre", |f, n| f.text(n, 10_000))
+    })?;
     let executed = run_command(
         &state,
         &state.operation_areas,

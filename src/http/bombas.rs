@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
+use super::fields::{created, read_items, registry_refusal, require_each, Fields};
 use super::lookup::{require, Reference};
 use super::parse_id;
 use super::run_command;
@@ -33,30 +33,22 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (items, many) = one_or_many(&body, BATCH_MAX)?;
-    let mut stations = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let read = async {
-            let fields = Fields::of(item)?;
-            let bomba = fields.required("bomba", |f, n| f.text(n, 10_000))?;
-            let area_operacion_id = fields.id("area_operacion_id")?;
-            require(
-                &state,
-                "area_operacion_id",
-                Reference::OperationArea,
-                area_operacion_id,
-            )
-            .await?;
-            let permitir_saldo_negativo =
-                fields.boolean("permitir_saldo_negativo")?.unwrap_or(true);
-            Ok::<_, ApiError>(NewStation {
-                bomba,
-                area_operacion_id,
-                permitir_saldo_negativo,
-            })
-        };
-        stations.push(read.await.map_err(|e| at_index(many, index, e))?);
-    }
+    let (stations, many) = read_items(&body, BATCH_MAX, |fields| {
+        Ok(NewStation {
+            bomba: fields.required("bomba", |f, n| f.text(n, 10_000))?,
+            area_operacion_id: fields.id("area_operacion_id")?,
+            permitir_saldo_negativo: fields.boolean("permitir_saldo_negativo")?.unwrap_or(true),
+        })
+    })?;
+    require_each(
+        &state,
+        &stations,
+        many,
+        "area_operacion_id",
+        Reference::OperationArea,
+        |s| s.area_operacion_id,
+    )
+    .await?;
     let executed = run_command(
         &state,
         &state.stations,

@@ -10,8 +10,8 @@ use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{at_index, created, one_or_many, registry_refusal, Fields};
-use super::lookup::{require, Reference};
+use super::fields::{created, read_items, registry_refusal, require_each};
+use super::lookup::Reference;
 use super::parse_id;
 use super::run_command;
 use crate::AppState;
@@ -30,27 +30,21 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (items, many) = one_or_many(&body, BATCH_MAX)?;
-    let mut drivers = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let read = async {
-            let fields = Fields::of(item)?;
-            let conductor = fields.required("conductor", |f, n| f.text(n, 10_000))?;
-            let area_principal = fields.id("area_principal")?;
-            require(
-                &state,
-                "area_principal",
-                Reference::OperationArea,
-                area_principal,
-            )
-            .await?;
-            Ok::<_, ApiError>(NewDriver {
-                conductor,
-                area_principal,
-            })
-        };
-        drivers.push(read.await.map_err(|e| at_index(many, index, e))?);
-    }
+    let (drivers, many) = read_items(&body, BATCH_MAX, |fields| {
+        Ok(NewDriver {
+            conductor: fields.required("conductor", |f, n| f.text(n, 10_000))?,
+            area_principal: fields.id("area_principal")?,
+        })
+    })?;
+    require_each(
+        &state,
+        &drivers,
+        many,
+        "area_principal",
+        Reference::OperationArea,
+        |d| d.area_principal,
+    )
+    .await?;
     let executed = run_command(
         &state,
         &state.drivers,

@@ -206,3 +206,41 @@ pub fn registry_refusal(many: bool) -> impl FnOnce(RegistryError) -> ApiError {
         None => refusal.into(),
     }
 }
+
+/// Reads a body that is one object or an array of them, each item with `read`. A refusal of an
+/// array's item names its position. Answers the items and whether the body was an array.
+pub fn read_items<T>(
+    body: &Value,
+    items_max: usize,
+    read: impl Fn(&Fields<'_>) -> Result<T, ApiError>,
+) -> Result<(Vec<T>, bool), ApiError> {
+    let (items, many) = one_or_many(body, items_max)?;
+    let parsed = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            Fields::of(item)
+                .and_then(|fields| read(&fields))
+                .map_err(|e| at_index(many, index, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((parsed, many))
+}
+
+/// Checks that each item's reference (`field` → `reference`) exists, naming the item's position
+/// when the body was an array.
+pub async fn require_each<T>(
+    state: &crate::AppState,
+    items: &[T],
+    many: bool,
+    field: &str,
+    reference: super::lookup::Reference,
+    id_of: impl Fn(&T) -> Option<i64>,
+) -> Result<(), ApiError> {
+    for (index, item) in items.iter().enumerate() {
+        super::lookup::require(state, field, reference, id_of(item))
+            .await
+            .map_err(|e| at_index(many, index, e))?;
+    }
+    Ok(())
+}

@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{at_index, created, one_or_many, Fields};
+use super::fields::{at_index, created, read_items, Fields};
 use super::parse_id;
 use super::run_command;
 use crate::AppState;
@@ -52,20 +52,11 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (items, many) = one_or_many(&body, BATCH_MAX)?;
-    let plates = items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| {
-            let read = || -> Result<_, ApiError> {
-                let fields = Fields::of(item)?;
-                let placa = parse_placa(&fields)?;
-                let estado = estado(&fields, false)?.unwrap_or(PlateStatus::Activada);
-                Ok((placa, estado))
-            };
-            read().map_err(|e| at_index(many, index, e))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (plates, many) = read_items(&body, BATCH_MAX, |fields| {
+        let placa = parse_placa(fields)?;
+        let estado = estado(fields, false)?.unwrap_or(PlateStatus::Activada);
+        Ok((placa, estado))
+    })?;
     let executed = run_command(
         &state,
         &state.fleet,
