@@ -13,7 +13,7 @@ use sqlx::Row;
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{created, read_items, registry_refusal, require_each, Fields};
-use super::lookup::{require, Reference};
+use super::lookup::{require, station_not_found, Reference};
 use super::parse_id;
 use super::run_command;
 use crate::AppState;
@@ -112,10 +112,6 @@ pub async fn update(
     )
     .await?;
     read_station(&state, id).await
-}
-
-fn station_not_found(id: i64) -> ApiError {
-    ApiError::NotFound(format!("No se encontró la bomba con ID {id}"))
 }
 
 async fn read_station(state: &AppState, id: i64) -> Result<Json<Station>, ApiError> {

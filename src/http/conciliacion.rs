@@ -2,32 +2,25 @@
 
 use std::collections::HashMap;
 
-use aggregates::fuel::{FuelStation, TipoOperacion};
+use aggregates::fuel::TipoOperacion;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use cqrs_es::Aggregate;
 use projections::ledger::{station_statement, StatementLine};
 use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::error::ApiError;
 use super::fields::query_id;
-use super::lookup::{exists, Reference};
+use super::lookup::{require_station, station_events, station_not_found};
 use super::parse_id;
 use super::tanqueos::date_param;
 use crate::AppState;
 
 async fn statement(state: &AppState, bomba_id: i64) -> Result<Vec<StatementLine>, ApiError> {
-    let events: Vec<_> = state
-        .log
-        .read_stream(FuelStation::TYPE, &bomba_id.to_string(), 0)
-        .await?
-        .iter()
-        .map(|e| e.to_recorded())
-        .collect();
+    let events = station_events(state, bomba_id).await?;
     station_statement(&events).map_err(ApiError::internal)
 }
 
@@ -60,11 +53,7 @@ pub async fn movements(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let bomba_id = parse_id(&raw_id, "la bomba")?;
-    if !exists(&state, Reference::Station, bomba_id).await? {
-        return Err(ApiError::NotFound(format!(
-            "No se encontró la bomba con ID {bomba_id}"
-        )));
-    }
+    require_station(&state, bomba_id).await?;
     let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
     let lines = statement(&state, bomba_id).await?;
     let movimientos: Vec<Value> = lines
@@ -132,11 +121,8 @@ pub async fn reconcile(
                 .collect(),
         });
     }
-    if only.is_some() && report.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "No se encontró la bomba con ID {}",
-            only.unwrap_or_default()
-        )));
+    if let (Some(bomba_id), true) = (only, report.is_empty()) {
+        return Err(station_not_found(bomba_id));
     }
     let wants_csv = headers
         .get(header::ACCEPT)

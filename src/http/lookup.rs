@@ -71,3 +71,30 @@ pub async fn require(
         _ => Ok(()),
     }
 }
+
+pub fn station_not_found(bomba_id: i64) -> ApiError {
+    ApiError::NotFound(format!("No se encontró la bomba con ID {bomba_id}"))
+}
+
+/// A 404 naming the station when there is none with `bomba_id`.
+pub async fn require_station(state: &AppState, bomba_id: i64) -> Result<(), ApiError> {
+    if exists(state, Reference::Station, bomba_id).await? {
+        Ok(())
+    } else {
+        Err(station_not_found(bomba_id))
+    }
+}
+
+/// Every event of a station's ledger stream, as its folds take them.
+pub async fn station_events(
+    state: &AppState,
+    bomba_id: i64,
+) -> Result<Vec<projections::Recorded>, ApiError> {
+    use aggregates::fuel::FuelStation;
+    use cqrs_es::Aggregate;
+    let stored = state
+        .log
+        .read_stream(FuelStation::TYPE, &bomba_id.to_string(), 0)
+        .await?;
+    Ok(stored.iter().map(|e| e.to_recorded()).collect())
+}

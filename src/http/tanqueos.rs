@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use aggregates::fuel::{
-    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelRecordIdEvent, FuelStation,
+    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelRecordIdEvent,
     ReserveFuelRecordIds, TipoOperacion,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
-use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use sqlx::Row;
@@ -20,7 +19,7 @@ use sqlx::Row;
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::parse_date;
-use super::lookup::{exists, Reference};
+use super::lookup::{exists, require_station, station_events, Reference};
 use super::parse_id;
 use super::run_command;
 use crate::read_store::decimal_json;
@@ -760,13 +759,7 @@ async fn balance_of(
     as_of: Option<DateTime<Utc>>,
     fecha_corte: Option<NaiveDate>,
 ) -> Result<projections::ledger::StationBalance, ApiError> {
-    let events: Vec<_> = state
-        .log
-        .read_stream(FuelStation::TYPE, &bomba_id.to_string(), 0)
-        .await?
-        .iter()
-        .map(|e| e.to_recorded())
-        .collect();
+    let events = station_events(state, bomba_id).await?;
     projections::ledger::station_balance(&events, as_of, fecha_corte).map_err(ApiError::internal)
 }
 
@@ -776,11 +769,7 @@ pub async fn station_balance(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let bomba_id = parse_id(&raw_id, "la bomba")?;
-    if !exists(&state, Reference::Station, bomba_id).await? {
-        return Err(ApiError::NotFound(format!(
-            "No se encontró la bomba con ID {bomba_id}"
-        )));
-    }
+    require_station(&state, bomba_id).await?;
     let as_of = as_of_param(&params, state.settings.time_zone.offset)?;
     let fecha_corte = date_param(&params, "fecha_corte")?;
     let balance = balance_of(&state, bomba_id, as_of, fecha_corte).await?;
