@@ -27,15 +27,10 @@ pub struct Plate {
     pub estado: String,
 }
 
-fn estado(fields: &Fields, required: bool) -> Result<Option<PlateStatus>, ApiError> {
-    let Some(raw) = fields.text("estado", 20)? else {
-        return if required {
-            Err(ApiError::BadRequest(
-                "Missing required field: estado".into(),
-            ))
-        } else {
-            Ok(None)
-        };
+/// `estado`, if given: `ACTIVADA` or `DESACTIVADA`.
+fn estado(fields: &Fields, name: &str) -> Result<Option<PlateStatus>, ApiError> {
+    let Some(raw) = fields.text(name, 20)? else {
+        return Ok(None);
     };
     PlateStatus::parse(&raw).map(Some).ok_or_else(|| {
         ApiError::BadRequest("El campo estado debe ser ACTIVADA o DESACTIVADA".into())
@@ -54,7 +49,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (plates, many) = read_items(&body, BATCH_MAX, |fields| {
         let placa = parse_placa(fields)?;
-        let estado = estado(fields, false)?.unwrap_or(PlateStatus::Activada);
+        let estado = estado(fields, "estado")?.unwrap_or(PlateStatus::Activada);
         Ok((placa, estado))
     })?;
     let executed = run_command(
@@ -98,7 +93,7 @@ pub async fn update(
 ) -> Result<Json<Plate>, ApiError> {
     let plate_id = parse_id(&raw_id, "la placa")?;
     let fields = Fields::of(&body)?;
-    let estado = estado(&fields, true)?.expect("required");
+    let estado = fields.required("estado", estado)?;
     let executed = run_command(
         &state,
         &state.fleet,
