@@ -6,14 +6,21 @@
 //! after another through that stream's lock, so a busy station does not turn into a storm of
 //! optimistic-concurrency conflicts inside one process; conflicts with other processes are still
 //! retried a bounded number of times.
+//!
+//! Nothing is appended that the service cannot read back: before an append, each decided event is
+//! encoded, read back from the text the log would store and folded by every read model
+//! ([`prepare_events`]). An event that fails is refused as the caller's bad input, instead of
+//! being committed and then wedging a projection forever.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use aggregates::codec;
+use aggregates::codec::{self, Unrepresentable};
+use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use lru::LruCache;
+use projections::{Cell, Change, Projection, Recorded};
 
 use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, StoreError};
 
@@ -33,6 +40,10 @@ pub enum CommandError<E: std::error::Error> {
     Store(#[from] StoreError),
     #[error("event could not be encoded or decoded: {0}")]
     Codec(#[from] codec::CodecError),
+    /// A decided event would not read back as itself, or a read model could not fold it: the
+    /// input got past validation with a value the system cannot hold. Nothing was appended.
+    #[error("{0}")]
+    Unrepresentable(Unrepresentable),
 }
 
 /// What a successful command did.
@@ -43,6 +54,8 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
     /// Where the events landed; `None` when the command decided nothing needed to change.
     pub appended: Option<Appended>,
+    /// The read models whose rows these events change: the ones a reader must wait for.
+    pub touched: Vec<&'static str>,
 }
 
 impl<A: Aggregate> Executed<A> {
@@ -72,6 +85,8 @@ pub struct CommandBus<A: Aggregate> {
     log: SharedLog,
     services: A::Services,
     slots: Mutex<LruCache<String, Slot<A>>>,
+    /// Every read model, to prove each decided event folds before it is appended.
+    projections: Vec<Arc<dyn Projection>>,
 }
 
 impl<A> CommandBus<A>
@@ -89,7 +104,14 @@ where
             log,
             services,
             slots: Mutex::new(LruCache::new(capacity)),
+            projections: Vec::new(),
         }
+    }
+
+    /// Proves every decided event against these read models before appending it.
+    pub fn folded_by(mut self, projections: Vec<Arc<dyn Projection>>) -> Self {
+        self.projections = projections;
+        self
     }
 
     fn slot(&self, stream_id: &str) -> Slot<A> {
@@ -137,13 +159,27 @@ where
                     aggregate: candidate,
                     events,
                     appended: None,
+                    touched: Vec::new(),
                 });
             }
+            let prepared = match prepare_events::<A>(
+                &events,
+                stream_id,
+                current.version,
+                metadata,
+                &self.projections,
+            ) {
+                Ok(prepared) => prepared,
+                Err(refusal) => {
+                    *cached = Some(current);
+                    return Err(refusal);
+                }
+            };
             let request = AppendRequest {
                 stream_type: A::TYPE.to_string(),
                 stream_id: stream_id.to_string(),
                 expected_version: current.version,
-                events: encode_events::<A>(&events, metadata)?,
+                events: prepared.events,
             };
             match self.log.append(request).await {
                 Ok(appended) => {
@@ -155,6 +191,7 @@ where
                         aggregate: candidate,
                         events,
                         appended: Some(appended),
+                        touched: prepared.touched,
                     });
                 }
                 Err(StoreError::Conflict { .. }) => {
@@ -209,20 +246,86 @@ fn conflict_backoff(attempt: usize) -> std::time::Duration {
     std::time::Duration::from_micros(rand::thread_rng().gen_range(0..=ceiling_us))
 }
 
-fn encode_events<A: Aggregate>(
+/// A command's events, proven readable and ready to append.
+struct Prepared {
+    events: Vec<NewEvent>,
+    touched: Vec<&'static str>,
+}
+
+/// Encodes `events` and proves each one can be read back: decoded from the text the log stores
+/// into the same value, and folded by every projection into rows the read store can hold. The
+/// first event that fails refuses the whole command, naming the field.
+fn prepare_events<A: Aggregate>(
     events: &[A::Event],
+    stream_id: &str,
+    version: i64,
     metadata: &EventMetadata,
-) -> Result<Vec<NewEvent>, codec::CodecError> {
-    events
-        .iter()
-        .map(|event| {
-            let (event_type, payload) = codec::encode(event)?;
-            debug_assert_eq!(event_type, event.event_type());
-            let mut new = NewEvent::new(event_type, payload, metadata.clone());
-            new.schema_version = event.event_version().parse().unwrap_or(1);
-            Ok(new)
-        })
-        .collect()
+    projections: &[Arc<dyn Projection>],
+) -> Result<Prepared, CommandError<A::Error>> {
+    let mut prepared = Prepared {
+        events: Vec::with_capacity(events.len()),
+        touched: Vec::new(),
+    };
+    let recorded_at = Utc::now();
+    for (offset, event) in events.iter().enumerate() {
+        let (event_type, payload) =
+            codec::round_trip(event).map_err(CommandError::Unrepresentable)?;
+        debug_assert_eq!(event_type, event.event_type());
+        let schema_version = event.event_version().parse().unwrap_or(1);
+        if !projections.is_empty() {
+            // Position 0 stands for "not yet appended": folds are pure and take it as any other.
+            let recorded = Recorded {
+                position: 0,
+                stream_type: A::TYPE.to_string(),
+                stream_id: stream_id.to_string(),
+                version: version + offset as i64 + 1,
+                event_type: event_type.clone(),
+                schema_version,
+                payload: payload.clone(),
+                actor: metadata.actor.clone(),
+                recorded_at,
+            };
+            for projection in projections {
+                let changes = projection.apply(&recorded).map_err(|e| {
+                    CommandError::Unrepresentable(Unrepresentable {
+                        path: String::new(),
+                        reason: format!(
+                            "read model {} cannot fold it: {}",
+                            projection.name(),
+                            e.reason
+                        ),
+                    })
+                })?;
+                if let Some(column) = changes.iter().find_map(unstorable_column) {
+                    return Err(CommandError::Unrepresentable(Unrepresentable {
+                        path: column.to_string(),
+                        reason: "text with a NUL character cannot be stored".to_string(),
+                    }));
+                }
+                if !changes.is_empty() && !prepared.touched.contains(&projection.name()) {
+                    prepared.touched.push(projection.name());
+                }
+            }
+        }
+        let mut new = NewEvent::new(event_type, payload, metadata.clone());
+        new.schema_version = schema_version;
+        prepared.events.push(new);
+    }
+    Ok(prepared)
+}
+
+/// A column whose text PostgreSQL's `TEXT` refuses (a NUL character), if the change has one.
+fn unstorable_column(change: &Change) -> Option<&'static str> {
+    let cells: Box<dyn Iterator<Item = &(&'static str, Cell)>> = match change {
+        Change::Upsert { key, values, .. } | Change::Update { key, values, .. } => {
+            Box::new(key.iter().chain(values))
+        }
+        Change::Delete { key, .. } => Box::new(key.iter()),
+    };
+    cells
+        .filter(|(_, cell)| matches!(cell, Cell::Text(Some(text)) if text.contains('\0')))
+        .map(|(column, _)| *column)
+        .next()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub use state::{AppState, StoreLocation};
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/eventos", get(http::eventos::list))
+        .route("/api/admin/proyecciones", get(http::health::projections))
         .route(
             "/api/areas-operacion",
             get(http::areas::list).post(http::areas::create),

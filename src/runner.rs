@@ -5,11 +5,19 @@
 //! transaction, so every event takes effect exactly once whatever crashes in between. A
 //! projection without a checkpoint (new in a release) starts from position 0: backfilling needs
 //! no manual step. Between batches a task sleeps until the log's head moves; it never polls.
+//!
+//! A projection that cannot fold an event (a bug, or an event written behind the service's back)
+//! commits everything before it and **stalls** at that position: it reports the position and the
+//! error ([`ProjectionStatus`]), retries with a growing pause, and never holds up anything else.
+//! Readers waiting for a stalled projection are told at once that it lags, instead of after a
+//! timeout. A code fix and a restart resume it from its checkpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use projections::{FoldError, Projection};
+use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -18,8 +26,10 @@ use crate::store::{SharedLog, StoreError};
 
 /// Events folded per transaction.
 pub const BATCH_EVENTS_MAX: i64 = 1000;
-/// Pause before retrying after a failed batch (an outage, or an event a projection cannot fold).
+/// First pause before retrying a failed batch (an outage, or an event a projection cannot fold);
+/// it doubles with each failure up to [`RETRY_DELAY_MAX`].
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -36,9 +46,40 @@ pub enum RunnerError {
     Abandoned(usize),
 }
 
+/// Why a projection stopped short of the log's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stall {
+    /// The event it cannot get past.
+    pub position: i64,
+    pub error: String,
+    /// When it first failed there.
+    pub since: DateTime<Utc>,
+    /// Failed attempts so far.
+    pub attempts: u64,
+}
+
+/// How far one projection has got, and whether it is stuck.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub checkpoint: i64,
+    pub stalled: Option<Stall>,
+}
+
+/// One projection as `/readyz` and the admin endpoint report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    /// The last position whose changes are in its tables.
+    pub position: i64,
+    /// `ready`, `catching_up` or `stalled`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stall>,
+}
+
 struct Running {
     projection: Arc<dyn Projection>,
-    checkpoint: watch::Receiver<i64>,
+    progress: watch::Receiver<Progress>,
 }
 
 /// Every projection of the service, each followed by its own task.
@@ -62,7 +103,10 @@ impl ProjectionRunner {
         let mut tasks = Vec::new();
         for projection in projections {
             let checkpoint = store.checkpoint(projection.name()).await?;
-            let (progress, observed) = watch::channel(checkpoint);
+            let (progress, observed) = watch::channel(Progress {
+                checkpoint,
+                stalled: None,
+            });
             tasks.push(tokio::spawn(follow(
                 log.clone(),
                 store.clone(),
@@ -72,7 +116,7 @@ impl ProjectionRunner {
             )));
             running.push(Running {
                 projection,
-                checkpoint: observed,
+                progress: observed,
             });
         }
         Ok(Self {
@@ -84,34 +128,77 @@ impl ProjectionRunner {
         })
     }
 
-    /// Waits until every projection has folded `position`; `false` if `timeout` came first.
-    pub async fn wait_for(&self, position: i64, timeout: Duration) -> bool {
-        let all_reached = async {
+    /// Waits (at most `timeout`) until every projection has folded `position` or is stalled, and
+    /// answers whether those named in `touched` show it. A stalled projection is not waited for:
+    /// it will not get there by waiting, and holding every write for it would wedge them all.
+    /// Projections the events do not touch are waited for too, so that right after a write the
+    /// whole service is as current as before it, but they never make the answer "lagging".
+    pub async fn wait_for_touched(
+        &self,
+        position: i64,
+        touched: &[&str],
+        timeout: Duration,
+    ) -> bool {
+        let settled = async {
             for running in &self.running {
-                let mut checkpoint = running.checkpoint.clone();
-                if checkpoint.wait_for(|p| *p >= position).await.is_err() {
-                    return false;
-                }
+                let mut progress = running.progress.clone();
+                let _ = progress
+                    .wait_for(|p| p.checkpoint >= position || p.stalled.is_some())
+                    .await;
             }
-            true
         };
-        tokio::time::timeout(timeout, all_reached)
-            .await
-            .unwrap_or(false)
+        let _ = tokio::time::timeout(timeout, settled).await;
+        self.running
+            .iter()
+            .filter(|r| touched.contains(&r.projection.name()))
+            .all(|r| r.progress.borrow().checkpoint >= position)
+    }
+
+    /// Waits until every projection has folded `position`; `false` if `timeout` came first or
+    /// one of them is stalled.
+    pub async fn wait_for(&self, position: i64, timeout: Duration) -> bool {
+        let names: Vec<&str> = self.running.iter().map(|r| r.projection.name()).collect();
+        self.wait_for_touched(position, &names, timeout).await
     }
 
     /// `(name, checkpoint)` of every projection, as this process last committed them.
     pub fn checkpoints(&self) -> Vec<(&'static str, i64)> {
         self.running
             .iter()
-            .map(|r| (r.projection.name(), *r.checkpoint.borrow()))
+            .map(|r| (r.projection.name(), r.progress.borrow().checkpoint))
+            .collect()
+    }
+
+    /// Every projection's position and state against the log's `head`.
+    pub fn statuses(&self, head: i64) -> Vec<ProjectionStatus> {
+        self.running
+            .iter()
+            .map(|r| {
+                let progress = r.progress.borrow().clone();
+                let status = if progress.stalled.is_some() {
+                    "stalled"
+                } else if progress.checkpoint < head {
+                    "catching_up"
+                } else {
+                    "ready"
+                };
+                ProjectionStatus {
+                    name: r.projection.name(),
+                    position: progress.checkpoint,
+                    status,
+                    stalled: progress.stalled,
+                }
+            })
             .collect()
     }
 
     /// True when every projection has folded everything the log has committed.
     pub async fn caught_up(&self) -> Result<bool, StoreError> {
         let head = self.log.head().await?;
-        Ok(self.running.iter().all(|r| *r.checkpoint.borrow() >= head))
+        Ok(self
+            .running
+            .iter()
+            .all(|r| r.progress.borrow().checkpoint >= head))
     }
 
     pub fn store(&self) -> &ReadStore {
@@ -149,6 +236,7 @@ impl ProjectionRunner {
             Some(events_before_crash),
         )
         .await
+        .map(|stepped| stepped.reached)
     }
 }
 
@@ -156,62 +244,142 @@ async fn follow(
     log: SharedLog,
     store: ReadStore,
     projection: Arc<dyn Projection>,
-    progress: watch::Sender<i64>,
+    progress: watch::Sender<Progress>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut head = log.watch_head();
-    let mut checkpoint = *progress.borrow();
+    let mut checkpoint = progress.borrow().checkpoint;
+    let mut retry_delay = RETRY_DELAY;
     loop {
         if *stop.borrow() {
             return;
         }
-        match step(&log, &store, projection.as_ref(), checkpoint, None).await {
-            Ok(reached) if reached > checkpoint => {
-                checkpoint = reached;
-                progress.send_replace(reached);
-                continue;
-            }
-            Ok(_) => {
-                tokio::select! {
-                    _ = head.wait_for(|h| *h > checkpoint) => {}
-                    _ = stop.changed() => return,
+        let stepped = step(&log, &store, projection.as_ref(), checkpoint, None).await;
+        let (reached, failure) = match stepped {
+            Ok(Stepped { reached, blocked }) => (reached, blocked.map(|b| (b.position, b.error))),
+            // The batch as a whole failed (the store is unreachable, say): it is stuck at the
+            // next position until the retry succeeds.
+            Err(error) => (checkpoint, Some((checkpoint + 1, error.to_string()))),
+        };
+        let advanced = reached > checkpoint;
+        if advanced {
+            checkpoint = reached;
+            retry_delay = RETRY_DELAY;
+        }
+        match failure {
+            None => {
+                progress.send_if_modified(|current| {
+                    let changed = current.checkpoint != checkpoint || current.stalled.is_some();
+                    current.checkpoint = checkpoint;
+                    current.stalled = None;
+                    changed
+                });
+                if !advanced {
+                    tokio::select! {
+                        _ = head.wait_for(|h| *h > checkpoint) => {}
+                        _ = stop.changed() => return,
+                    }
                 }
             }
-            Err(error) => {
-                tracing::error!(projection = projection.name(), %error, "projection batch failed; retrying");
+            Some((position, error)) => {
+                let previous = progress.borrow().stalled.clone();
+                let stall = match previous {
+                    Some(stall) if stall.position == position && stall.error == error => Stall {
+                        attempts: stall.attempts + 1,
+                        ..stall
+                    },
+                    _ => Stall {
+                        position,
+                        error: error.clone(),
+                        since: Utc::now(),
+                        attempts: 1,
+                    },
+                };
+                tracing::error!(
+                    projection = projection.name(),
+                    position,
+                    attempts = stall.attempts,
+                    %error,
+                    "projection is stalled; retrying"
+                );
+                progress.send_replace(Progress {
+                    checkpoint,
+                    stalled: Some(stall),
+                });
                 tokio::select! {
-                    _ = tokio::time::sleep(RETRY_DELAY) => {}
+                    _ = tokio::time::sleep(retry_delay) => {}
                     _ = stop.changed() => return,
                 }
+                retry_delay = (retry_delay * 2).min(RETRY_DELAY_MAX);
             }
         }
     }
 }
 
-/// Folds the next batch after `checkpoint` and commits it with its new checkpoint.
+/// The event a projection could not get past.
+struct Blocked {
+    position: i64,
+    error: String,
+}
+
+/// What one batch did: how far it got, and the event that stopped it short, if one did.
+struct Stepped {
+    reached: i64,
+    blocked: Option<Blocked>,
+}
+
+/// Folds the next batch after `checkpoint` and commits it with its new checkpoint. An event the
+/// projection cannot fold ends the batch: what came before it is committed, and it is reported.
 async fn step(
     log: &SharedLog,
     store: &ReadStore,
     projection: &dyn Projection,
     checkpoint: i64,
     crash_after: Option<usize>,
-) -> Result<i64, RunnerError> {
+) -> Result<Stepped, RunnerError> {
     let events = log.read_all(checkpoint, BATCH_EVENTS_MAX).await?;
-    let Some(last) = events.last() else {
-        return Ok(checkpoint);
-    };
-    let reached = last.position;
+    if events.is_empty() {
+        return Ok(Stepped {
+            reached: checkpoint,
+            blocked: None,
+        });
+    }
+    let mut reached = checkpoint;
+    let mut blocked = None;
     let mut tx = store.pool().begin().await?;
     for (index, event) in events.iter().enumerate() {
         if crash_after == Some(index) {
             // Dropping the transaction rolls back the changes folded so far, as a crash would.
             return Err(RunnerError::Abandoned(index));
         }
-        for change in projection.apply(&event.to_recorded())? {
-            apply_change(&mut tx, change).await?;
+        let changes = match projection.apply(&event.to_recorded()) {
+            Ok(changes) => changes,
+            Err(FoldError { position, reason }) => {
+                blocked = Some(Blocked {
+                    position,
+                    error: format!("cannot fold {}: {reason}", event.event_type),
+                });
+                break;
+            }
+        };
+        for change in changes {
+            if let Err(error) = apply_change(&mut tx, change).await {
+                // The transaction is spoilt (PostgreSQL aborts it): nothing of this batch counts,
+                // and the next attempt starts again from the checkpoint.
+                return Ok(Stepped {
+                    reached: checkpoint,
+                    blocked: Some(Blocked {
+                        position: event.position,
+                        error: format!("cannot store {}: {error}", event.event_type),
+                    }),
+                });
+            }
         }
+        reached = event.position;
     }
-    save_checkpoint(&mut tx, projection.name(), reached).await?;
-    tx.commit().await?;
-    Ok(reached)
+    if reached > checkpoint {
+        save_checkpoint(&mut tx, projection.name(), reached).await?;
+        tx.commit().await?;
+    }
+    Ok(Stepped { reached, blocked })
 }

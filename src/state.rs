@@ -135,6 +135,17 @@ impl AppState {
         keys: JwtKeys,
         settings: LedgerSettings,
     ) -> Result<Self, StartupError> {
+        Self::open_with_projections(location, keys, settings, all_projections()).await
+    }
+
+    /// Opens the ledger with these read models instead of [`all_projections`]: how a release
+    /// with a fixed projection resumes it, and how tests stand for one.
+    pub async fn open_with_projections(
+        location: &StoreLocation,
+        keys: JwtKeys,
+        settings: LedgerSettings,
+        projections: Vec<Arc<dyn Projection>>,
+    ) -> Result<Self, StartupError> {
         if !location.is_postgres() {
             if let Some(dir) = location
                 .log_url
@@ -152,15 +163,15 @@ impl AppState {
         let log = store::open(&location.log_url).await?;
         let read_models = ReadStore::open(&location.read_models_url).await?;
         let runner =
-            ProjectionRunner::start(log.clone(), read_models.clone(), all_projections()).await?;
+            ProjectionRunner::start(log.clone(), read_models.clone(), projections.clone()).await?;
         let state = Self(Arc::new(Ledger {
-            operation_areas: CommandBus::new(log.clone(), ()),
-            drivers: CommandBus::new(log.clone(), ()),
-            stations: CommandBus::new(log.clone(), ()),
-            catalogs: CommandBus::new(log.clone(), ()),
-            fleet: CommandBus::new(log.clone(), ()),
-            fuel_stations: CommandBus::new(log.clone(), ()),
-            fuel_record_ids: CommandBus::new(log.clone(), ()),
+            operation_areas: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            drivers: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            catalogs: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            fleet: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            fuel_stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            fuel_record_ids: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             log,
             read_models,
             runner,
@@ -191,7 +202,9 @@ impl AppState {
                 .map_err(|e| StartupError::Seed(e.to_string()))?;
             last = executed.position().or(last);
         }
-        self.settle(last).await;
+        if let Some(last) = last {
+            self.runner.wait_for(last, READ_YOUR_WRITES_TIMEOUT).await;
+        }
         Ok(())
     }
 
@@ -199,17 +212,21 @@ impl AppState {
         &self.0.keys
     }
 
-    /// Read-your-writes: returns once the read models show `position`, or after the timeout (the
-    /// write is durable either way; only its visibility in reads lags).
-    pub async fn settle(&self, position: Option<i64>) {
-        let Some(position) = position else { return };
-        if !self
+    /// Read-your-writes: returns once the read models in `touched` show `position`; `false` when
+    /// one of them is stalled or the timeout passed (the write is durable either way; only its
+    /// visibility in reads lags).
+    pub async fn settle(&self, position: Option<i64>, touched: &[&'static str]) -> bool {
+        let Some(position) = position else {
+            return true;
+        };
+        let reached = self
             .runner
-            .wait_for(position, READ_YOUR_WRITES_TIMEOUT)
-            .await
-        {
-            tracing::warn!(position, "read models did not reach the write in time");
+            .wait_for_touched(position, touched, READ_YOUR_WRITES_TIMEOUT)
+            .await;
+        if !reached {
+            tracing::warn!(position, ?touched, "read models do not show the write yet");
         }
+        reached
     }
 
     /// Finishes the writer's queue, stops the projections and closes every connection.

@@ -1,9 +1,9 @@
 //! Reading spreadsheet cells the way operators type them, exactly or not at all: an ambiguous
 //! cell is an error for its row, never a guess.
 
-use std::str::FromStr;
-
 use chrono::{Duration, NaiveDate};
+
+use crate::amount::{parse_amount, DecimalError};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -17,6 +17,16 @@ pub enum CellError {
     Ambiguous(String),
     #[error("fecha no válida: {0} (use DD/MM/AAAA, AAAA-MM-DD o el número de serie de Excel)")]
     NotADate(String),
+    #[error("{0}: {1}")]
+    Unstorable(String, DecimalError),
+}
+
+/// The exact decimal `digits` writes, within the bounds every stored amount keeps.
+fn exact(digits: &str, cell: &str) -> Result<Decimal, CellError> {
+    parse_amount(digits).map_err(|refusal| match refusal {
+        DecimalError::NotANumber => CellError::NotANumber(cell.to_string()),
+        other => CellError::Unstorable(cell.to_string(), other),
+    })
 }
 
 /// What a lone separator followed by exactly three digits means.
@@ -40,11 +50,7 @@ pub fn quantity(cell: &Value) -> Result<Decimal, CellError> {
 
 fn number(cell: &Value, three_digits: ThreeDigits) -> Result<Decimal, CellError> {
     let text = match cell {
-        Value::Number(n) => {
-            return Decimal::from_str(&n.to_string())
-                .or_else(|_| Decimal::from_scientific(&n.to_string()))
-                .map_err(|_| CellError::NotANumber(n.to_string()))
-        }
+        Value::Number(n) => return exact(&n.to_string(), &n.to_string()),
         Value::String(s) => s.as_str(),
         Value::Null => return Err(CellError::Empty),
         other => return Err(CellError::NotANumber(other.to_string())),
@@ -72,7 +78,7 @@ fn number(cell: &Value, three_digits: ThreeDigits) -> Result<Decimal, CellError>
         return Err(not_a_number());
     }
     let Some(last) = compact.rfind(['.', ',']) else {
-        return Decimal::from_str(compact).map_err(|_| not_a_number());
+        return exact(compact, text);
     };
     let mark = compact.as_bytes()[last] as char;
     let tail = &compact[last + 1..];
@@ -119,7 +125,7 @@ fn number(cell: &Value, three_digits: ThreeDigits) -> Result<Decimal, CellError>
     } else {
         format!("{}.{fraction}", groups.concat())
     };
-    Decimal::from_str(&digits).map_err(|_| not_a_number())
+    exact(&digits, text)
 }
 
 /// `DD/MM/YYYY`, `YYYY-MM-DD`, or an Excel serial day number (45361 is 2024-03-10).
@@ -179,6 +185,7 @@ pub fn name_key(name: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::str::FromStr;
 
     fn d(text: &str) -> Decimal {
         Decimal::from_str(text).unwrap()

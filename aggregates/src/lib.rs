@@ -3,6 +3,7 @@
 //! Aggregates implement [`cqrs_es::Aggregate`]: `handle` decides (all validation lives there) and
 //! `apply` only assigns. Nothing here performs I/O, so every rule can be tested in memory.
 
+pub mod amount;
 pub mod codec;
 pub mod fleet;
 pub mod fuel;

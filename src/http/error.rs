@@ -102,6 +102,15 @@ pub fn command_error<E: std::error::Error>(
 ) -> ApiError {
     match error {
         CommandError::Rejected(refusal) => rejected(refusal),
+        CommandError::Unrepresentable(value) if !value.field().is_empty() => {
+            ApiError::BadRequest(format!(
+                "Invalid value for {}: it cannot be stored and read back exactly",
+                value.field()
+            ))
+        }
+        CommandError::Unrepresentable(value) => {
+            ApiError::BadRequest(format!("Invalid value: {}", value.reason))
+        }
         CommandError::Conflict { .. } => ApiError::Conflict(
             "El registro cambió mientras se procesaba la solicitud; intente de nuevo".to_string(),
         ),

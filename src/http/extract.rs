@@ -1,5 +1,8 @@
 //! Request extractors shared by every handler.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -33,10 +36,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// Marks a response whose command was answered before the read models showed it; the
+/// middleware turns the mark into the `X-Read-Models-Lag: true` header.
+#[derive(Debug, Clone, Default)]
+pub struct ReadModelsLag(Arc<AtomicBool>);
+
+impl ReadModelsLag {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Who is asking and in answer to what: becomes the metadata of every event a command appends.
 pub struct CommandContext {
     pub actor: Actor,
     pub metadata: EventMetadata,
+    pub lag: ReadModelsLag,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
@@ -62,6 +81,15 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             causation_id: header("x-causation-id"),
             request_id,
         };
-        Ok(Self { actor, metadata })
+        let lag = parts
+            .extensions
+            .get::<ReadModelsLag>()
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self {
+            actor,
+            metadata,
+            lag,
+        })
     }
 }

@@ -1,7 +1,6 @@
 //! Reading request bodies field by field, so that every refusal names the field it is about.
 
-use std::str::FromStr;
-
+use aggregates::amount::{parse_amount, DecimalError, SCALE_MAX};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -11,9 +10,6 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::error::ApiError;
-
-/// Largest quantity accepted; keeps every later sum far from `Decimal`'s limit.
-const QUANTITY_ABS_MAX: i64 = 1_000_000_000_000_000;
 
 /// A JSON object whose fields are read with named, typed refusals.
 pub struct Fields<'a> {
@@ -87,18 +83,22 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An exact, non-negative decimal, from a JSON number (never through f64).
+    /// An exact, non-negative decimal, from a JSON number (never through f64), within the
+    /// bounds of [`aggregates::amount`].
     pub fn quantity(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
         let value = match self.present(name) {
             None => return Ok(None),
-            Some(Value::Number(n)) => Decimal::from_str(&n.to_string())
-                .or_else(|_| Decimal::from_scientific(&n.to_string()))
-                .map_err(|_| bad(format!("El campo {name} debe ser un número")))?,
+            Some(Value::Number(n)) => {
+                parse_amount(&n.to_string()).map_err(|refusal| match refusal {
+                    DecimalError::NotANumber => bad(format!("El campo {name} debe ser un número")),
+                    DecimalError::OutOfRange => bad(format!("El campo {name} está fuera de rango")),
+                    DecimalError::TooPrecise => bad(format!(
+                        "El campo {name} admite como máximo {SCALE_MAX} decimales"
+                    )),
+                })?
+            }
             Some(_) => return Err(bad(format!("El campo {name} debe ser un número"))),
         };
-        if value.abs() > Decimal::from(QUANTITY_ABS_MAX) {
-            return Err(bad(format!("El campo {name} está fuera de rango")));
-        }
         if value.is_sign_negative() && !value.is_zero() {
             return Err(bad(format!("El campo {name} no puede ser negativo")));
         }

@@ -1,17 +1,22 @@
-//! Liveness and readiness for orchestrators.
+//! Liveness and readiness for orchestrators, and the projections' state for operators.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::error::ApiError;
+use super::extract::CommandContext;
+use crate::runner::ProjectionStatus;
 use crate::AppState;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 once the store answers and every projection has folded the whole log; 503 until then.
+/// 200 once the store answers and every projection has folded the whole log; 503 until then. A
+/// stalled projection is named with the position it cannot pass and the error, in its entry of
+/// `projections` and in `reason`.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let head = match state.log.head().await {
         Ok(head) => head,
@@ -23,24 +28,49 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             );
         }
     };
-    let projections: Vec<Value> = state
-        .runner
-        .checkpoints()
-        .into_iter()
-        .map(|(name, position)| json!({ "name": name, "position": position }))
-        .collect();
-    let behind = state
-        .runner
-        .checkpoints()
-        .iter()
-        .any(|(_, position)| *position < head);
-    let (status, label) = if behind {
-        (StatusCode::SERVICE_UNAVAILABLE, "catching_up")
+    let projections = state.runner.statuses(head);
+    let mut body = json!({ "status": "ready", "head": head, "projections": projections });
+    // `catching_up` means behind the head for whatever reason; a stalled projection says so in
+    // its own entry, and `reason` names it with its position and error.
+    if let Some(reason) = stalled_reason(&projections) {
+        body["reason"] = json!(reason);
+    }
+    let status = if projections.iter().any(|p| p.position < head) {
+        body["status"] = json!("catching_up");
+        StatusCode::SERVICE_UNAVAILABLE
     } else {
-        (StatusCode::OK, "ready")
+        StatusCode::OK
     };
-    (
-        status,
-        Json(json!({ "status": label, "head": head, "projections": projections })),
-    )
+    (status, Json(body))
+}
+
+/// `projection tanqueos is stalled at position 12: …` for each stalled projection.
+fn stalled_reason(projections: &[ProjectionStatus]) -> Option<String> {
+    let reasons: Vec<String> = projections
+        .iter()
+        .filter_map(|p| {
+            p.stalled.as_ref().map(|stall| {
+                format!(
+                    "projection {} is stalled at position {}: {}",
+                    p.name, stall.position, stall.error
+                )
+            })
+        })
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// `GET /api/admin/proyecciones` (admin): every projection's position, state and, when stalled,
+/// the position it cannot get past, the error, since when and how many attempts.
+pub async fn projections(
+    State(state): State<AppState>,
+    context: CommandContext,
+) -> Result<Json<Value>, ApiError> {
+    if !context.actor.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let head = state.log.head().await?;
+    Ok(Json(
+        json!({ "head": head, "projections": state.runner.statuses(head) }),
+    ))
 }

@@ -240,6 +240,7 @@ pub async fn import(
         }
         let stream = bomba_id.to_string();
         let mut last_position = None;
+        let mut touched = Vec::new();
         if atomic {
             let records = valid.iter().map(|(_, r)| r.clone()).collect();
             let command = FuelCommand::RecordAll {
@@ -254,6 +255,7 @@ pub async fn import(
                 Ok(executed) => {
                     imported = valid.len();
                     last_position = executed.position();
+                    touched = executed.touched;
                 }
                 Err(crate::commands::CommandError::Rejected(FuelError::InBatch {
                     index,
@@ -280,15 +282,25 @@ pub async fn import(
                     Ok(executed) => {
                         imported += 1;
                         last_position = executed.position().or(last_position);
+                        for name in executed.touched {
+                            if !touched.contains(&name) {
+                                touched.push(name);
+                            }
+                        }
                     }
                     Err(crate::commands::CommandError::Rejected(refusal)) => {
                         errors.push((index, row_error("Saldo insuficiente", refusal.to_string())));
+                    }
+                    Err(crate::commands::CommandError::Unrepresentable(value)) => {
+                        errors.push((index, row_error("Registro inválido", value.to_string())));
                     }
                     Err(other) => return Err(command_error(other, super::tanqueos::refusal)),
                 }
             }
         }
-        state.settle(last_position).await;
+        if !state.settle(last_position, &touched).await {
+            context.lag.mark();
+        }
     }
     errors.sort_by_key(|(index, _)| *index);
     let errors: Vec<Value> = errors

@@ -10,10 +10,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::RequestId;
+use super::extract::{ReadModelsLag, RequestId};
 use crate::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Present (`true`) when a write was answered before the read models showed it.
+pub const READ_MODELS_LAG_HEADER: &str = "x-read-models-lag";
 /// Longest request id taken from a caller; longer ones are replaced by a generated one.
 const REQUEST_ID_LEN_MAX: usize = 128;
 
@@ -28,6 +30,8 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
+    let lag = ReadModelsLag::default();
+    request.extensions_mut().insert(lag.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = Instant::now();
@@ -42,6 +46,11 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if lag.is_marked() {
+        response
+            .headers_mut()
+            .insert(READ_MODELS_LAG_HEADER, HeaderValue::from_static("true"));
     }
     response
 }

@@ -40,8 +40,10 @@ pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// Runs `command` on `stream_id` and answers once the read models show it, so a read sent right
-/// after the response sees the write. The aggregate's refusals become 4xx through `refused`.
+/// Runs `command` on `stream_id` and answers once the read models its events touch show it, so a
+/// read sent right after the response sees the write. When they lag (a stalled projection, or
+/// more than the timeout), the answer still goes out, marked with `X-Read-Models-Lag`. The
+/// aggregate's refusals become 4xx through `refused`.
 pub async fn run_command<A>(
     state: &AppState,
     bus: &CommandBus<A>,
@@ -58,6 +60,8 @@ where
         .execute(stream_id, command, &context.metadata)
         .await
         .map_err(|e| error::command_error(e, refused))?;
-    state.settle(executed.position()).await;
+    if !state.settle(executed.position(), &executed.touched).await {
+        context.lag.mark();
+    }
     Ok(executed)
 }

@@ -1,17 +1,21 @@
 //! The fuel ledger (seed 004): `POST /api/tanqueos` exactly as the seed's service answers it,
 //! reads, corrections, voids and station balances.
 
-use std::collections::HashMap;
-use std::str::FromStr;
+use std::collections::{BTreeMap, HashMap};
 
+use aggregates::amount::{parse_amount, DecimalError, AMOUNT_ABS_MAX};
+use aggregates::codec;
 use aggregates::fuel::{
-    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelRecordIdEvent,
+    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelRecordIdEvent, FuelStation,
     ReserveFuelRecordIds, TipoOperacion,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
+use chrono::Utc;
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime};
+use cqrs_es::Aggregate;
+use projections::{Cell, Projection, Recorded};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use sqlx::Row;
@@ -22,14 +26,13 @@ use super::fields::parse_date;
 use super::lookup::{exists, require_station, station_events, Reference};
 use super::parse_id;
 use super::run_command;
+use crate::commands::Executed;
 use crate::read_store::decimal_json;
 use crate::AppState;
 
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 500;
 const OBSERVACION_LEN_MAX: usize = 2000;
-/// Largest amount or quantity accepted: 10^15 (a thousand trillion pesos).
-const AMOUNT_ABS_MAX: i64 = 1_000_000_000_000_000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
@@ -75,24 +78,14 @@ impl<'a> Body<'a> {
                 )))
             }
         };
-        let parsed = Decimal::from_str(&value)
-            .or_else(|_| Decimal::from_scientific(&value))
-            .map_err(|_| {
-                // A well-formed number too large for an exact decimal is out of range, not junk.
-                if value.parse::<f64>().is_ok_and(f64::is_finite) {
-                    bad(format!("Invalid value for {name}: out of range"))
-                } else {
-                    bad(format!(
-                        "invalid input syntax for type numeric: \"{value}\""
-                    ))
-                }
-            })?;
-
-        // Far beyond any real amount, and far enough below Decimal's limit that sums of a whole
-        // ledger cannot overflow.
-        if parsed.abs() > Decimal::from(AMOUNT_ABS_MAX) {
-            return Err(bad(format!("Invalid value for {name}: out of range")));
-        }
+        let parsed = parse_amount(&value).map_err(|refusal| match refusal {
+            DecimalError::NotANumber => bad(format!(
+                "invalid input syntax for type numeric: \"{value}\""
+            )),
+            DecimalError::OutOfRange | DecimalError::TooPrecise => {
+                bad(format!("Invalid value for {name}: {refusal}"))
+            }
+        })?;
         Ok(Some(parsed))
     }
 
@@ -225,10 +218,17 @@ pub(super) async fn parse_record(
         TipoOperacion::Anticipo => None,
         TipoOperacion::Tanqueo => Some(fuel_product(state, body.text("tipo_combustible")?).await?),
     };
+    // A derived amount is bounded like the amounts it comes from: a tiny quantity must not make
+    // a cost per gallon no sum or column downstream can hold.
     let costo = match (valor_tanqueo, cantidad_galones) {
         (Some(valor), Some(galones)) if !galones.is_zero() => Some(
             costo_por_galon(valor, galones)
-                .ok_or_else(|| bad("Invalid value for cantidad_galones: out of range"))?,
+                .filter(|costo| costo.abs() <= Decimal::from(AMOUNT_ABS_MAX))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "Invalid value for cantidad_galones: out of range (costo_por_galon = valor_tanqueo / cantidad_galones must be at most {AMOUNT_ABS_MAX})"
+                    ))
+                })?,
         ),
         _ => None,
     };
@@ -334,7 +334,7 @@ async fn on_station(
     context: &CommandContext,
     bomba_id: i64,
     command: FuelCommand,
-) -> Result<(), ApiError> {
+) -> Result<Executed<FuelStation>, ApiError> {
     run_command(
         state,
         &state.fuel_stations,
@@ -343,8 +343,7 @@ async fn on_station(
         context,
         refusal,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Reserves `count` consecutive record ids and answers the first.
@@ -372,19 +371,22 @@ pub async fn create(
     let (mut record, permitir_saldo_negativo) = parse_record(&state, &body).await?;
     let id = reserve_ids(&state, 1, &context).await?;
     record.id = id;
-    on_station(
+    let bomba_id = record.bomba_id;
+    let executed = on_station(
         &state,
         &context,
-        record.bomba_id,
+        bomba_id,
         FuelCommand::Record {
             record,
             permitir_saldo_negativo,
         },
     )
     .await?;
+    let events = decided_events(&executed, &context, bomba_id)?;
+    let row = row_after(RecordRow::new(), id, &events)?;
     Ok((
         StatusCode::CREATED,
-        Json(read_record(&state, id, false).await?),
+        Json(Value::Object(record_json(&row, false))),
     ))
 }
 
@@ -398,7 +400,8 @@ pub async fn correct(
     let changes = body
         .as_object()
         .ok_or_else(|| bad("Request body must be a JSON object"))?;
-    let current = read_record(&state, id, true).await?;
+    let current_row = read_row(&state, id).await?;
+    let current = Value::Object(record_json(&current_row, true));
     if current["anulado"] == true {
         return Err(ApiError::Conflict(FuelError::Voided { id }.to_string()));
     }
@@ -427,7 +430,7 @@ pub async fn correct(
     let (mut corrected, permitir_saldo_negativo) =
         parse_record(&state, &Value::Object(merged)).await?;
     corrected.id = id;
-    on_station(
+    let executed = on_station(
         &state,
         &context,
         corrected.bomba_id,
@@ -437,7 +440,8 @@ pub async fn correct(
         },
     )
     .await?;
-    Ok(Json(read_record(&state, id, false).await?))
+    let row = row_after(current_row, id, &appended_events(&state, &executed).await?)?;
+    Ok(Json(Value::Object(record_json(&row, false))))
 }
 
 pub async fn void(
@@ -451,12 +455,13 @@ pub async fn void(
         Some(Value::String(m)) if !m.trim().is_empty() => m.trim().to_string(),
         _ => return Err(bad("Missing required field: motivo")),
     };
-    let current = read_record(&state, id, true).await?;
-    let bomba_id = current["bomba_id"]
-        .as_i64()
-        .ok_or_else(|| ApiError::internal("record without station"))?;
+    let current = read_row(&state, id).await?;
+    let bomba_id = match current.get("bomba_id") {
+        Some(Cell::Int(Some(bomba_id))) => *bomba_id,
+        _ => return Err(ApiError::internal("record without station")),
+    };
     let permitir_saldo_negativo = station_allows_overdraft(&state, bomba_id).await?;
-    on_station(
+    let executed = on_station(
         &state,
         &context,
         bomba_id,
@@ -467,7 +472,8 @@ pub async fn void(
         },
     )
     .await?;
-    Ok(Json(read_record(&state, id, true).await?))
+    let row = row_after(current, id, &appended_events(&state, &executed).await?)?;
+    Ok(Json(Value::Object(record_json(&row, true))))
 }
 
 const RECORD_COLUMNS: &str = "t.id, t.fecha, t.conductor_id, t.placa_id, t.bomba_id, t.area_operacion_id, \
@@ -475,67 +481,161 @@ const RECORD_COLUMNS: &str = "t.id, t.fecha, t.conductor_id, t.placa_id, t.bomba
      t.valor_anticipo, t.saldo_disponible, t.concepto, t.tipo_operacion, t.observacion, t.creado_por, \
      t.actualizado_por, t.actualizado_en, t.anulado";
 
-/// The seed's record, in the seed's field order; `anulado` added where the caller asks for it.
-fn record_json(
-    row: &sqlx::any::AnyRow,
-    with_status: bool,
-) -> Result<Map<String, Value>, sqlx::Error> {
-    let int = |i: usize| -> Result<Value, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(i)?
-            .map_or(Value::Null, Value::from))
-    };
-    let text = |i: usize| -> Result<Value, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<String>, _>(i)?
-            .map_or(Value::Null, Value::from))
-    };
-    let number = |i: usize| -> Result<Value, sqlx::Error> { Ok(decimal_json(row.try_get(i)?)) };
-    let mut record = Map::new();
-    record.insert("id".into(), int(0)?);
-    record.insert("fecha".into(), text(1)?);
-    record.insert("conductor_id".into(), int(2)?);
-    record.insert("placa_id".into(), int(3)?);
-    record.insert("bomba_id".into(), int(4)?);
-    record.insert("area_operacion_id".into(), int(5)?);
-    record.insert("tipo_combustible".into(), text(6)?);
-    for (index, name) in [
-        (7, "valor_tanqueo"),
-        (8, "cantidad_galones"),
-        (9, "costo_por_galon"),
-        (10, "horometro"),
-        (11, "valor_anticipo"),
-        (12, "saldo_disponible"),
-    ] {
-        record.insert(name.into(), number(index)?);
-    }
-    for (index, name) in [
-        (13, "concepto"),
-        (14, "tipo_operacion"),
-        (15, "observacion"),
-        (16, "creado_por"),
-        (17, "actualizado_por"),
-        (18, "actualizado_en"),
-    ] {
-        record.insert(name.into(), text(index)?);
-    }
-    if with_status {
-        record.insert(
-            "anulado".into(),
-            Value::Bool(row.try_get::<i64, _>(19)? != 0),
-        );
-    }
-    Ok(record)
+/// How a column of the record is read and rendered.
+#[derive(Clone, Copy)]
+enum Kind {
+    Int,
+    Text,
+    /// Exact decimal text, rendered as a JSON number.
+    Decimal,
+    Flag,
 }
 
-async fn read_record(state: &AppState, id: i64, with_status: bool) -> Result<Value, ApiError> {
+/// The seed's record in the seed's field order (`anulado` last), as [`RECORD_COLUMNS`] selects it.
+const RECORD_FIELDS: [(&str, Kind); 20] = [
+    ("id", Kind::Int),
+    ("fecha", Kind::Text),
+    ("conductor_id", Kind::Int),
+    ("placa_id", Kind::Int),
+    ("bomba_id", Kind::Int),
+    ("area_operacion_id", Kind::Int),
+    ("tipo_combustible", Kind::Text),
+    ("valor_tanqueo", Kind::Decimal),
+    ("cantidad_galones", Kind::Decimal),
+    ("costo_por_galon", Kind::Decimal),
+    ("horometro", Kind::Decimal),
+    ("valor_anticipo", Kind::Decimal),
+    ("saldo_disponible", Kind::Decimal),
+    ("concepto", Kind::Text),
+    ("tipo_operacion", Kind::Text),
+    ("observacion", Kind::Text),
+    ("creado_por", Kind::Text),
+    ("actualizado_por", Kind::Text),
+    ("actualizado_en", Kind::Text),
+    ("anulado", Kind::Flag),
+];
+
+/// One record's columns, from the read model or from a command's own events.
+type RecordRow = BTreeMap<&'static str, Cell>;
+
+fn row_cells(row: &sqlx::any::AnyRow) -> Result<RecordRow, sqlx::Error> {
+    let mut cells = RecordRow::new();
+    for (index, (name, kind)) in RECORD_FIELDS.iter().enumerate() {
+        let cell = match kind {
+            Kind::Int | Kind::Flag => Cell::Int(row.try_get::<Option<i64>, _>(index)?),
+            Kind::Text | Kind::Decimal => Cell::Text(row.try_get::<Option<String>, _>(index)?),
+        };
+        cells.insert(name, cell);
+    }
+    Ok(cells)
+}
+
+/// The seed's record, in the seed's field order; `anulado` added where the caller asks for it.
+fn record_json(cells: &RecordRow, with_status: bool) -> Map<String, Value> {
+    let mut record = Map::new();
+    for (name, kind) in RECORD_FIELDS {
+        let cell = cells.get(name);
+        let value = match (kind, cell) {
+            (Kind::Flag, _) if !with_status => continue,
+            (Kind::Flag, Some(Cell::Int(flag))) => Value::Bool(flag.unwrap_or(0) != 0),
+            (Kind::Flag, _) => Value::Bool(false),
+            (Kind::Int, Some(Cell::Int(Some(n)))) => Value::from(*n),
+            (Kind::Text, Some(Cell::Text(Some(t)))) => Value::from(t.clone()),
+            (Kind::Decimal, Some(Cell::Text(text))) => decimal_json(text.clone()),
+            _ => Value::Null,
+        };
+        record.insert(name.into(), value);
+    }
+    record
+}
+
+async fn read_row(state: &AppState, id: i64) -> Result<RecordRow, ApiError> {
     let sql = format!("SELECT {RECORD_COLUMNS} FROM rm_tanqueos t WHERE t.id = $1");
     let row = sqlx::query(&sql)
         .bind(id)
         .fetch_optional(state.read_models.pool())
         .await?
         .ok_or_else(|| ApiError::NotFound(FuelError::NotFound { id }.to_string()))?;
-    Ok(Value::Object(record_json(&row, with_status)?))
+    Ok(row_cells(&row)?)
+}
+
+async fn read_record(state: &AppState, id: i64, with_status: bool) -> Result<Value, ApiError> {
+    Ok(Value::Object(record_json(
+        &read_row(state, id).await?,
+        with_status,
+    )))
+}
+
+/// The record's row as the read model holds it once the command's own events are folded into
+/// `before` (the row as it was; empty for a new record). The answer to a command is built from
+/// what it decided, so it holds even while the read models lag behind the write.
+fn row_after(before: RecordRow, id: i64, events: &[Recorded]) -> Result<RecordRow, ApiError> {
+    let key = vec![Cell::Int(Some(id))];
+    let mut model = projections::MemoryModel::default();
+    model
+        .tables
+        .entry(projections::ledger::TANQUEOS)
+        .or_default()
+        .insert(key.clone(), before);
+    for event in events {
+        let changes = projections::ledger::FuelLedgerProjection
+            .apply(event)
+            .map_err(ApiError::internal)?;
+        for change in changes {
+            model.apply(change);
+        }
+    }
+    model
+        .tables
+        .get(projections::ledger::TANQUEOS)
+        .and_then(|rows| rows.get(&key))
+        .cloned()
+        .ok_or_else(|| ApiError::internal(format!("record {id} is not in its own events")))
+}
+
+/// The events `executed` appended, as the log stored them (with their commit time).
+async fn appended_events(
+    state: &AppState,
+    executed: &Executed<FuelStation>,
+) -> Result<Vec<Recorded>, ApiError> {
+    let Some(appended) = executed.appended else {
+        return Ok(Vec::new());
+    };
+    let count = appended.last_position - appended.first_position + 1;
+    let stored = state
+        .log
+        .read_all(appended.first_position - 1, count)
+        .await?;
+    Ok(stored.iter().map(|event| event.to_recorded()).collect())
+}
+
+/// A new record's events as the read model will fold them. Only their commit time is unknown
+/// here, and a new record's answer shows none.
+fn decided_events(
+    executed: &Executed<FuelStation>,
+    context: &CommandContext,
+    bomba_id: i64,
+) -> Result<Vec<Recorded>, ApiError> {
+    let first = executed.appended.map_or(0, |a| a.first_position);
+    executed
+        .events
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| {
+            let (event_type, payload) = codec::encode(event).map_err(ApiError::internal)?;
+            Ok(Recorded {
+                position: first + offset as i64,
+                stream_type: FuelStation::TYPE.to_string(),
+                stream_id: bomba_id.to_string(),
+                version: 0,
+                event_type,
+                schema_version: 1,
+                payload,
+                actor: context.metadata.actor.clone(),
+                recorded_at: Utc::now(),
+            })
+        })
+        .collect()
 }
 
 pub async fn get(
@@ -689,7 +789,7 @@ pub async fn list(
     let rows = bound(&page_sql).fetch_all(pool).await?;
     let mut data = Vec::with_capacity(rows.len());
     for row in &rows {
-        let mut record = record_json(row, true)?;
+        let mut record = record_json(&row_cells(row)?, true);
         for (index, name) in [
             (20, "placa"),
             (21, "nombre_conductor"),

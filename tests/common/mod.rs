@@ -117,10 +117,25 @@ impl TestApp {
 
     /// Stops this instance and opens a new one on the same store, as a restart would.
     pub async fn restart(self) -> Self {
-        self.state.shutdown().await;
-        let state = AppState::open(&self.location, self.keys.clone())
+        self.restart_with(fleet_ledger::state::all_projections())
             .await
-            .expect("the ledger reopens");
+    }
+
+    /// Restarts on the same store with these read models: how a release that fixes a projection
+    /// is rolled out.
+    pub async fn restart_with(
+        self,
+        projections: Vec<std::sync::Arc<dyn projections::Projection>>,
+    ) -> Self {
+        self.state.shutdown().await;
+        let state = AppState::open_with_projections(
+            &self.location,
+            self.keys.clone(),
+            Default::default(),
+            projections,
+        )
+        .await
+        .expect("the ledger reopens");
         Self {
             router: app(state.clone()),
             state,
