@@ -24,8 +24,9 @@ use projections::{Cell, Change, Projection, Recorded};
 
 use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, StoreError};
 
-/// Attempts per command before a conflict is reported to the caller.
-pub const ATTEMPTS_MAX: usize = 8;
+/// Attempts per command before a conflict is reported to the caller. Several instances writing
+/// to one hot station collide often; with the growing random pause this rides that out.
+pub const ATTEMPTS_MAX: usize = 16;
 /// Streams kept in memory per aggregate type.
 pub const CACHED_STREAMS_MAX: usize = 10_000;
 

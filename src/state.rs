@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::fleet::Fleet;
-use aggregates::fuel::{FuelRecordIds, FuelStation};
+use aggregates::fuel::FuelStation;
 use aggregates::registry::{Catalog, CatalogCommand, CatalogKind, Drivers, Stations};
 use aggregates::OperationAreas;
 use projections::Projection;
 
 use crate::auth::JwtKeys;
 use crate::commands::CommandBus;
+use crate::ids::FuelRecordIdBlocks;
 use crate::read_store::{ReadStore, ReadStoreError};
+use crate::references::References;
 use crate::runner::{ProjectionRunner, RunnerError};
 use crate::settings::LedgerSettings;
 use crate::store::{self, SharedLog, StoreError};
@@ -110,7 +112,8 @@ pub struct Ledger {
     pub catalogs: CommandBus<Catalog>,
     pub fleet: CommandBus<Fleet>,
     pub fuel_stations: CommandBus<FuelStation>,
-    pub fuel_record_ids: CommandBus<FuelRecordIds>,
+    pub fuel_record_ids: FuelRecordIdBlocks,
+    pub references: References,
 }
 
 /// What handlers hold: cheap to clone, shared by every request.
@@ -171,7 +174,8 @@ impl AppState {
             catalogs: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fleet: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fuel_stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
-            fuel_record_ids: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
+            references: References::new(log.clone()),
             log,
             read_models,
             runner,

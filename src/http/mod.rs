@@ -60,6 +60,9 @@ where
         .execute(stream_id, command, &context.metadata)
         .await
         .map_err(|e| error::command_error(e, refused))?;
+    if executed.appended.is_some() {
+        state.references.appended_to(A::TYPE).await;
+    }
     if !state.settle(executed.position(), &executed.touched).await {
         context.lag.mark();
     }

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use aggregates::amount::{parse_amount, DecimalError, AMOUNT_ABS_MAX};
 use aggregates::codec;
 use aggregates::fuel::{
-    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelRecordIdEvent, FuelStation,
-    ReserveFuelRecordIds, TipoOperacion,
+    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelStation, TipoOperacion,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -23,11 +22,12 @@ use sqlx::Row;
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::parse_date;
-use super::lookup::{exists, require_station, station_events, Reference};
+use super::lookup::{require_station, station_events};
 use super::parse_id;
 use super::run_command;
 use crate::commands::Executed;
 use crate::read_store::decimal_json;
+use crate::references::Known;
 use crate::AppState;
 
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
@@ -233,24 +233,27 @@ pub(super) async fn parse_record(
         _ => None,
     };
 
-    // Checked in the order the seed's table declares its foreign keys.
+    // Checked in the order the seed's table declares its foreign keys, from memory (see
+    // `references`): no read-model round trip per request.
+    let references = &state.references;
     if let Some(conductor_id) = conductor_id {
-        if !exists(state, Reference::Driver, conductor_id).await? {
+        if !references.exists(Known::Driver(conductor_id)).await? {
             return Err(foreign_key("conductor_id"));
         }
     }
     if let Some(placa_id) = placa_id {
-        let plate: Option<i64> = sqlx::query_scalar("SELECT id FROM rm_placas WHERE id = $1")
-            .bind(placa_id)
-            .fetch_optional(state.read_models.pool())
-            .await?;
-        plate.ok_or_else(|| foreign_key("placa_id"))?;
+        if !references.exists(Known::Plate(placa_id)).await? {
+            return Err(foreign_key("placa_id"));
+        }
     }
-    let permitir_saldo_negativo = match station_overdraft_policy(state, bomba_id).await? {
+    let permitir_saldo_negativo = match references.overdraft_policy(bomba_id).await? {
         Some(permitir) => permitir,
         None => return Err(foreign_key("bomba_id")),
     };
-    if !exists(state, Reference::OperationArea, area_operacion_id).await? {
+    if !references
+        .exists(Known::OperationArea(area_operacion_id))
+        .await?
+    {
         return Err(foreign_key("area_operacion_id"));
     }
     let record = FuelRecord {
@@ -274,21 +277,10 @@ pub(super) async fn parse_record(
     Ok((record, permitir_saldo_negativo))
 }
 
-/// Whether the station may go below zero; `None` when there is no such station.
-async fn station_overdraft_policy(
-    state: &AppState,
-    bomba_id: i64,
-) -> Result<Option<bool>, ApiError> {
-    let flag: Option<i64> =
-        sqlx::query_scalar("SELECT permitir_saldo_negativo FROM rm_bombas WHERE id = $1")
-            .bind(bomba_id)
-            .fetch_optional(state.read_models.pool())
-            .await?;
-    Ok(flag.map(|f| f != 0))
-}
-
 async fn station_allows_overdraft(state: &AppState, bomba_id: i64) -> Result<bool, ApiError> {
-    station_overdraft_policy(state, bomba_id)
+    state
+        .references
+        .overdraft_policy(bomba_id)
         .await?
         .ok_or_else(|| {
             ApiError::internal(format!("station {bomba_id} of a stored record is unknown"))
@@ -306,14 +298,10 @@ async fn fuel_product(state: &AppState, raw: Option<String>) -> Result<String, A
     let Some(raw) = raw else {
         return Ok("ACPM".to_string());
     };
-    let wanted = raw.trim().to_uppercase();
-    let known: Vec<String> =
-        sqlx::query_scalar("SELECT nombre FROM rm_catalogos WHERE catalogo = 'combustibles'")
-            .fetch_all(state.read_models.pool())
-            .await?;
-    known
-        .into_iter()
-        .find(|name| name.to_uppercase() == wanted)
+    state
+        .references
+        .fuel_product(&raw)
+        .await?
         .ok_or_else(|| bad(format!("Invalid value for tipo_combustible: {raw}")))
 }
 
@@ -352,15 +340,11 @@ pub(super) async fn reserve_ids(
     count: i64,
     context: &CommandContext,
 ) -> Result<i64, ApiError> {
-    let reserved = state
+    state
         .fuel_record_ids
-        .execute("all", ReserveFuelRecordIds { count }, &context.metadata)
+        .take(count, &context.metadata)
         .await
-        .map_err(|e| command_error(e, ApiError::internal))?;
-    match reserved.events.into_iter().next() {
-        Some(FuelRecordIdEvent::FuelRecordIdsReserved { first, .. }) => Ok(first),
-        None => Err(ApiError::internal("no id reserved")),
-    }
+        .map_err(|e| command_error(e, ApiError::internal))
 }
 
 pub async fn create(
