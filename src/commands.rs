@@ -21,6 +21,8 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use lru::LruCache;
 use projections::{Cell, Change, Projection, Recorded};
+use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, StoreError};
 
@@ -66,9 +68,31 @@ impl<A: Aggregate> Executed<A> {
     }
 }
 
+/// A stream's aggregate at a version, possibly one its last append has not committed yet.
 struct Cached<A> {
     aggregate: A,
     version: i64,
+    /// The append this state is waiting on, if it is not known to be committed.
+    tail: Option<Tail>,
+}
+
+/// The last append a cached state includes, and whether it committed.
+#[derive(Clone)]
+struct Tail {
+    last_event_id: Uuid,
+    /// `Some(true)` once committed, `Some(false)` once it failed.
+    confirmed: watch::Receiver<Option<bool>>,
+}
+
+impl Tail {
+    /// Waits for the append's outcome: did it commit?
+    async fn committed(mut self) -> bool {
+        match self.confirmed.wait_for(Option::is_some).await {
+            Ok(outcome) => *outcome == Some(true),
+            // The appender went away without saying: treat as failed, and decide again.
+            Err(_) => false,
+        }
+    }
 }
 
 impl<A: Default> Cached<A> {
@@ -76,7 +100,15 @@ impl<A: Default> Cached<A> {
         Self {
             aggregate: A::default(),
             version: 0,
+            tail: None,
         }
+    }
+
+    /// True when everything this state includes is committed.
+    fn is_committed(&self) -> bool {
+        self.tail
+            .as_ref()
+            .is_none_or(|tail| *tail.confirmed.borrow() == Some(true))
     }
 }
 
@@ -131,6 +163,13 @@ where
     }
 
     /// Decides `command` on the current state of `stream_id` and appends what it decided.
+    ///
+    /// The stream's lock is held while deciding and queueing the append, not while it commits:
+    /// the next command of the stream is decided on the state this append will leave and queued
+    /// right behind it, so a busy station's commands share group commits instead of each waiting
+    /// out one. Should an append fail, whatever was decided after it fails with it (the writer
+    /// knows the dependency) and is decided again; a refusal decided on a state not yet committed
+    /// is only given once that state is.
     pub async fn execute(
         &self,
         stream_id: &str,
@@ -138,8 +177,8 @@ where
         metadata: &EventMetadata,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let slot = self.slot(stream_id);
-        let mut cached = slot.lock().await;
         for attempt in 0..ATTEMPTS_MAX {
+            let mut cached = slot.lock().await;
             let current = match cached.take() {
                 Some(current) => current,
                 None => self.refresh(stream_id, Cached::empty()).await?,
@@ -150,18 +189,25 @@ where
                 .handle(command.clone(), &self.services, &sink)
                 .await;
             let events = sink.collect().await;
-            if let Err(refusal) = decided {
+            if decided.is_err() || events.is_empty() {
+                let tail = current.tail.clone();
                 *cached = Some(current);
-                return Err(CommandError::Rejected(refusal));
-            }
-            if events.is_empty() {
-                *cached = Some(current);
-                return Ok(Executed {
-                    aggregate: candidate,
-                    events,
-                    appended: None,
-                    touched: Vec::new(),
-                });
+                drop(cached);
+                if let Some(tail) = tail {
+                    if !tail.committed().await {
+                        // Decided on a state that never came to be: decide again.
+                        continue;
+                    }
+                }
+                return match decided {
+                    Err(refusal) => Err(CommandError::Rejected(refusal)),
+                    Ok(()) => Ok(Executed {
+                        aggregate: candidate,
+                        events,
+                        appended: None,
+                        touched: Vec::new(),
+                    }),
+                };
             }
             let prepared = match prepare_events::<A>(
                 &events,
@@ -176,18 +222,35 @@ where
                     return Err(refusal);
                 }
             };
+            let appended_events = prepared.events.len() as i64;
+            let last_event_id = prepared.events.last().map(|e| e.event_id);
             let request = AppendRequest {
                 stream_type: A::TYPE.to_string(),
                 stream_id: stream_id.to_string(),
                 expected_version: current.version,
                 events: prepared.events,
             };
-            match self.log.append(request).await {
+            let after = current.tail.as_ref().map(|tail| tail.last_event_id);
+            let pending = match self.log.submit(request, after).await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    *cached = Some(current);
+                    return Err(error.into());
+                }
+            };
+            let (confirm, confirmed) = watch::channel(None);
+            *cached = Some(Cached {
+                aggregate: candidate.clone(),
+                version: current.version + appended_events,
+                tail: last_event_id.map(|last_event_id| Tail {
+                    last_event_id,
+                    confirmed,
+                }),
+            });
+            drop(cached);
+            match pending.outcome().await {
                 Ok(appended) => {
-                    *cached = Some(Cached {
-                        aggregate: candidate.clone(),
-                        version: appended.version,
-                    });
+                    confirm.send_replace(Some(true));
                     return Ok(Executed {
                         aggregate: candidate,
                         events,
@@ -196,13 +259,24 @@ where
                     });
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    // Another process wrote to this stream: catch up from our version and decide
-                    // again, after a random pause so two processes do not keep colliding in step.
+                    confirm.send_replace(Some(false));
+                    // Another process wrote to this stream (or an append we were decided after
+                    // failed): catch up and decide again, after a random pause so two processes
+                    // do not keep colliding in step.
                     tokio::time::sleep(conflict_backoff(attempt)).await;
-                    *cached = Some(self.refresh(stream_id, current).await?);
+                    let base = if current.is_committed() {
+                        current
+                    } else {
+                        Cached::empty()
+                    };
+                    *slot.lock().await = Some(self.refresh(stream_id, base).await?);
                 }
-                // The outcome is unknown (the commit may have happened), so forget the cached state.
-                Err(other) => return Err(other.into()),
+                Err(other) => {
+                    // The outcome is unknown (the commit may have happened): forget the state.
+                    confirm.send_replace(Some(false));
+                    *slot.lock().await = None;
+                    return Err(other.into());
+                }
             }
         }
         Err(CommandError::Conflict {

@@ -3,7 +3,7 @@
 //! on its own. How a batch is written is the backend's business ([`BatchWriter`]); which append
 //! wins, loses or repeats itself is decided here, once, by [`plan_batch`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -56,13 +56,56 @@ pub struct Plan<'a> {
     pub outcomes: Vec<Result<Appended, StoreError>>,
 }
 
+/// Which appends were decided on the outcome of an earlier one that was not committed yet.
+///
+/// A command bus decides the next command of a stream on the state its previous append will
+/// leave, before that append commits (pipelining: the stream's commands do not each wait out a
+/// commit). Such an append is valid only if its predecessor committed; the version check alone
+/// could let it through when another process happened to write exactly as many events.
+#[derive(Debug, Default)]
+pub struct Dependencies {
+    /// For each append of the batch, the last event of the append it was decided after.
+    pub after: Vec<Option<Uuid>>,
+    /// Last events of recent appends that failed: whatever was decided after them fails too.
+    pub failed: HashSet<Uuid>,
+}
+
 /// Decides every append of a batch in order, as if each ran alone after the ones before it.
-pub fn plan_batch<'a>(batch: &'a [AppendRequest], mut context: BatchContext) -> Plan<'a> {
+pub fn plan_batch<'a>(batch: &'a [AppendRequest], context: BatchContext) -> Plan<'a> {
+    plan_batch_after(batch, context, &Dependencies::default())
+}
+
+/// [`plan_batch`], failing every append decided after one that failed, in an earlier batch or
+/// earlier in this one.
+pub fn plan_batch_after<'a>(
+    batch: &'a [AppendRequest],
+    mut context: BatchContext,
+    dependencies: &Dependencies,
+) -> Plan<'a> {
     let mut rows = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut head = context.head;
-    for request in batch {
-        let outcome = plan_one(request, &mut context, &mut head, &mut rows);
+    let mut failed_here: HashSet<Uuid> = HashSet::new();
+    for (index, request) in batch.iter().enumerate() {
+        let predecessor = dependencies.after.get(index).copied().flatten();
+        let orphaned = predecessor
+            .is_some_and(|id| dependencies.failed.contains(&id) || failed_here.contains(&id));
+        let outcome = if orphaned {
+            let key = (request.stream_type.clone(), request.stream_id.clone());
+            Err(StoreError::Conflict {
+                stream_type: request.stream_type.clone(),
+                stream_id: request.stream_id.clone(),
+                expected: request.expected_version,
+                actual: context.versions.get(&key).copied().unwrap_or(0),
+            })
+        } else {
+            plan_one(request, &mut context, &mut head, &mut rows)
+        };
+        if outcome.is_err() {
+            if let Some(last) = request.events.last() {
+                failed_here.insert(last.event_id);
+            }
+        }
         outcomes.push(outcome);
     }
     debug_assert!(rows.windows(2).all(|w| w[1].position == w[0].position + 1));
@@ -171,13 +214,41 @@ pub trait BatchWriter: Send + 'static {
     fn write_batch(
         &mut self,
         batch: &[AppendRequest],
+        dependencies: &Dependencies,
     ) -> impl Future<Output = Result<(Vec<Result<Appended, StoreError>>, i64), StoreError>> + Send;
 }
 
 struct Pending {
     request: AppendRequest,
+    after: Option<Uuid>,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
+
+/// An append handed to the writer; await [`PendingAppend::outcome`] for its answer.
+pub struct PendingAppend(PendingState);
+
+enum PendingState {
+    Queued(oneshot::Receiver<Result<Appended, StoreError>>),
+    Done(Result<Appended, StoreError>),
+}
+
+impl PendingAppend {
+    /// An append whose answer is already known (a log without a queue).
+    pub fn done(outcome: Result<Appended, StoreError>) -> Self {
+        Self(PendingState::Done(outcome))
+    }
+
+    pub async fn outcome(self) -> Result<Appended, StoreError> {
+        match self.0 {
+            PendingState::Queued(answer) => answer.await.map_err(|_| StoreError::Closed)?,
+            PendingState::Done(outcome) => outcome,
+        }
+    }
+}
+
+/// Failed appends remembered so that what was decided after them fails too; dependants are
+/// queued right behind their predecessor, so a short memory is enough.
+const FAILED_REMEMBERED_MAX: usize = 16 * 1024;
 
 /// The handle appends go through; the writer task behind it owns the connection.
 pub struct GroupCommit {
@@ -196,6 +267,17 @@ impl GroupCommit {
     }
 
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        self.submit(request, None).await?.outcome().await
+    }
+
+    /// Queues `request` and answers as soon as it is queued; appends are committed in the order
+    /// they were queued. `after` names the last event of an earlier, not yet answered append
+    /// this one was decided after: if that one fails, so does this one.
+    pub async fn submit(
+        &self,
+        request: AppendRequest,
+        after: Option<Uuid>,
+    ) -> Result<PendingAppend, StoreError> {
         let sender = self
             .sender
             .lock()
@@ -204,10 +286,14 @@ impl GroupCommit {
             .ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Pending { request, reply })
+            .send(Pending {
+                request,
+                after,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(PendingAppend(PendingState::Queued(answer)))
     }
 
     /// Stops taking appends and waits until every queued one is committed and answered.
@@ -230,6 +316,8 @@ async fn run_writer<W: BatchWriter>(
     head: watch::Sender<i64>,
 ) {
     let mut pending = Vec::new();
+    let mut dependencies = Dependencies::default();
+    let mut failed_order: VecDeque<Uuid> = VecDeque::new();
     while receiver.recv_many(&mut pending, BATCH_APPENDS_MAX).await > 0 {
         // Callers answered by the previous batch are usually about to append again. Letting them
         // run first puts them in this batch instead of the next: without it, batches alternate
@@ -249,10 +337,38 @@ async fn run_writer<W: BatchWriter>(
                 }
             }
         }
-        let (requests, replies): (Vec<_>, Vec<_>) =
-            pending.drain(..).map(|p| (p.request, p.reply)).unzip();
+        let mut requests = Vec::with_capacity(pending.len());
+        let mut replies = Vec::with_capacity(pending.len());
+        dependencies.after.clear();
+        for queued in pending.drain(..) {
+            requests.push(queued.request);
+            dependencies.after.push(queued.after);
+            replies.push(queued.reply);
+        }
         let started = std::time::Instant::now();
-        let written = writer.write_batch(&requests).await;
+        let written = writer.write_batch(&requests, &dependencies).await;
+        // Remember what failed, so that appends decided after it (queued behind) fail too.
+        let failed_now: Vec<Uuid> = match &written {
+            Ok((outcomes, _)) => requests
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, outcome)| outcome.is_err())
+                .filter_map(|(request, _)| request.events.last().map(|e| e.event_id))
+                .collect(),
+            Err(_) => requests
+                .iter()
+                .filter_map(|request| request.events.last().map(|e| e.event_id))
+                .collect(),
+        };
+        for id in failed_now {
+            dependencies.failed.insert(id);
+            failed_order.push_back(id);
+            if failed_order.len() > FAILED_REMEMBERED_MAX {
+                if let Some(oldest) = failed_order.pop_front() {
+                    dependencies.failed.remove(&oldest);
+                }
+            }
+        }
         tracing::debug!(
             appends = requests.len(),
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -419,5 +535,45 @@ mod tests {
         let plan = plan_batch(&batch, context);
         assert!(matches!(plan.outcomes[0], Err(StoreError::EventIdReused(id)) if id == stored));
         assert!(plan.rows.is_empty());
+    }
+
+    /// Another process wrote exactly one event to the stream, so the version an append decided
+    /// after our failed one expects is the stream's real version: it must fail all the same.
+    #[test]
+    fn an_append_decided_after_a_failed_one_fails_even_when_the_versions_line_up() {
+        let first = Uuid::now_v7();
+        let second = Uuid::now_v7();
+        let batch = vec![request("a", 0, &[first]), request("a", 1, &[second])];
+        let mut context = BatchContext::default();
+        context.versions.insert(("test".into(), "a".into()), 1);
+        let dependencies = Dependencies {
+            after: vec![None, Some(first)],
+            failed: HashSet::new(),
+        };
+        let plan = plan_batch_after(&batch, context, &dependencies);
+        assert!(matches!(plan.outcomes[0], Err(StoreError::Conflict { .. })));
+        assert!(matches!(plan.outcomes[1], Err(StoreError::Conflict { .. })));
+        assert!(plan.rows.is_empty());
+
+        // The same when the failure was in an earlier batch.
+        let batch = vec![request("a", 1, &[second])];
+        let mut context = BatchContext::default();
+        context.versions.insert(("test".into(), "a".into()), 1);
+        let dependencies = Dependencies {
+            after: vec![Some(first)],
+            failed: HashSet::from([first]),
+        };
+        let plan = plan_batch_after(&batch, context, &dependencies);
+        assert!(matches!(plan.outcomes[0], Err(StoreError::Conflict { .. })));
+
+        // And an append decided after one that committed goes through.
+        let batch = vec![request("a", 0, &[first]), request("a", 1, &[second])];
+        let dependencies = Dependencies {
+            after: vec![None, Some(first)],
+            failed: HashSet::new(),
+        };
+        let plan = plan_batch_after(&batch, BatchContext::default(), &dependencies);
+        assert!(plan.outcomes.iter().all(Result::is_ok));
+        assert_eq!(plan.rows.len(), 2);
     }
 }

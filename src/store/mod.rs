@@ -134,6 +134,19 @@ pub trait EventLog: Send + Sync {
     /// exactly that append is a no-op answering the original positions.
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
 
+    /// Queues an append and answers once it is queued, so the caller can decide what comes
+    /// next before it commits; appends commit in the order they were queued. `after` is the
+    /// last event of an earlier append this one was decided after, while that one was not yet
+    /// answered: if it fails, this one fails too. A log without a queue appends at once.
+    async fn submit(
+        &self,
+        request: AppendRequest,
+        after: Option<Uuid>,
+    ) -> Result<PendingAppend, StoreError> {
+        let _ = after;
+        Ok(PendingAppend::done(self.append(request).await))
+    }
+
     /// A stream's events with `version > after_version`, in version order.
     async fn read_stream(
         &self,
@@ -221,6 +234,14 @@ macro_rules! impl_event_log {
                 self.writer.append(request).await
             }
 
+            async fn submit(
+                &self,
+                request: $crate::store::AppendRequest,
+                after: Option<uuid::Uuid>,
+            ) -> Result<$crate::store::group_commit::PendingAppend, $crate::store::StoreError> {
+                self.writer.submit(request, after).await
+            }
+
             async fn read_stream(
                 &self,
                 stream_type: &str,
@@ -281,6 +302,8 @@ macro_rules! impl_event_log {
 
 pub mod cqrs_adapter;
 pub mod group_commit;
+
+pub use group_commit::PendingAppend;
 pub mod postgres;
 pub mod sqlite;
 

@@ -24,7 +24,9 @@ use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::group_commit::{plan_batch, BatchContext, BatchWriter, GroupCommit, KnownEvent};
+use super::group_commit::{
+    plan_batch_after, BatchContext, BatchWriter, Dependencies, GroupCommit, KnownEvent,
+};
 use super::{AppendRequest, Appended, StoreError};
 
 const NOTIFY_CHANNEL: &str = "fleet_ledger_events";
@@ -123,6 +125,7 @@ impl BatchWriter for PostgresBatchWriter {
     async fn write_batch(
         &mut self,
         batch: &[AppendRequest],
+        dependencies: &Dependencies,
     ) -> Result<(Vec<Result<Appended, StoreError>>, i64), StoreError> {
         let mut tx = self.connection.begin().await?;
         let head: i64 =
@@ -130,7 +133,7 @@ impl BatchWriter for PostgresBatchWriter {
                 .fetch_one(&mut *tx)
                 .await?;
         let context = load_context(&mut tx, batch, head).await?;
-        let plan = plan_batch(batch, context);
+        let plan = plan_batch_after(batch, context, dependencies);
         let Some(last) = plan.rows.last() else {
             tx.rollback().await?;
             return Ok((plan.outcomes, head));

@@ -15,7 +15,9 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::group_commit::{plan_batch, BatchContext, BatchWriter, GroupCommit, KnownEvent};
+use super::group_commit::{
+    plan_batch_after, BatchContext, BatchWriter, Dependencies, GroupCommit, KnownEvent,
+};
 use super::{AppendRequest, Appended, StoreError};
 
 /// SQLite refuses statements with more bound parameters than this (32766); stay well below.
@@ -74,12 +76,13 @@ impl BatchWriter for SqliteBatchWriter {
     async fn write_batch(
         &mut self,
         batch: &[AppendRequest],
+        dependencies: &Dependencies,
     ) -> Result<(Vec<Result<Appended, StoreError>>, i64), StoreError> {
         // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
         // writes later fails with SQLITE_BUSY when another process wrote in between.
         let mut tx = self.connection.begin_with("BEGIN IMMEDIATE").await?;
         let context = load_context(&mut tx, batch).await?;
-        let plan = plan_batch(batch, context);
+        let plan = plan_batch_after(batch, context, dependencies);
         let mut head = None;
         for chunk in plan
             .rows
