@@ -28,7 +28,7 @@ use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, 
 
 /// Attempts per command before a conflict is reported to the caller. Several instances writing
 /// to one hot station collide often; with the growing random pause this rides that out.
-pub const ATTEMPTS_MAX: usize = 16;
+pub const ATTEMPTS_MAX: usize = 32;
 /// Streams kept in memory per aggregate type.
 pub const CACHED_STREAMS_MAX: usize = 10_000;
 
@@ -52,8 +52,6 @@ pub enum CommandError<E: std::error::Error> {
 /// What a successful command did.
 #[derive(Debug)]
 pub struct Executed<A: Aggregate> {
-    /// The aggregate after the command.
-    pub aggregate: A,
     pub events: Vec<A::Event>,
     /// Where the events landed; `None` when the command decided nothing needed to change.
     pub appended: Option<Appended>,
@@ -102,13 +100,6 @@ impl<A: Default> Cached<A> {
             version: 0,
             tail: None,
         }
-    }
-
-    /// True when everything this state includes is committed.
-    fn is_committed(&self) -> bool {
-        self.tail
-            .as_ref()
-            .is_none_or(|tail| *tail.confirmed.borrow() == Some(true))
     }
 }
 
@@ -176,21 +167,45 @@ where
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let (executed, ()) = self
+            .execute_viewing(stream_id, command, metadata, |_| ())
+            .await?;
+        Ok(executed)
+    }
+
+    /// [`execute`](Self::execute), also answering `view` of the aggregate as the command left
+    /// it (the state it decided on, with its own events applied).
+    ///
+    /// The aggregate is not cloned per command: `handle` decides everything before it applies
+    /// anything (the aggregates' contract), so it runs on the cached state itself, and a refusal
+    /// leaves that state as it was. Cloning would cost a station's whole history per refuel.
+    pub async fn execute_viewing<R>(
+        &self,
+        stream_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        mut view: impl FnMut(&A) -> R,
+    ) -> Result<(Executed<A>, R), CommandError<A::Error>> {
         let slot = self.slot(stream_id);
         for attempt in 0..ATTEMPTS_MAX {
             let mut cached = slot.lock().await;
-            let current = match cached.take() {
+            let mut current = match cached.take() {
                 Some(current) => current,
                 None => self.refresh(stream_id, Cached::empty()).await?,
             };
-            let mut candidate = current.aggregate.clone();
             let sink = EventSink::default();
-            let decided = candidate
+            let decided = current
+                .aggregate
                 .handle(command.clone(), &self.services, &sink)
                 .await;
             let events = sink.collect().await;
             if decided.is_err() || events.is_empty() {
+                debug_assert!(
+                    events.is_empty(),
+                    "a refusing handle must not have applied events"
+                );
                 let tail = current.tail.clone();
+                let viewed = view(&current.aggregate);
                 *cached = Some(current);
                 drop(cached);
                 if let Some(tail) = tail {
@@ -201,14 +216,18 @@ where
                 }
                 return match decided {
                     Err(refusal) => Err(CommandError::Rejected(refusal)),
-                    Ok(()) => Ok(Executed {
-                        aggregate: candidate,
-                        events,
-                        appended: None,
-                        touched: Vec::new(),
-                    }),
+                    Ok(()) => Ok((
+                        Executed {
+                            events,
+                            appended: None,
+                            touched: Vec::new(),
+                        },
+                        viewed,
+                    )),
                 };
             }
+            // From here `current.aggregate` has the command's events applied; `version` and
+            // `tail` are still the state's before it.
             let prepared = match prepare_events::<A>(
                 &events,
                 stream_id,
@@ -218,7 +237,8 @@ where
             ) {
                 Ok(prepared) => prepared,
                 Err(refusal) => {
-                    *cached = Some(current);
+                    // The applied events will not be appended: forget the state.
+                    *cached = None;
                     return Err(refusal);
                 }
             };
@@ -231,17 +251,19 @@ where
                 events: prepared.events,
             };
             let after = current.tail.as_ref().map(|tail| tail.last_event_id);
+            let base_version = current.version;
             let pending = match self.log.submit(request, after).await {
                 Ok(pending) => pending,
                 Err(error) => {
-                    *cached = Some(current);
+                    *cached = None;
                     return Err(error.into());
                 }
             };
+            let viewed = view(&current.aggregate);
             let (confirm, confirmed) = watch::channel(None);
             *cached = Some(Cached {
-                aggregate: candidate.clone(),
-                version: current.version + appended_events,
+                aggregate: current.aggregate,
+                version: base_version + appended_events,
                 tail: last_event_id.map(|last_event_id| Tail {
                     last_event_id,
                     confirmed,
@@ -251,12 +273,14 @@ where
             match pending.outcome().await {
                 Ok(appended) => {
                     confirm.send_replace(Some(true));
-                    return Ok(Executed {
-                        aggregate: candidate,
-                        events,
-                        appended: Some(appended),
-                        touched: prepared.touched,
-                    });
+                    return Ok((
+                        Executed {
+                            events,
+                            appended: Some(appended),
+                            touched: prepared.touched,
+                        },
+                        viewed,
+                    ));
                 }
                 Err(StoreError::Conflict { .. }) => {
                     confirm.send_replace(Some(false));
@@ -264,12 +288,9 @@ where
                     // failed): catch up and decide again, after a random pause so two processes
                     // do not keep colliding in step.
                     tokio::time::sleep(conflict_backoff(attempt)).await;
-                    let base = if current.is_committed() {
-                        current
-                    } else {
-                        Cached::empty()
-                    };
-                    *slot.lock().await = Some(self.refresh(stream_id, base).await?);
+                    // The cached state holds our failed events: reload it. (Rare: only another
+                    // process, or an outage, makes an append fail.)
+                    *slot.lock().await = Some(self.refresh(stream_id, Cached::empty()).await?);
                 }
                 Err(other) => {
                     // The outcome is unknown (the commit may have happened): forget the state.

@@ -7,24 +7,24 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::CommandContext;
-use super::run_command;
+use super::run_command_viewing;
 use crate::AppState;
 
 pub async fn sync(
     State(state): State<AppState>,
     context: CommandContext,
 ) -> Result<Json<Value>, ApiError> {
-    let executed = run_command(
+    // Counted on the state the sync itself decided on, so the three numbers always agree.
+    let (executed, total) = run_command_viewing(
         &state,
         &state.fleet,
         FLEET_STREAM_ID,
         FleetCommand::Sync,
         &context,
         ApiError::from,
+        |fleet| fleet.active_plate_count(),
     )
     .await?;
-    // Counted on the state the sync itself decided on, so the three numbers always agree.
-    let total = executed.aggregate.active_plate_count();
     let newly = executed.events.len();
     let message = if total == 0 {
         "No active plates found"

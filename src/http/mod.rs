@@ -56,8 +56,27 @@ where
     A: Aggregate + Clone + 'static,
     A::Command: Clone,
 {
-    let executed = bus
-        .execute(stream_id, command, &context.metadata)
+    let (executed, ()) =
+        run_command_viewing(state, bus, stream_id, command, context, refused, |_| ()).await?;
+    Ok(executed)
+}
+
+/// [`run_command`], also answering `view` of the aggregate as the command left it.
+pub async fn run_command_viewing<A, R>(
+    state: &AppState,
+    bus: &CommandBus<A>,
+    stream_id: &str,
+    command: A::Command,
+    context: &CommandContext,
+    refused: impl FnOnce(A::Error) -> ApiError,
+    view: impl FnMut(&A) -> R,
+) -> Result<(Executed<A>, R), ApiError>
+where
+    A: Aggregate + Clone + 'static,
+    A::Command: Clone,
+{
+    let (executed, viewed) = bus
+        .execute_viewing(stream_id, command, &context.metadata, view)
         .await
         .map_err(|e| error::command_error(e, refused))?;
     if executed.appended.is_some() {
@@ -66,5 +85,5 @@ where
     if !state.settle(executed.position(), &executed.touched).await {
         context.lag.mark();
     }
-    Ok(executed)
+    Ok((executed, viewed))
 }

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{at_index, created, read_items, Fields};
 use super::parse_id;
-use super::run_command;
+use super::{run_command, run_command_viewing};
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
@@ -94,24 +94,25 @@ pub async fn update(
     let plate_id = parse_id(&raw_id, "la placa")?;
     let fields = Fields::of(&body)?;
     let estado = fields.required("estado", estado)?;
-    let executed = run_command(
+    let (_, plate) = run_command_viewing(
         &state,
         &state.fleet,
         FLEET_STREAM_ID,
         FleetCommand::ChangePlateStatus { plate_id, estado },
         &context,
         ApiError::from,
+        |fleet| {
+            fleet.plate(plate_id).map(|plate| Plate {
+                id: plate_id,
+                placa: plate.placa.to_string(),
+                estado: plate.estado.as_str().to_string(),
+            })
+        },
     )
     .await?;
-    let plate = executed
-        .aggregate
-        .plate(plate_id)
-        .ok_or_else(|| ApiError::internal("plate vanished"))?;
-    Ok(Json(Plate {
-        id: plate_id,
-        placa: plate.placa.to_string(),
-        estado: plate.estado.as_str().to_string(),
-    }))
+    Ok(Json(
+        plate.ok_or_else(|| ApiError::internal("plate vanished"))?,
+    ))
 }
 
 fn plate_from(row: &sqlx::any::AnyRow) -> Result<Plate, sqlx::Error> {
