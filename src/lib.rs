@@ -3,6 +3,7 @@
 //! [`app`] is the one place routes are listed. Everything a request needs lives in [`AppState`].
 
 pub mod auth;
+pub mod balances;
 pub mod bench;
 pub mod cli;
 pub mod commands;

@@ -12,6 +12,7 @@ use aggregates::OperationAreas;
 use projections::Projection;
 
 use crate::auth::JwtKeys;
+use crate::balances::StationBalances;
 use crate::commands::CommandBus;
 use crate::ids::FuelRecordIdBlocks;
 use crate::read_store::{ReadStore, ReadStoreError};
@@ -114,6 +115,7 @@ pub struct Ledger {
     pub fuel_stations: CommandBus<FuelStation>,
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
+    pub balances: StationBalances,
 }
 
 /// What handlers hold: cheap to clone, shared by every request.
@@ -176,6 +178,7 @@ impl AppState {
             fuel_stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
+            balances: StationBalances::new(log.clone()),
             log,
             read_models,
             runner,

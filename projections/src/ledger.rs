@@ -161,6 +161,144 @@ pub fn station_balance(
     Ok(balance)
 }
 
+/// A station's balance kept current event by event, with what it was after each event, so the
+/// balance now and `as_of` any instant are answered without folding the history again.
+///
+/// It answers exactly what [`station_balance`] answers without `fecha_corte` (the property test
+/// below holds them together), in O(log n) per event and per question.
+#[derive(Debug, Clone, Default)]
+pub struct RunningBalance {
+    /// Live records' amounts and dates, by id, to undo a record when it is corrected or voided.
+    live: BTreeMap<i64, Counted>,
+    /// Dates of the live movements, with how many fall on each (for `ultimo_movimiento`).
+    fechas: BTreeMap<NaiveDate, u32>,
+    /// Reported balances of the live records, by (fecha, id): the last one is the station's.
+    reported: BTreeMap<(NaiveDate, i64), Decimal>,
+    total_anticipos: Decimal,
+    total_tanqueos: Decimal,
+    /// The balance after each event, in log order, keyed by the latest `recorded_at` so far (so
+    /// the keys never decrease, even if a clock stepped back between two commits).
+    after_each: Vec<(DateTime<Utc>, StationBalance)>,
+}
+
+/// What one live record adds to a balance.
+#[derive(Debug, Clone)]
+struct Counted {
+    tipo: TipoOperacion,
+    amount: Decimal,
+    fecha: NaiveDate,
+    reported: Option<Decimal>,
+}
+
+impl Counted {
+    fn of(record: &FuelRecord) -> Self {
+        let (tipo, amount) = match record.tipo_operacion {
+            TipoOperacion::Anticipo => (
+                TipoOperacion::Anticipo,
+                record.valor_anticipo.unwrap_or_default(),
+            ),
+            TipoOperacion::Tanqueo => (
+                TipoOperacion::Tanqueo,
+                record.valor_tanqueo.unwrap_or_default(),
+            ),
+        };
+        Self {
+            tipo,
+            amount,
+            fecha: record.fecha,
+            reported: record.saldo_disponible,
+        }
+    }
+}
+
+impl RunningBalance {
+    /// Folds the station's next event (events must come in log order).
+    pub fn apply(&mut self, event: &Recorded) -> Result<(), FoldError> {
+        match decode::<FuelEvent>(event)? {
+            FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
+                self.insert(record.id, Counted::of(&record));
+            }
+            FuelEvent::TanqueoCorrected { id, despues, .. } => {
+                self.remove(id);
+                self.insert(id, Counted::of(&despues));
+            }
+            FuelEvent::TanqueoVoided { id, .. } => self.remove(id),
+        }
+        let mut balance = self.current_totals();
+        balance.ultima_actualizacion = Some(event.recorded_at);
+        let key = self
+            .after_each
+            .last()
+            .map_or(event.recorded_at, |(latest, _)| {
+                (*latest).max(event.recorded_at)
+            });
+        self.after_each.push((key, balance));
+        Ok(())
+    }
+
+    /// The balance after every event folded so far.
+    pub fn now(&self) -> StationBalance {
+        self.after_each
+            .last()
+            .map(|(_, balance)| balance.clone())
+            .unwrap_or_default()
+    }
+
+    /// The balance as the ledger knew it at `as_of`: after the events before the first one
+    /// recorded later (as [`station_balance`] reads a prefix of the log).
+    pub fn as_of(&self, as_of: DateTime<Utc>) -> StationBalance {
+        let known = self.after_each.partition_point(|(at, _)| *at <= as_of);
+        known
+            .checked_sub(1)
+            .map(|last| self.after_each[last].1.clone())
+            .unwrap_or_default()
+    }
+
+    fn insert(&mut self, id: i64, counted: Counted) {
+        match counted.tipo {
+            TipoOperacion::Anticipo => self.total_anticipos += counted.amount,
+            TipoOperacion::Tanqueo => self.total_tanqueos += counted.amount,
+        }
+        *self.fechas.entry(counted.fecha).or_default() += 1;
+        if let Some(saldo) = counted.reported {
+            self.reported.insert((counted.fecha, id), saldo);
+        }
+        self.live.insert(id, counted);
+    }
+
+    fn remove(&mut self, id: i64) {
+        let Some(counted) = self.live.remove(&id) else {
+            return;
+        };
+        match counted.tipo {
+            TipoOperacion::Anticipo => self.total_anticipos -= counted.amount,
+            TipoOperacion::Tanqueo => self.total_tanqueos -= counted.amount,
+        }
+        if let Some(count) = self.fechas.get_mut(&counted.fecha) {
+            *count -= 1;
+            if *count == 0 {
+                self.fechas.remove(&counted.fecha);
+            }
+        }
+        self.reported.remove(&(counted.fecha, id));
+    }
+
+    fn current_totals(&self) -> StationBalance {
+        // Written the way `station_balance` writes computed amounts: without trailing zeros.
+        let total_anticipos = self.total_anticipos.normalize();
+        let total_tanqueos = self.total_tanqueos.normalize();
+        StationBalance {
+            saldo: (total_anticipos - total_tanqueos).normalize(),
+            total_anticipos,
+            total_tanqueos,
+            movimientos: self.live.len() as i64,
+            ultimo_movimiento: self.fechas.keys().next_back().copied(),
+            ultimo_saldo_reportado: self.reported.values().next_back().copied(),
+            ultima_actualizacion: None,
+        }
+    }
+}
+
 /// One movement of a station statement, with the balance the ledger computes after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementLine {
@@ -357,6 +495,24 @@ mod tests {
                 station_balance(&events, Some(as_of), corte).unwrap(),
                 station_balance(&events[..cut], None, corte).unwrap()
             );
+        }
+
+        /// The running balance answers what folding the history answers: now, and as of the
+        /// instant of every event (and before the first one).
+        #[test]
+        fn the_running_balance_equals_folding_the_history(ops in proptest::collection::vec(op(), 1..40)) {
+            let (events, _) = history(ops);
+            let mut running = RunningBalance::default();
+            for event in &events {
+                running.apply(event).unwrap();
+            }
+            prop_assert_eq!(running.now(), station_balance(&events, None, None).unwrap());
+            let before = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+            prop_assert_eq!(running.as_of(before), station_balance(&events, Some(before), None).unwrap());
+            for event in &events {
+                let at = event.recorded_at;
+                prop_assert_eq!(running.as_of(at), station_balance(&events, Some(at), None).unwrap());
+            }
         }
 
         /// (b) the journal always balances, and the station's prepaid account carries exactly

@@ -11,8 +11,7 @@ use aggregates::fuel::{
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use cqrs_es::Aggregate;
 use projections::{Cell, Projection, Recorded};
 use rust_decimal::Decimal;
@@ -837,12 +836,21 @@ pub(super) fn as_of_param(
     Ok(Some(end_of_day.with_timezone(&Utc)))
 }
 
+/// The station's balance; `fecha_corte` (rare: a statement cut-off) folds the history, the rest
+/// is answered by the running balance in memory.
 async fn balance_of(
     state: &AppState,
     bomba_id: i64,
     as_of: Option<DateTime<Utc>>,
     fecha_corte: Option<NaiveDate>,
 ) -> Result<projections::ledger::StationBalance, ApiError> {
+    if fecha_corte.is_none() {
+        return state
+            .balances
+            .balance(bomba_id, as_of)
+            .await
+            .map_err(ApiError::internal);
+    }
     let events = station_events(state, bomba_id).await?;
     projections::ledger::station_balance(&events, as_of, fecha_corte).map_err(ApiError::internal)
 }
