@@ -458,215 +458,297 @@ impl Fleet {
 
     fn decide(&self, command: FleetCommand) -> Result<Vec<FleetEvent>, FleetError> {
         match command {
-            FleetCommand::RegisterPlates { plates } => {
-                if plates.is_empty() {
-                    return Err(FleetError::NothingToRegister);
-                }
-                let mut seen = HashMap::new();
-                let mut events = Vec::with_capacity(plates.len());
-                for (index, (placa, estado)) in plates.into_iter().enumerate() {
-                    if self.plate_ids.contains_key(&placa)
-                        || seen.insert(placa.clone(), index).is_some()
-                    {
-                        return Err(FleetError::PlateAlreadyRegistered { index, placa });
-                    }
-                    let plate_id = self.last_plate_id + 1 + index as i64;
-                    events.push(FleetEvent::PlateRegistered {
-                        plate_id,
-                        placa,
-                        estado,
-                    });
-                }
-                Ok(events)
-            }
+            FleetCommand::RegisterPlates { plates } => self.decide_register_plates(plates),
             FleetCommand::ChangePlateStatus { plate_id, estado } => {
-                let plate = self
-                    .plates
-                    .get(&plate_id)
-                    .ok_or(FleetError::PlateNotFound { plate_id })?;
-                if plate.estado == estado {
-                    return Ok(Vec::new());
-                }
-                Ok(vec![FleetEvent::PlateStatusChanged {
-                    plate_id,
-                    placa: plate.placa.clone(),
-                    anterior: plate.estado,
-                    estado,
-                }])
+                self.decide_change_plate_status(plate_id, estado)
             }
-            FleetCommand::Sync => {
-                let missing = self
-                    .plates
-                    .iter()
-                    .filter(|(_, p)| p.estado == PlateStatus::Activada && p.vehicle_id.is_none());
-                Ok(missing
-                    .enumerate()
-                    .map(|(n, (plate_id, plate))| FleetEvent::VehicleSynced {
-                        vehicle_id: self.last_vehicle_id + 1 + n as i64,
-                        plate_id: *plate_id,
-                        placa: plate.placa.clone(),
-                        id_empresa: None,
-                        id_operacion: None,
-                    })
-                    .collect())
-            }
+            FleetCommand::Sync => Ok(self.decide_sync()),
             FleetCommand::CreateVehicle { placa, fields } => {
-                let Some(plate_id) = self.plate_ids.get(&placa).copied() else {
-                    let plate_id = self.last_plate_id + 1;
-                    return Ok(vec![
-                        FleetEvent::PlateRegistered {
-                            plate_id,
-                            placa: placa.clone(),
-                            estado: PlateStatus::Activada,
-                        },
-                        FleetEvent::VehicleRegistered {
-                            vehicle_id: self.last_vehicle_id + 1,
-                            plate_id,
-                            placa,
-                            fields,
-                        },
-                    ]);
-                };
-                match self.plates[&plate_id].vehicle_id {
-                    None => Ok(vec![FleetEvent::VehicleRegistered {
-                        vehicle_id: self.last_vehicle_id + 1,
-                        plate_id,
-                        placa,
-                        fields,
-                    }]),
-                    Some(vehicle_id) if self.vehicles[&vehicle_id].deleted => {
-                        // The body's fields win; what it leaves out keeps its value, so a
-                        // reactivation never loses data (an odometer must not go back to zero).
-                        let mut merged = self.vehicles[&vehicle_id].fields.clone();
-                        merged.merge(&fields);
-                        Ok(vec![FleetEvent::VehicleReactivated {
-                            vehicle_id,
-                            plate_id,
-                            placa,
-                            fields: merged,
-                        }])
-                    }
-
-                    Some(_) => Err(FleetError::PlateHasLiveVehicle { placa }),
-                }
+                self.decide_create_vehicle(placa, fields)
             }
             FleetCommand::UpdateVehicle {
                 vehicle_id,
                 changes,
-            } => {
-                let vehicle = self.live_vehicle(vehicle_id)?;
-                let (changes, previous) = vehicle.fields.diff(&changes);
-                if changes.is_empty() {
-                    return Ok(Vec::new());
-                }
-                Ok(vec![FleetEvent::VehicleUpdated {
-                    vehicle_id,
-                    placa: vehicle.placa.clone(),
-                    changes,
-                    previous,
-                }])
-            }
-            FleetCommand::DeleteVehicle { vehicle_id } => {
-                let vehicle = self
-                    .vehicles
-                    .get(&vehicle_id)
-                    .ok_or(FleetError::VehicleNotFound { vehicle_id })?;
-                if vehicle.deleted {
-                    return Err(FleetError::VehicleAlreadyDeleted { vehicle_id });
-                }
-                if self
-                    .missions
-                    .values()
-                    .any(|m| m.vehicle_id == vehicle_id && m.estado.is_active())
-                {
-                    return Err(FleetError::VehicleHasActiveMissions { vehicle_id });
-                }
-                Ok(vec![FleetEvent::VehicleDeleted {
-                    vehicle_id,
-                    placa: vehicle.placa.clone(),
-                }])
-            }
+            } => self.decide_update_vehicle(vehicle_id, changes),
+            FleetCommand::DeleteVehicle { vehicle_id } => self.decide_delete_vehicle(vehicle_id),
             FleetCommand::ScheduleMission {
                 vehicle_id,
                 conductor_id,
                 descripcion,
                 fecha_programada,
-            } => {
-                self.live_vehicle(vehicle_id)?;
-                Ok(vec![FleetEvent::MissionScheduled {
-                    mission_id: self.last_mission_id + 1,
-                    vehicle_id,
-                    conductor_id,
-                    descripcion,
-                    fecha_programada,
-                }])
-            }
+            } => self.decide_schedule_mission(
+                vehicle_id,
+                conductor_id,
+                descripcion,
+                fecha_programada,
+            ),
             FleetCommand::StartMission {
                 mission_id,
                 kilometraje_inicial,
                 combustible_inicial_galones,
-            } => {
-                let mission = self.mission_in(
-                    mission_id,
-                    MissionStatus::EnEjecucion,
-                    &[MissionStatus::Programada],
-                )?;
-                let vehicle = self.live_vehicle(mission.vehicle_id)?;
-                let actual = vehicle.fields.kilometraje_actual.unwrap_or(0);
-                if kilometraje_inicial < actual {
-                    return Err(FleetError::StartBelowOdometer {
-                        inicial: kilometraje_inicial,
-                        actual,
-                    });
-                }
-                Ok(vec![FleetEvent::MissionStarted {
-                    mission_id,
-                    vehicle_id: mission.vehicle_id,
-                    kilometraje_inicial,
-                    combustible_inicial_galones,
-                }])
-            }
+            } => self.decide_start_mission(
+                mission_id,
+                kilometraje_inicial,
+                combustible_inicial_galones,
+            ),
             FleetCommand::CompleteMission {
                 mission_id,
                 kilometraje_final,
                 combustible_final_galones,
-            } => {
-                let mission = self.mission_in(
-                    mission_id,
-                    MissionStatus::Completada,
-                    &[MissionStatus::EnEjecucion],
-                )?;
-                let inicial = mission.kilometraje_inicial.unwrap_or(0);
-                if kilometraje_final < inicial {
-                    return Err(FleetError::FinalBelowStart {
-                        final_km: kilometraje_final,
-                        inicial,
-                    });
-                }
-                let combustible_inicial = mission.combustible_inicial_galones.unwrap_or_default();
-                Ok(vec![FleetEvent::MissionCompleted {
-                    mission_id,
-                    vehicle_id: mission.vehicle_id,
-                    kilometraje_final,
-                    combustible_final_galones,
-                    kilometraje_recorrido: kilometraje_final - inicial,
-                    combustible_consumido_galones: combustible_inicial - combustible_final_galones,
-                }])
-            }
+            } => self.decide_complete_mission(
+                mission_id,
+                kilometraje_final,
+                combustible_final_galones,
+            ),
             FleetCommand::CancelMission { mission_id, motivo } => {
-                let mission = self.mission_in(
-                    mission_id,
-                    MissionStatus::Cancelada,
-                    &[MissionStatus::Programada, MissionStatus::EnEjecucion],
-                )?;
-                Ok(vec![FleetEvent::MissionCancelled {
-                    mission_id,
-                    vehicle_id: mission.vehicle_id,
-                    anterior: mission.estado,
-                    motivo,
-                }])
+                self.decide_cancel_mission(mission_id, motivo)
             }
         }
+    }
+
+    /// Plates register all or none: refused if none are given, or one is taken or repeated.
+    fn decide_register_plates(
+        &self,
+        plates: Vec<(Placa, PlateStatus)>,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        if plates.is_empty() {
+            return Err(FleetError::NothingToRegister);
+        }
+        let mut seen = HashMap::new();
+        let mut events = Vec::with_capacity(plates.len());
+        for (index, (placa, estado)) in plates.into_iter().enumerate() {
+            if self.plate_ids.contains_key(&placa) || seen.insert(placa.clone(), index).is_some() {
+                return Err(FleetError::PlateAlreadyRegistered { index, placa });
+            }
+            let plate_id = self.last_plate_id + 1 + index as i64;
+            events.push(FleetEvent::PlateRegistered {
+                plate_id,
+                placa,
+                estado,
+            });
+        }
+        Ok(events)
+    }
+
+    /// A known plate changes status; setting the status it already has changes nothing.
+    fn decide_change_plate_status(
+        &self,
+        plate_id: i64,
+        estado: PlateStatus,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        let plate = self
+            .plates
+            .get(&plate_id)
+            .ok_or(FleetError::PlateNotFound { plate_id })?;
+        if plate.estado == estado {
+            return Ok(Vec::new());
+        }
+        Ok(vec![FleetEvent::PlateStatusChanged {
+            plate_id,
+            placa: plate.placa.clone(),
+            anterior: plate.estado,
+            estado,
+        }])
+    }
+
+    /// Sync creates exactly one vehicle for each `ACTIVADA` plate that has never had one.
+    fn decide_sync(&self) -> Vec<FleetEvent> {
+        let missing = self
+            .plates
+            .iter()
+            .filter(|(_, p)| p.estado == PlateStatus::Activada && p.vehicle_id.is_none());
+        missing
+            .enumerate()
+            .map(|(n, (plate_id, plate))| FleetEvent::VehicleSynced {
+                vehicle_id: self.last_vehicle_id + 1 + n as i64,
+                plate_id: *plate_id,
+                placa: plate.placa.clone(),
+                id_empresa: None,
+                id_operacion: None,
+            })
+            .collect()
+    }
+
+    /// A plate has at most one vehicle, ever: create it (and the plate), reactivate it, or refuse.
+    fn decide_create_vehicle(
+        &self,
+        placa: Placa,
+        fields: VehicleFields,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        let Some(plate_id) = self.plate_ids.get(&placa).copied() else {
+            let plate_id = self.last_plate_id + 1;
+            return Ok(vec![
+                FleetEvent::PlateRegistered {
+                    plate_id,
+                    placa: placa.clone(),
+                    estado: PlateStatus::Activada,
+                },
+                FleetEvent::VehicleRegistered {
+                    vehicle_id: self.last_vehicle_id + 1,
+                    plate_id,
+                    placa,
+                    fields,
+                },
+            ]);
+        };
+        match self.plates[&plate_id].vehicle_id {
+            None => Ok(vec![FleetEvent::VehicleRegistered {
+                vehicle_id: self.last_vehicle_id + 1,
+                plate_id,
+                placa,
+                fields,
+            }]),
+            Some(vehicle_id) if self.vehicles[&vehicle_id].deleted => {
+                // The body's fields win; what it leaves out keeps its value, so a
+                // reactivation never loses data (an odometer must not go back to zero).
+                let mut merged = self.vehicles[&vehicle_id].fields.clone();
+                merged.merge(&fields);
+                Ok(vec![FleetEvent::VehicleReactivated {
+                    vehicle_id,
+                    plate_id,
+                    placa,
+                    fields: merged,
+                }])
+            }
+
+            Some(_) => Err(FleetError::PlateHasLiveVehicle { placa }),
+        }
+    }
+
+    /// Only a live vehicle is updated, and only with the fields that actually change.
+    fn decide_update_vehicle(
+        &self,
+        vehicle_id: i64,
+        changes: VehicleFields,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        let vehicle = self.live_vehicle(vehicle_id)?;
+        let (changes, previous) = vehicle.fields.diff(&changes);
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![FleetEvent::VehicleUpdated {
+            vehicle_id,
+            placa: vehicle.placa.clone(),
+            changes,
+            previous,
+        }])
+    }
+
+    /// A vehicle with an active mission cannot be deleted, nor one already deleted.
+    fn decide_delete_vehicle(&self, vehicle_id: i64) -> Result<Vec<FleetEvent>, FleetError> {
+        let vehicle = self
+            .vehicles
+            .get(&vehicle_id)
+            .ok_or(FleetError::VehicleNotFound { vehicle_id })?;
+        if vehicle.deleted {
+            return Err(FleetError::VehicleAlreadyDeleted { vehicle_id });
+        }
+        if self
+            .missions
+            .values()
+            .any(|m| m.vehicle_id == vehicle_id && m.estado.is_active())
+        {
+            return Err(FleetError::VehicleHasActiveMissions { vehicle_id });
+        }
+        Ok(vec![FleetEvent::VehicleDeleted {
+            vehicle_id,
+            placa: vehicle.placa.clone(),
+        }])
+    }
+
+    /// A deleted vehicle cannot get a mission: only a live one is scheduled.
+    fn decide_schedule_mission(
+        &self,
+        vehicle_id: i64,
+        conductor_id: i64,
+        descripcion: String,
+        fecha_programada: NaiveDate,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        self.live_vehicle(vehicle_id)?;
+        Ok(vec![FleetEvent::MissionScheduled {
+            mission_id: self.last_mission_id + 1,
+            vehicle_id,
+            conductor_id,
+            descripcion,
+            fecha_programada,
+        }])
+    }
+
+    /// A scheduled mission of a live vehicle starts, never below the vehicle's odometer.
+    fn decide_start_mission(
+        &self,
+        mission_id: i64,
+        kilometraje_inicial: i64,
+        combustible_inicial_galones: Decimal,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        let mission = self.mission_in(
+            mission_id,
+            MissionStatus::EnEjecucion,
+            &[MissionStatus::Programada],
+        )?;
+        let vehicle = self.live_vehicle(mission.vehicle_id)?;
+        let actual = vehicle.fields.kilometraje_actual.unwrap_or(0);
+        if kilometraje_inicial < actual {
+            return Err(FleetError::StartBelowOdometer {
+                inicial: kilometraje_inicial,
+                actual,
+            });
+        }
+        Ok(vec![FleetEvent::MissionStarted {
+            mission_id,
+            vehicle_id: mission.vehicle_id,
+            kilometraje_inicial,
+            combustible_inicial_galones,
+        }])
+    }
+
+    /// A mission in progress completes, never ending below the kilometraje it started at.
+    fn decide_complete_mission(
+        &self,
+        mission_id: i64,
+        kilometraje_final: i64,
+        combustible_final_galones: Decimal,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        let mission = self.mission_in(
+            mission_id,
+            MissionStatus::Completada,
+            &[MissionStatus::EnEjecucion],
+        )?;
+        let inicial = mission.kilometraje_inicial.unwrap_or(0);
+        if kilometraje_final < inicial {
+            return Err(FleetError::FinalBelowStart {
+                final_km: kilometraje_final,
+                inicial,
+            });
+        }
+        let combustible_inicial = mission.combustible_inicial_galones.unwrap_or_default();
+        Ok(vec![FleetEvent::MissionCompleted {
+            mission_id,
+            vehicle_id: mission.vehicle_id,
+            kilometraje_final,
+            combustible_final_galones,
+            kilometraje_recorrido: kilometraje_final - inicial,
+            combustible_consumido_galones: combustible_inicial - combustible_final_galones,
+        }])
+    }
+
+    /// Only an active mission (scheduled or in progress) can be cancelled.
+    fn decide_cancel_mission(
+        &self,
+        mission_id: i64,
+        motivo: String,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        let mission = self.mission_in(
+            mission_id,
+            MissionStatus::Cancelada,
+            &[MissionStatus::Programada, MissionStatus::EnEjecucion],
+        )?;
+        Ok(vec![FleetEvent::MissionCancelled {
+            mission_id,
+            vehicle_id: mission.vehicle_id,
+            anterior: mission.estado,
+            motivo,
+        }])
     }
 }
 

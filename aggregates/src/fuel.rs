@@ -103,10 +103,39 @@ pub fn costo_por_galon(valor: Decimal, galones: Decimal) -> Option<Decimal> {
     })
 }
 
+/// What the station's rules need of one of its records: its effect on the balance, whether it is
+/// voided, and a fingerprint of the record as it stands. Not the record itself, so a station's
+/// state stays small however long its history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StationRecord {
-    pub record: FuelRecord,
+    pub effect: Decimal,
     pub voided: bool,
+    fingerprint: u64,
+}
+
+impl StationRecord {
+    fn of(record: &FuelRecord) -> Self {
+        Self {
+            effect: record.effect(),
+            voided: false,
+            fingerprint: fingerprint(record),
+        }
+    }
+
+    /// Whether `record` is this record as it stands (exactly, scale of every amount included).
+    pub fn is(&self, record: &FuelRecord) -> bool {
+        self.fingerprint == fingerprint(record)
+    }
+}
+
+/// A digest of the record's exact JSON form; it only lives in memory, rebuilt from the events.
+fn fingerprint(record: &FuelRecord) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(record)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -115,6 +144,9 @@ pub struct FuelStation {
     records: BTreeMap<i64, StationRecord>,
 }
 
+// A correction names the record before and after; a command lives for one request, so boxing
+// would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum FuelCommand {
     Record {
@@ -126,12 +158,15 @@ pub enum FuelCommand {
         records: Vec<FuelRecord>,
         permitir_saldo_negativo: bool,
     },
+    /// Replaces `antes` (the record as the caller read it) with `corrected`.
     Correct {
+        antes: FuelRecord,
         corrected: FuelRecord,
         permitir_saldo_negativo: bool,
     },
+    /// Voids `antes` (the record as the caller read it).
     Void {
-        id: i64,
+        antes: FuelRecord,
         motivo: String,
         permitir_saldo_negativo: bool,
     },
@@ -192,6 +227,9 @@ pub enum FuelError {
     AlreadyVoided { id: i64 },
     #[error("El tanqueo con ID {id} está anulado y no se puede corregir")]
     Voided { id: i64 },
+    /// The record changed after the caller read it (a write not yet visible in reads).
+    #[error("El tanqueo con ID {id} cambió mientras se procesaba la solicitud; intente de nuevo")]
+    Stale { id: i64 },
     /// Entry `index` of an all-or-nothing batch was refused.
     #[error("{reason}")]
     InBatch {
@@ -265,6 +303,7 @@ impl FuelStation {
                 Ok(events)
             }
             FuelCommand::Correct {
+                antes,
                 corrected,
                 permitir_saldo_negativo,
             } => {
@@ -273,36 +312,39 @@ impl FuelStation {
                 if current.voided {
                     return Err(FuelError::Voided { id });
                 }
-                if current.record == corrected {
+                if !current.is(&antes) {
+                    return Err(FuelError::Stale { id });
+                }
+                if antes == corrected {
                     return Ok(Vec::new());
                 }
-                let change = corrected.effect() - current.record.effect();
+                let change = corrected.effect() - current.effect;
                 self.check_balance(change, &corrected, permitir_saldo_negativo)?;
                 Ok(vec![FuelEvent::TanqueoCorrected {
                     id,
-                    antes: current.record.clone(),
+                    antes,
                     despues: corrected,
                 }])
             }
             FuelCommand::Void {
-                id,
+                antes,
                 motivo,
                 permitir_saldo_negativo,
             } => {
+                let id = antes.id;
                 let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
                 if current.voided {
                     return Err(FuelError::AlreadyVoided { id });
                 }
+                if !current.is(&antes) {
+                    return Err(FuelError::Stale { id });
+                }
                 // Voiding an anticipo takes its money back out of the station.
-                self.check_balance(
-                    -current.record.effect(),
-                    &current.record,
-                    permitir_saldo_negativo,
-                )?;
+                self.check_balance(-current.effect, &antes, permitir_saldo_negativo)?;
                 Ok(vec![FuelEvent::TanqueoVoided {
                     id,
                     motivo,
-                    record: current.record.clone(),
+                    record: antes,
                 }])
             }
         }
@@ -332,23 +374,11 @@ impl Aggregate for FuelStation {
         match event {
             FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
                 self.saldo += record.effect();
-                self.records.insert(
-                    record.id,
-                    StationRecord {
-                        record,
-                        voided: false,
-                    },
-                );
+                self.records.insert(record.id, StationRecord::of(&record));
             }
             FuelEvent::TanqueoCorrected { id, antes, despues } => {
                 self.saldo += despues.effect() - antes.effect();
-                self.records.insert(
-                    id,
-                    StationRecord {
-                        record: despues,
-                        voided: false,
-                    },
-                );
+                self.records.insert(id, StationRecord::of(&despues));
             }
             FuelEvent::TanqueoVoided { id, record, .. } => {
                 self.saldo -= record.effect();

@@ -407,6 +407,8 @@ mod tests {
     /// Runs `ops` on a station and answers its recorded events and the aggregate.
     fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
         let mut station = FuelStation::default();
+        // The records as a reader sees them: what corrections and voids are made from.
+        let mut live: BTreeMap<i64, FuelRecord> = BTreeMap::new();
         let mut events = Vec::new();
         let mut ids = Vec::new();
         let start = Utc.with_ymd_and_hms(2024, 4, 1, 0, 0, 0).unwrap();
@@ -427,25 +429,31 @@ mod tests {
                 }
                 Op::Correct(index, cents) if !ids.is_empty() => {
                     let id = ids[index % ids.len()];
-                    let Some(current) = station.record(id) else {
+                    let Some(current) = live.get(&id) else {
                         continue;
                     };
-                    let mut corrected = current.record.clone();
+                    let mut corrected = current.clone();
                     let amount = Some(Decimal::new(cents, 2));
                     match corrected.tipo_operacion {
                         TipoOperacion::Anticipo => corrected.valor_anticipo = amount,
                         TipoOperacion::Tanqueo => corrected.valor_tanqueo = amount,
                     }
                     FuelCommand::Correct {
+                        antes: current.clone(),
                         corrected,
                         permitir_saldo_negativo: true,
                     }
                 }
-                Op::Void(index) if !ids.is_empty() => FuelCommand::Void {
-                    id: ids[index % ids.len()],
-                    motivo: "x".into(),
-                    permitir_saldo_negativo: true,
-                },
+                Op::Void(index) if !ids.is_empty() => {
+                    let Some(current) = live.get(&ids[index % ids.len()]) else {
+                        continue;
+                    };
+                    FuelCommand::Void {
+                        antes: current.clone(),
+                        motivo: "x".into(),
+                        permitir_saldo_negativo: true,
+                    }
+                }
 
                 _ => continue,
             };
@@ -453,6 +461,17 @@ mod tests {
                 continue;
             };
             for event in decided {
+                match &event {
+                    FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
+                        live.insert(record.id, record.clone());
+                    }
+                    FuelEvent::TanqueoCorrected { id, despues, .. } => {
+                        live.insert(*id, despues.clone());
+                    }
+                    FuelEvent::TanqueoVoided { id, .. } => {
+                        live.remove(id);
+                    }
+                }
                 station.apply(event.clone());
                 let (event_type, payload) = aggregates::codec::encode(&event).unwrap();
                 let position = events.len() as i64 + 1;

@@ -311,7 +311,8 @@ pub(super) fn refusal(error: FuelError) -> ApiError {
         FuelError::NotFound { .. } => ApiError::NotFound(error.to_string()),
         FuelError::SaldoInsuficiente { .. }
         | FuelError::AlreadyVoided { .. }
-        | FuelError::Voided { .. } => ApiError::Conflict(error.to_string()),
+        | FuelError::Voided { .. }
+        | FuelError::Stale { .. } => ApiError::Conflict(error.to_string()),
     }
 }
 
@@ -418,6 +419,7 @@ pub async fn correct(
         &context,
         corrected.bomba_id,
         FuelCommand::Correct {
+            antes: record_from_row(&current_row)?,
             corrected,
             permitir_saldo_negativo,
         },
@@ -449,7 +451,7 @@ pub async fn void(
         &context,
         bomba_id,
         FuelCommand::Void {
-            id,
+            antes: record_from_row(&current)?,
             motivo,
             permitir_saldo_negativo,
         },
@@ -530,6 +532,52 @@ fn record_json(cells: &RecordRow, with_status: bool) -> Map<String, Value> {
         record.insert(name.into(), value);
     }
     record
+}
+
+/// The domain record a read-model row holds (what a correction or a void starts from).
+fn record_from_row(row: &RecordRow) -> Result<FuelRecord, ApiError> {
+    let corrupt = |column: &str| ApiError::internal(format!("stored record: bad {column}"));
+    let int = |column: &'static str| match row.get(column) {
+        Some(Cell::Int(value)) => Ok(*value),
+        _ => Err(corrupt(column)),
+    };
+    let text = |column: &'static str| match row.get(column) {
+        Some(Cell::Text(value)) => Ok(value.clone()),
+        _ => Err(corrupt(column)),
+    };
+    let decimal = |column: &'static str| -> Result<Option<Decimal>, ApiError> {
+        text(column)?
+            .map(|digits| Decimal::from_str_exact(&digits).map_err(|_| corrupt(column)))
+            .transpose()
+    };
+    let required = |value: Option<i64>, column: &str| value.ok_or_else(|| corrupt(column));
+    let fecha = text("fecha")?
+        .and_then(|fecha| parse_date(&fecha))
+        .ok_or_else(|| corrupt("fecha"))?;
+    Ok(FuelRecord {
+        id: required(int("id")?, "id")?,
+        fecha,
+        bomba_id: required(int("bomba_id")?, "bomba_id")?,
+        area_operacion_id: required(int("area_operacion_id")?, "area_operacion_id")?,
+        concepto: text("concepto")?
+            .as_deref()
+            .and_then(Concepto::parse)
+            .ok_or_else(|| corrupt("concepto"))?,
+        tipo_operacion: text("tipo_operacion")?
+            .as_deref()
+            .and_then(TipoOperacion::parse)
+            .ok_or_else(|| corrupt("tipo_operacion"))?,
+        observacion: text("observacion")?,
+        saldo_disponible: decimal("saldo_disponible")?,
+        conductor_id: int("conductor_id")?,
+        placa_id: int("placa_id")?,
+        tipo_combustible: text("tipo_combustible")?,
+        valor_tanqueo: decimal("valor_tanqueo")?,
+        cantidad_galones: decimal("cantidad_galones")?,
+        costo_por_galon: decimal("costo_por_galon")?,
+        horometro: decimal("horometro")?,
+        valor_anticipo: decimal("valor_anticipo")?,
+    })
 }
 
 async fn read_row(state: &AppState, id: i64) -> Result<RecordRow, ApiError> {
