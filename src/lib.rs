@@ -73,11 +73,8 @@ pub fn app(state: AppState) -> Router {
             // 5,000 spreadsheet rows of wide text cells need more than axum's 2 MB default.
             post(http::import::import).layer(DefaultBodyLimit::max(http::import::BODY_BYTES_MAX)),
         )
-        .route(
-            "/api/bombas/{id}/saldo",
-            get(http::tanqueos::station_balance),
-        )
-        .route("/api/saldos-bombas", get(http::tanqueos::all_balances))
+        .route("/api/bombas/{id}/saldo", get(http::saldos::station_balance))
+        .route("/api/saldos-bombas", get(http::saldos::all_balances))
         .route(
             "/api/bombas/{id}/movimientos",
             get(http::conciliacion::movements),

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::error::ApiError;
+use super::fields::date_param;
 use super::fields::query_id;
 use super::lookup::{require_station, station_events, station_not_found};
 use super::parse_id;
-use super::tanqueos::date_param;
 use crate::AppState;
 
 async fn statement(state: &AppState, bomba_id: i64) -> Result<Vec<StatementLine>, ApiError> {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::error::ApiError;
-use super::tanqueos::as_of_param;
+use super::fields::as_of_param;
 use crate::AppState;
 
 fn exact(row: &sqlx::any::AnyRow, index: usize) -> Result<Decimal, ApiError> {

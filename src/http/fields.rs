@@ -1,7 +1,9 @@
 //! Reading request bodies field by field, so that every refusal names the field it is about.
 
+use std::collections::HashMap;
+
 use aggregates::amount::{parse_amount, DecimalError, SCALE_MAX};
-use chrono::NaiveDate;
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
@@ -243,4 +245,47 @@ pub async fn require_each<T>(
             .map_err(|e| at_index(many, index, e))?;
     }
     Ok(())
+}
+
+/// A `YYYY-MM-DD` query parameter, or a 400 naming it.
+pub fn date_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<NaiveDate>, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => parse_date(raw).map(Some).ok_or_else(|| {
+            bad(format!(
+                "Invalid date for {name}: {raw} (expected YYYY-MM-DD)"
+            ))
+        }),
+    }
+}
+
+/// `as_of`: an RFC 3339 instant, or a date meaning the end of that day in the service's zone.
+pub fn as_of_param(
+    params: &HashMap<String, String>,
+    zone: FixedOffset,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = params
+        .get("as_of")
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(Some(instant.with_timezone(&Utc)));
+    }
+    let date = parse_date(raw).ok_or_else(|| {
+        bad(format!(
+            "Invalid value for as_of: {raw} (expected an RFC 3339 instant or YYYY-MM-DD)"
+        ))
+    })?;
+    let end_of_day = date
+        .and_time(NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time"))
+        .and_local_timezone(zone)
+        .single()
+        .ok_or_else(|| bad(format!("Invalid value for as_of: {raw}")))?;
+    Ok(Some(end_of_day.with_timezone(&Utc)))
 }

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod middleware;
 pub mod misiones;
 pub mod placas;
+pub mod saldos;
 pub mod tanqueos;
 pub mod vehiculo;
 

@@ -1,5 +1,5 @@
-//! The fuel ledger (seed 004): `POST /api/tanqueos` exactly as the seed's service answers it,
-//! reads, corrections, voids and station balances.
+//! The fuel ledger's records (seed 004): `POST /api/tanqueos` exactly as the seed's service
+//! answers it, reads, the list, corrections and voids. Balances are in `saldos`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,7 +11,7 @@ use aggregates::fuel::{
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
+use chrono::Utc;
 use cqrs_es::Aggregate;
 use projections::{Cell, Projection, Recorded};
 use rust_decimal::Decimal;
@@ -20,8 +20,7 @@ use sqlx::Row;
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
-use super::fields::parse_date;
-use super::lookup::{require_station, station_events};
+use super::fields::{date_param, parse_date};
 use super::parse_id;
 use super::run_command;
 use crate::commands::Executed;
@@ -700,20 +699,6 @@ fn list_filter(
     Ok(Some(values))
 }
 
-pub(super) fn date_param(
-    params: &HashMap<String, String>,
-    name: &str,
-) -> Result<Option<NaiveDate>, ApiError> {
-    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(raw) => parse_date(raw).map(Some).ok_or_else(|| {
-            bad(format!(
-                "Invalid date for {name}: {raw} (expected YYYY-MM-DD)"
-            ))
-        }),
-    }
-}
-
 fn positive_param(
     params: &HashMap<String, String>,
     name: &str,
@@ -854,114 +839,4 @@ fn with_binds<'q>(
         };
     }
     query
-}
-
-/// `as_of`: an RFC 3339 instant, or a date meaning the end of that day in the service's zone.
-pub(super) fn as_of_param(
-    params: &HashMap<String, String>,
-    zone: FixedOffset,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(raw) = params
-        .get("as_of")
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-    else {
-        return Ok(None);
-    };
-    if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(Some(instant.with_timezone(&Utc)));
-    }
-    let date = parse_date(raw).ok_or_else(|| {
-        bad(format!(
-            "Invalid value for as_of: {raw} (expected an RFC 3339 instant or YYYY-MM-DD)"
-        ))
-    })?;
-    let end_of_day = date
-        .and_time(NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time"))
-        .and_local_timezone(zone)
-        .single()
-        .ok_or_else(|| bad(format!("Invalid value for as_of: {raw}")))?;
-    Ok(Some(end_of_day.with_timezone(&Utc)))
-}
-
-/// The station's balance; `fecha_corte` (rare: a statement cut-off) folds the history, the rest
-/// is answered by the running balance in memory.
-async fn balance_of(
-    state: &AppState,
-    bomba_id: i64,
-    as_of: Option<DateTime<Utc>>,
-    fecha_corte: Option<NaiveDate>,
-) -> Result<projections::ledger::StationBalance, ApiError> {
-    if fecha_corte.is_none() {
-        return state
-            .balances
-            .balance(bomba_id, as_of)
-            .await
-            .map_err(ApiError::internal);
-    }
-    let events = station_events(state, bomba_id).await?;
-    projections::ledger::station_balance(&events, as_of, fecha_corte).map_err(ApiError::internal)
-}
-
-pub async fn station_balance(
-    State(state): State<AppState>,
-    Path(raw_id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let bomba_id = parse_id(&raw_id, "la bomba")?;
-    require_station(&state, bomba_id).await?;
-    let as_of = as_of_param(&params, state.settings.time_zone.offset)?;
-    let fecha_corte = date_param(&params, "fecha_corte")?;
-    let balance = balance_of(&state, bomba_id, as_of, fecha_corte).await?;
-    Ok(Json(json!({
-        "bomba_id": bomba_id,
-        "saldo": balance.saldo,
-        "total_anticipos": balance.total_anticipos,
-        "total_tanqueos": balance.total_tanqueos,
-        "movimientos": balance.movimientos,
-        "ultimo_movimiento": balance.ultimo_movimiento.map(|d| d.to_string()),
-    })))
-}
-
-pub async fn all_balances(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let stations = sqlx::query("SELECT id, bomba, area_operacion_id FROM rm_bombas ORDER BY id")
-        .fetch_all(state.read_models.pool())
-        .await?;
-    let critico = state.settings.saldo_critico_cop;
-    let (mut total_saldo, mut criticos, mut bajos, mut positivos) = (Decimal::ZERO, 0, 0, 0);
-    let mut data = Vec::with_capacity(stations.len());
-    for station in &stations {
-        let bomba_id: i64 = station.try_get(0)?;
-        let balance = balance_of(&state, bomba_id, None, None).await?;
-        let estado = if balance.saldo < critico {
-            criticos += 1;
-            "CRITICO"
-        } else if balance.saldo < Decimal::ZERO {
-            bajos += 1;
-            "BAJO"
-        } else {
-            positivos += 1;
-            "POSITIVO"
-        };
-        total_saldo += balance.saldo;
-        data.push(json!({
-            "bomba_id": bomba_id,
-            "nombre_bomba": station.try_get::<String, _>(1)?,
-            "area_operacion_id": station.try_get::<Option<i64>, _>(2)?,
-            "saldo": balance.saldo,
-            "saldo_disponible": balance.ultimo_saldo_reportado,
-            "ultima_actualizacion": balance.ultima_actualizacion.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            "estado": estado,
-        }));
-    }
-    Ok(Json(json!({
-        "data": data,
-        "stats": {
-            "total_bombas": stations.len(),
-            "total_saldo": total_saldo.normalize(),
-            "criticos": criticos,
-            "bajos": bajos,
-            "positivos": positivos,
-        },
-    })))
 }
