@@ -189,6 +189,139 @@ pub async fn apply_change(
     Ok(())
 }
 
+/// Most bind parameters in one statement: below SQLite's 32,766 and PostgreSQL's 65,535.
+const PARAMS_PER_STATEMENT_MAX: usize = 30_000;
+
+/// Applies `changes` in order, as [`apply_change`] one by one would, but with consecutive
+/// upserts of one table and one column set written as a single multi-row statement.
+///
+/// A batch of a thousand events is a few statements instead of thousands of round trips; that
+/// is what lets a projection keep up with the log. Within one statement a key appears once (an
+/// `ON CONFLICT DO UPDATE` may not touch a row twice): a later upsert of the same key replaces
+/// the earlier one, exactly what applying them in order would leave.
+pub async fn apply_changes(
+    tx: &mut Transaction<'_, Any>,
+    changes: Vec<Change>,
+) -> Result<(), sqlx::Error> {
+    let mut group = UpsertGroup::default();
+    for change in changes {
+        match change {
+            Change::Upsert { table, key, values } if group.takes(table, &key, &values) => {
+                group.push(key, values);
+            }
+            Change::Upsert { table, key, values } => {
+                group.flush(tx).await?;
+                group = UpsertGroup::start(table, &key, &values);
+                group.push(key, values);
+            }
+            other => {
+                group.flush(tx).await?;
+                apply_change(tx, other).await?;
+            }
+        }
+    }
+    group.flush(tx).await
+}
+
+/// Consecutive upserts of one table with the same key and value columns.
+#[derive(Default)]
+struct UpsertGroup {
+    table: &'static str,
+    key_columns: Vec<&'static str>,
+    value_columns: Vec<&'static str>,
+    rows: Vec<Vec<Cell>>,
+    /// Key cells → index in `rows`, so a repeated key replaces its row.
+    index: std::collections::BTreeMap<Vec<Cell>, usize>,
+}
+
+impl UpsertGroup {
+    fn start(table: &'static str, key: &projections::Row, values: &projections::Row) -> Self {
+        Self {
+            table,
+            key_columns: key.iter().map(|(c, _)| *c).collect(),
+            value_columns: values.iter().map(|(c, _)| *c).collect(),
+            ..Self::default()
+        }
+    }
+
+    fn takes(&self, table: &str, key: &projections::Row, values: &projections::Row) -> bool {
+        !self.rows.is_empty()
+            && self.table == table
+            && self.key_columns.iter().eq(key.iter().map(|(c, _)| c))
+            && self.value_columns.iter().eq(values.iter().map(|(c, _)| c))
+    }
+
+    fn push(&mut self, key: projections::Row, values: projections::Row) {
+        let key_cells: Vec<Cell> = key.into_iter().map(|(_, cell)| cell).collect();
+        let mut row = key_cells.clone();
+        row.extend(values.into_iter().map(|(_, cell)| cell));
+        match self.index.get(&key_cells) {
+            Some(&at) => self.rows[at] = row,
+            None => {
+                self.index.insert(key_cells, self.rows.len());
+                self.rows.push(row);
+            }
+        }
+    }
+
+    async fn flush(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+        let rows = std::mem::take(&mut self.rows);
+        self.index.clear();
+        let columns = self.key_columns.len() + self.value_columns.len();
+        if rows.is_empty() || columns == 0 {
+            return Ok(());
+        }
+        let on_conflict = if self.value_columns.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            let updates: Vec<String> = self
+                .value_columns
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        let all_columns: Vec<&str> = self
+            .key_columns
+            .iter()
+            .chain(&self.value_columns)
+            .copied()
+            .collect();
+        for chunk in rows.chunks((PARAMS_PER_STATEMENT_MAX / columns).max(1)) {
+            let mut number = 0;
+            let tuples: Vec<String> = chunk
+                .iter()
+                .map(|row| {
+                    let placeholders: Vec<String> = row
+                        .iter()
+                        .map(|cell| {
+                            number += 1;
+                            placeholder(number, cell)
+                        })
+                        .collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {on_conflict}",
+                self.table,
+                all_columns.join(", "),
+                tuples.join(", "),
+                self.key_columns.join(", "),
+            );
+            let mut query = sqlx::query(&sql);
+            for cell in chunk.iter().flatten() {
+                query = match cell {
+                    Cell::Int(value) => query.bind(*value),
+                    Cell::Text(value) => query.bind(value.clone()),
+                };
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A decimal column (stored as exact text) as a JSON number, or `null`.
 pub fn decimal_json(raw: Option<String>) -> serde_json::Value {
     raw.and_then(|text| text.parse::<rust_decimal::Decimal>().ok())

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::read_store::{apply_change, save_checkpoint, ReadStore, ReadStoreError};
+use crate::read_store::{apply_change, apply_changes, save_checkpoint, ReadStore, ReadStoreError};
 use crate::store::{SharedLog, StoreError};
 
 /// Events folded per transaction.
@@ -338,20 +338,52 @@ async fn step(
     crash_after: Option<usize>,
 ) -> Result<Stepped, RunnerError> {
     let events = log.read_all(checkpoint, BATCH_EVENTS_MAX).await?;
-    if events.is_empty() {
-        return Ok(Stepped {
-            reached: checkpoint,
-            blocked: None,
-        });
-    }
     let mut reached = checkpoint;
     let mut blocked = None;
-    let mut tx = store.pool().begin().await?;
+    let mut changes = Vec::new();
     for (index, event) in events.iter().enumerate() {
         if crash_after == Some(index) {
-            // Dropping the transaction rolls back the changes folded so far, as a crash would.
+            // Nothing is written before the commit below, as if the process died here.
             return Err(RunnerError::Abandoned(index));
         }
+        match projection.apply(&event.to_recorded()) {
+            Ok(folded) => changes.extend(folded),
+            Err(FoldError { position, reason }) => {
+                blocked = Some(Blocked {
+                    position,
+                    error: format!("cannot fold {}: {reason}", event.event_type),
+                });
+                break;
+            }
+        }
+        reached = event.position;
+    }
+    if reached == checkpoint {
+        return Ok(Stepped { reached, blocked });
+    }
+    let mut tx = store.pool().begin().await?;
+    if apply_changes(&mut tx, changes).await.is_err() {
+        // Some row cannot be stored. Roll back and go event by event, to name the one.
+        drop(tx);
+        return step_event_by_event(store, projection, checkpoint, &events).await;
+    }
+    save_checkpoint(&mut tx, projection.name(), reached).await?;
+    tx.commit().await?;
+    Ok(Stepped { reached, blocked })
+}
+
+/// The slow path after a batch failed to store: the same events one change at a time, so the
+/// event whose row the read store refuses is the one reported, and what precedes it still counts.
+async fn step_event_by_event(
+    store: &ReadStore,
+    projection: &dyn Projection,
+    checkpoint: i64,
+    events: &[crate::store::StoredEvent],
+) -> Result<Stepped, RunnerError> {
+    let mut tx = store.pool().begin().await?;
+    let mut reached = checkpoint;
+    let mut blocked = None;
+    'events: for event in events {
         let changes = match projection.apply(&event.to_recorded()) {
             Ok(changes) => changes,
             Err(FoldError { position, reason }) => {
@@ -362,19 +394,19 @@ async fn step(
                 break;
             }
         };
+        let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
         for change in changes {
-            if let Err(error) = apply_change(&mut tx, change).await {
-                // The transaction is spoilt (PostgreSQL aborts it): nothing of this batch counts,
-                // and the next attempt starts again from the checkpoint.
-                return Ok(Stepped {
-                    reached: checkpoint,
-                    blocked: Some(Blocked {
-                        position: event.position,
-                        error: format!("cannot store {}: {error}", event.event_type),
-                    }),
+            if let Err(error) = apply_change(&mut savepoint, change).await {
+                blocked = Some(Blocked {
+                    position: event.position,
+                    error: format!("cannot store {}: {error}", event.event_type),
                 });
+                // Rolls back to before this event; what came before it stays.
+                drop(savepoint);
+                break 'events;
             }
         }
+        savepoint.commit().await?;
         reached = event.position;
     }
     if reached > checkpoint {
