@@ -26,6 +26,11 @@ use crate::store::{SharedLog, StoreError};
 
 /// Events folded per transaction.
 pub const BATCH_EVENTS_MAX: i64 = 1000;
+/// A projection whose batches change no rows (most events are not its business) stores its
+/// checkpoint only this often, or when it is idle: on SQLite every read-model transaction
+/// takes the one write lock, and five projections committing each batch queued behind each
+/// other. Folding a few no-op events again after a crash changes nothing.
+const UNCHANGED_EVENTS_PER_CHECKPOINT: i64 = 10_000;
 /// First pause before retrying a failed batch (an outage, or an event a projection cannot fold);
 /// it doubles with each failure up to [`RETRY_DELAY_MAX`].
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -233,6 +238,7 @@ impl ProjectionRunner {
             store,
             projection,
             checkpoint,
+            checkpoint,
             Some(events_before_crash),
         )
         .await
@@ -249,14 +255,30 @@ async fn follow(
 ) {
     let mut head = log.watch_head();
     let mut checkpoint = progress.borrow().checkpoint;
+    let mut persisted = checkpoint;
     let mut retry_delay = RETRY_DELAY;
     loop {
         if *stop.borrow() {
             return;
         }
-        let stepped = step(&log, &store, projection.as_ref(), checkpoint, None).await;
+        let stepped = step(
+            &log,
+            &store,
+            projection.as_ref(),
+            checkpoint,
+            persisted,
+            None,
+        )
+        .await;
         let (reached, failure) = match stepped {
-            Ok(Stepped { reached, blocked }) => (reached, blocked.map(|b| (b.position, b.error))),
+            Ok(Stepped {
+                reached,
+                persisted: stored,
+                blocked,
+            }) => {
+                persisted = stored;
+                (reached, blocked.map(|b| (b.position, b.error)))
+            }
             // The batch as a whole failed (the store is unreachable, say): it is stuck at the
             // next position until the retry succeeds.
             Err(error) => (checkpoint, Some((checkpoint + 1, error.to_string()))),
@@ -275,6 +297,15 @@ async fn follow(
                     changed
                 });
                 if !advanced {
+                    if persisted < checkpoint {
+                        // Idle: store how far the unchanged batches got.
+                        match persist_checkpoint(&store, projection.name(), checkpoint).await {
+                            Ok(()) => persisted = checkpoint,
+                            Err(error) => {
+                                tracing::warn!(projection = projection.name(), %error, "checkpoint not stored; will retry")
+                            }
+                        }
+                    }
                     tokio::select! {
                         _ = head.wait_for(|h| *h > checkpoint) => {}
                         _ = stop.changed() => return,
@@ -322,10 +353,22 @@ struct Blocked {
     error: String,
 }
 
-/// What one batch did: how far it got, and the event that stopped it short, if one did.
+/// What one batch did: how far it got, how far is stored, and the event that stopped it short.
 struct Stepped {
     reached: i64,
+    /// The checkpoint as stored (behind `reached` after unchanged batches).
+    persisted: i64,
     blocked: Option<Blocked>,
+}
+
+async fn persist_checkpoint(
+    store: &ReadStore,
+    projection: &str,
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = store.pool().begin().await?;
+    save_checkpoint(&mut tx, projection, position).await?;
+    tx.commit().await
 }
 
 /// Folds the next batch after `checkpoint` and commits it with its new checkpoint. An event the
@@ -335,6 +378,7 @@ async fn step(
     store: &ReadStore,
     projection: &dyn Projection,
     checkpoint: i64,
+    persisted: i64,
     crash_after: Option<usize>,
 ) -> Result<Stepped, RunnerError> {
     let events = log.read_all(checkpoint, BATCH_EVENTS_MAX).await?;
@@ -359,7 +403,18 @@ async fn step(
         reached = event.position;
     }
     if reached == checkpoint {
-        return Ok(Stepped { reached, blocked });
+        return Ok(Stepped {
+            reached,
+            persisted,
+            blocked,
+        });
+    }
+    if changes.is_empty() && reached - persisted < UNCHANGED_EVENTS_PER_CHECKPOINT {
+        return Ok(Stepped {
+            reached,
+            persisted,
+            blocked,
+        });
     }
     let mut tx = store.pool().begin().await?;
     if apply_changes(&mut tx, changes).await.is_err() {
@@ -369,7 +424,11 @@ async fn step(
     }
     save_checkpoint(&mut tx, projection.name(), reached).await?;
     tx.commit().await?;
-    Ok(Stepped { reached, blocked })
+    Ok(Stepped {
+        reached,
+        persisted: reached,
+        blocked,
+    })
 }
 
 /// The slow path after a batch failed to store: the same events one change at a time, so the
@@ -413,5 +472,9 @@ async fn step_event_by_event(
         save_checkpoint(&mut tx, projection.name(), reached).await?;
         tx.commit().await?;
     }
-    Ok(Stepped { reached, blocked })
+    Ok(Stepped {
+        reached,
+        persisted: reached.max(checkpoint),
+        blocked,
+    })
 }
