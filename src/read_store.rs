@@ -7,6 +7,7 @@
 //! never wait for (or delay) the log's writer.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use projections::{Cell, Change};
@@ -24,6 +25,11 @@ pub enum ReadStoreError {
 #[derive(Clone)]
 pub struct ReadStore {
     pool: AnyPool,
+    /// On SQLite, one projection writes at a time. SQLite has one write lock per file, and a
+    /// writer that finds it taken sleeps in the busy handler (1, 2, 5 … 100 ms): projections
+    /// contending for it made every command wait tens of milliseconds. Queueing here instead
+    /// hands the lock over the moment it is free. `None` on PostgreSQL, whose rows lock alone.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl ReadStore {
@@ -56,11 +62,20 @@ impl ReadStore {
             .set_ignore_missing(true)
             .run(&pool)
             .await?;
-        Ok(Self { pool })
+        let writer = is_sqlite.then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Self { pool, writer })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Waits for the turn to write (SQLite), and answers the guard that holds it.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.writer {
+            Some(writer) => Some(writer.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     pub async fn checkpoint(&self, projection: &str) -> Result<i64, ReadStoreError> {

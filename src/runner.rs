@@ -366,6 +366,7 @@ async fn persist_checkpoint(
     projection: &str,
     position: i64,
 ) -> Result<(), sqlx::Error> {
+    let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
     save_checkpoint(&mut tx, projection, position).await?;
     tx.commit().await
@@ -416,10 +417,12 @@ async fn step(
             blocked,
         });
     }
+    let turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
     if apply_changes(&mut tx, changes).await.is_err() {
         // Some row cannot be stored. Roll back and go event by event, to name the one.
         drop(tx);
+        drop(turn);
         return step_event_by_event(store, projection, checkpoint, &events).await;
     }
     save_checkpoint(&mut tx, projection.name(), reached).await?;
@@ -439,6 +442,7 @@ async fn step_event_by_event(
     checkpoint: i64,
     events: &[crate::store::StoredEvent],
 ) -> Result<Stepped, RunnerError> {
+    let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
     let mut reached = checkpoint;
     let mut blocked = None;
