@@ -34,9 +34,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Prints a signed JWT for the configured secret.
     Token(TokenArgs),
-    /// Measures the event log.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Measures the service end to end (`bench --scenario …`), or the event log alone
+    /// (`bench append`).
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -95,6 +95,17 @@ pub struct TokenArgs {
     pub data_dir: PathBuf,
 }
 
+/// `bench --scenario …` runs scenarios; `bench append …` is the log's own benchmark.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+
+    #[command(flatten)]
+    pub run: BenchRunArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Appends events from concurrent writers and reports throughput and latency.
@@ -114,4 +125,121 @@ pub struct BenchAppendArgs {
     /// Where to append. Without it a fresh SQLite file in a temporary directory is used.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+}
+
+/// A scenario as the command line names it; `all` stands for every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    /// POST /api/tanqueos only.
+    Tanqueos,
+    /// 80% refuels, 10% advance payments, 10% reads.
+    Mixed,
+    /// Every projection rebuilt from position 0 over --events stored events.
+    Rebuild,
+    /// A station's balance as_of the middle of --events events.
+    AsOf,
+    /// AppState::open to /readyz 200 with --events events stored.
+    Startup,
+    /// Every scenario, in the order above.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRunArgs {
+    /// Scenario to run; repeat for several, or `all`.
+    #[arg(long = "scenario", value_enum, required = true)]
+    pub scenarios: Vec<ScenarioName>,
+
+    /// Concurrent keep-alive connections of the load scenarios.
+    #[arg(short = 'c', long, default_value_t = 64)]
+    pub connections: usize,
+
+    /// Seconds each load scenario runs (and the longest the as-of scenario keeps asking).
+    #[arg(short = 'd', long, default_value_t = 15.0)]
+    pub duration: f64,
+
+    /// Zipf exponent of the station each request picks (1.0: the hottest of 300 gets ~16%).
+    #[arg(long, default_value_t = 1.0)]
+    pub skew: f64,
+
+    /// Stations registered before each scenario.
+    #[arg(long, default_value_t = 300)]
+    pub stations: usize,
+
+    /// Plates registered before each scenario.
+    #[arg(long, default_value_t = 5000)]
+    pub plates: usize,
+
+    /// Drivers registered before each scenario.
+    #[arg(long, default_value_t = 2000)]
+    pub drivers: usize,
+
+    /// Events stored for the rebuild, as-of and startup scenarios.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+
+    /// As-of requests to time (fewer if --duration runs out first).
+    #[arg(long, default_value_t = 200)]
+    pub as_of_requests: usize,
+
+    /// `postgres://…`: run the in-process service on PostgreSQL, each scenario in a new schema.
+    /// Without it each scenario gets a fresh SQLite store in a temporary directory.
+    #[arg(long, conflicts_with = "url")]
+    pub database_url: Option<String>,
+
+    /// Drive a running service at this http:// URL instead (tanqueos and mixed only).
+    #[arg(long, requires = "token")]
+    pub url: Option<String>,
+
+    /// Bearer token for --url; it must carry the admin role (`fleet-ledger token --role admin`).
+    #[arg(long, requires = "url")]
+    pub token: Option<String>,
+
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl BenchRunArgs {
+    pub fn to_config(&self) -> Result<crate::bench::BenchConfig, String> {
+        use crate::bench::{BenchConfig, FleetSize, Scenario, Target};
+        let mut scenarios = Vec::new();
+        for name in &self.scenarios {
+            scenarios.extend_from_slice(match name {
+                ScenarioName::Tanqueos => &[Scenario::Tanqueos],
+                ScenarioName::Mixed => &[Scenario::Mixed],
+                ScenarioName::Rebuild => &[Scenario::Rebuild],
+                ScenarioName::AsOf => &[Scenario::AsOf],
+                ScenarioName::Startup => &[Scenario::Startup],
+                ScenarioName::All => &Scenario::ALL,
+            });
+        }
+        let duration = std::time::Duration::try_from_secs_f64(self.duration)
+            .map_err(|_| format!("--duration {} is not a number of seconds", self.duration))?;
+        let target = match (&self.url, &self.token) {
+            (Some(url), Some(token)) => Target::Remote {
+                url: url.clone(),
+                token: token.clone(),
+            },
+            _ => Target::InProcess {
+                database_url: self.database_url.clone(),
+            },
+        };
+        Ok(BenchConfig {
+            scenarios,
+            target,
+            connections: self.connections,
+            duration,
+            skew: self.skew,
+            fleet: FleetSize {
+                stations: self.stations,
+                plates: self.plates,
+                drivers: self.drivers,
+                ..FleetSize::default()
+            },
+            events: self.events,
+            as_of_requests: self.as_of_requests,
+            progress: true,
+        })
+    }
 }

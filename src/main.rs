@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fleet_ledger::cli::{BenchCommand, Cli, Command, LogFormat};
+use fleet_ledger::cli::{BenchArgs, BenchCommand, Cli, Command, LogFormat};
 use fleet_ledger::settings::LedgerSettings;
 use fleet_ledger::{auth, bench, AppState, StoreLocation};
 use tracing_subscriber::EnvFilter;
@@ -9,7 +9,13 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The bench runs the service in this process: its per-request info lines would bury the
+    // progress line and the table (RUST_LOG still turns them on).
+    let default_level = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -20,8 +26,9 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -68,13 +75,33 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", keys.issue(&args.sub, &roles, ttl));
             Ok(())
         }
-        Command::Bench(BenchCommand::Append(args)) => {
+        Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Append(args)),
+            ..
+        }) => {
             let scratch = tempdir()?;
             let log = bench::open_log(args.database_url.as_deref(), &scratch).await?;
             let report = bench::append(log.clone(), args.writers, args.events).await;
             log.shutdown().await;
             let _ = std::fs::remove_dir_all(&scratch);
             println!("{}", report?);
+            Ok(())
+        }
+        Command::Bench(BenchArgs { command: None, run }) => {
+            // Stopping on a signal drops the run, and with it the temporary stores (which
+            // hold gigabytes after a long history); a PostgreSQL schema in use stays behind.
+            let report = tokio::select! {
+                report = bench::run(run.to_config()?) => report?,
+                () = shutdown_signal() => return Err("interrupted before the bench finished".into()),
+            };
+            println!("{report}");
+            if let Some(path) = &run.json {
+                std::fs::write(path, report.to_json()?)
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            }
+            if !report.verified() {
+                return Err("the service disagrees with what it acknowledged (see above)".into());
+            }
             Ok(())
         }
     }
