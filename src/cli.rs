@@ -136,17 +136,17 @@ pub enum ScenarioName {
     Mixed,
     /// Every projection rebuilt from position 0 over --events stored events.
     Rebuild,
-    /// A station's balance as_of the middle of --events events.
-    AsOf,
     /// AppState::open to /readyz 200 with --events events stored.
     Startup,
-    /// Every scenario, in the order above.
+    /// A station's balance as_of the middle of --events events.
+    AsOf,
+    /// Every scenario; they always run in the order above.
     All,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchRunArgs {
-    /// Scenario to run; repeat for several, or `all`.
+    /// Scenario to run; repeat for several, or `all` (they run in the order listed below).
     #[arg(long = "scenario", value_enum, required = true)]
     pub scenarios: Vec<ScenarioName>,
 

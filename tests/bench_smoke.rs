@@ -90,7 +90,7 @@ async fn every_scenario_runs_and_verifies_on_sqlite() {
     let json: serde_json::Value =
         serde_json::from_str(&report.to_json().expect("the report serializes")).expect("JSON");
     assert_eq!(json["scenarios"].as_array().map(Vec::len), Some(5));
-    assert_eq!(json["scenarios"][3]["scenario"], "as-of");
+    assert_eq!(json["scenarios"][4]["scenario"], "as-of");
     assert!(report.to_string().contains("met") || report.to_string().contains("missed"));
 }
 

@@ -40,6 +40,8 @@ pub struct ScenarioReport {
     pub events_per_s: f64,
     /// Peak resident set of this process during the phase (the in-process service included).
     pub peak_rss_bytes: Option<u64>,
+    /// A first request timed on its own because it warms what the others answer from (as-of).
+    pub first_request_ms: Option<f64>,
     /// `None` for scenarios that check nothing beyond their figures.
     pub verification: Option<Verification>,
     pub target: TargetVerdict,
