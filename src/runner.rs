@@ -16,16 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use projections::{FoldError, Projection};
+use projections::{Change, FoldError, Projection, Recorded};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::read_store::{apply_change, apply_changes, save_checkpoint, ReadStore, ReadStoreError};
-use crate::store::{SharedLog, StoreError};
+use crate::store::{SharedLog, StoreError, StoredEvent};
 
-/// Events folded per transaction.
+/// Events folded per transaction by a projection followed alone.
 pub const BATCH_EVENTS_MAX: i64 = 1000;
+/// Events read, folded by every projection and committed per transaction when they go
+/// together: larger batches make a rebuild fewer, bigger statements.
+pub const GROUP_BATCH_EVENTS_MAX: i64 = 5000;
 /// A projection whose batches change no rows (most events are not its business) stores its
 /// checkpoint only this often, or when it is idle: on SQLite every read-model transaction
 /// takes the one write lock, and five projections committing each batch queued behind each
@@ -97,7 +100,8 @@ pub struct ProjectionRunner {
 }
 
 impl ProjectionRunner {
-    /// Loads each projection's checkpoint and starts following the log.
+    /// Loads each projection's checkpoint and starts following the log: every projection in one
+    /// task that reads each batch once and commits all their rows in one transaction.
     pub async fn start(
         log: SharedLog,
         store: ReadStore,
@@ -105,25 +109,30 @@ impl ProjectionRunner {
     ) -> Result<Self, RunnerError> {
         let (stop, _) = watch::channel(false);
         let mut running = Vec::new();
-        let mut tasks = Vec::new();
+        let mut members = Vec::new();
         for projection in projections {
             let checkpoint = store.checkpoint(projection.name()).await?;
             let (progress, observed) = watch::channel(Progress {
                 checkpoint,
                 stalled: None,
             });
-            tasks.push(tokio::spawn(follow(
-                log.clone(),
-                store.clone(),
-                projection.clone(),
+            members.push(Member {
+                projection: projection.clone(),
                 progress,
-                stop.subscribe(),
-            )));
+                checkpoint,
+                persisted: checkpoint,
+            });
             running.push(Running {
                 projection,
                 progress: observed,
             });
         }
+        let tasks = vec![tokio::spawn(follow_together(
+            log.clone(),
+            store.clone(),
+            members,
+            stop.subscribe(),
+        ))];
         Ok(Self {
             log,
             store,
@@ -246,17 +255,277 @@ impl ProjectionRunner {
     }
 }
 
+/// A projection folded by [`follow_together`], and how far it has got.
+struct Member {
+    projection: Arc<dyn Projection>,
+    progress: watch::Sender<Progress>,
+    /// The last position it has folded (committed, or one its batches left unchanged).
+    checkpoint: i64,
+    /// Its checkpoint as stored.
+    persisted: i64,
+}
+
+/// One member's fold of a batch.
+struct Folded {
+    changes: Vec<Change>,
+    reached: i64,
+    blocked: Option<Blocked>,
+}
+
+/// Folds the events of `events` past the member's checkpoint, stopping at one it cannot fold.
+fn fold_member(member: &Member, events: &[Recorded]) -> Folded {
+    let mut folded = Folded {
+        changes: Vec::new(),
+        reached: member.checkpoint,
+        blocked: None,
+    };
+    for event in events.iter().filter(|e| e.position > member.checkpoint) {
+        match member.projection.apply(event) {
+            Ok(changes) => folded.changes.extend(changes),
+            Err(FoldError { position, reason }) => {
+                folded.blocked = Some(Blocked {
+                    position,
+                    error: format!("cannot fold {}: {reason}", event.event_type),
+                });
+                break;
+            }
+        }
+        folded.reached = event.position;
+    }
+    folded
+}
+
+/// Follows the log for every healthy projection at once.
+///
+/// Each batch is read and decoded once, folded by every member, and committed as one
+/// transaction (all their rows and checkpoints). With one task per projection, each read and
+/// decoded the whole log again and committed on its own; on SQLite their commits queued for the
+/// one write lock, and a write's answer waited for the slowest of five. Together, the read
+/// models move in step: one commit makes a write visible in all of them.
+///
+/// A member that cannot fold (or store) an event leaves the group with what came before it
+/// committed, and is followed alone by [`follow`], which reports it and retries; the others go
+/// on without it.
+async fn follow_together(
+    log: SharedLog,
+    store: ReadStore,
+    mut members: Vec<Member>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut head = log.watch_head();
+    let mut detached: Vec<JoinHandle<()>> = Vec::new();
+    let mut retry_delay = RETRY_DELAY;
+    while !*stop.borrow() && !members.is_empty() {
+        let from = members.iter().map(|m| m.checkpoint).min().unwrap_or(0);
+        let stepped = match log.read_all(from, GROUP_BATCH_EVENTS_MAX).await {
+            Ok(events) if events.is_empty() => {
+                if members.iter().any(|m| m.persisted < m.checkpoint) {
+                    // Idle: store how far the unchanged batches got.
+                    match persist_checkpoints(&store, &members).await {
+                        Ok(()) => members.iter_mut().for_each(|m| m.persisted = m.checkpoint),
+                        Err(error) => {
+                            tracing::warn!(%error, "checkpoints not stored; will retry")
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = head.wait_for(|h| *h > from) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            Ok(events) => {
+                let events: Vec<Recorded> =
+                    events.into_iter().map(StoredEvent::into_recorded).collect();
+                let folded: Vec<Folded> = members.iter().map(|m| fold_member(m, &events)).collect();
+                store_together(&store, &members, folded, &events).await
+            }
+            Err(error) => Err(error.into()),
+        };
+        let stepped = match stepped {
+            Ok(stepped) => stepped,
+            Err(error) => {
+                // The batch as a whole failed (the store is unreachable, say): every member is
+                // stuck at its next position until a retry succeeds.
+                let error = error.to_string();
+                for member in &members {
+                    report_stall(
+                        member.projection.name(),
+                        &member.progress,
+                        member.checkpoint,
+                        member.checkpoint + 1,
+                        &error,
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_delay) => {}
+                    _ = stop.changed() => {}
+                }
+                retry_delay = (retry_delay * 2).min(RETRY_DELAY_MAX);
+                continue;
+            }
+        };
+        retry_delay = RETRY_DELAY;
+        let mut healthy = Vec::with_capacity(members.len());
+        for (mut member, stepped) in members.drain(..).zip(stepped) {
+            member.checkpoint = member.checkpoint.max(stepped.reached);
+            member.persisted = stepped.persisted;
+            let checkpoint = member.checkpoint;
+            match stepped.blocked {
+                None => {
+                    member.progress.send_if_modified(|current| {
+                        let changed = current.checkpoint != checkpoint || current.stalled.is_some();
+                        current.checkpoint = checkpoint;
+                        current.stalled = None;
+                        changed
+                    });
+                    healthy.push(member);
+                }
+                Some(blocked) => {
+                    report_stall(
+                        member.projection.name(),
+                        &member.progress,
+                        checkpoint,
+                        blocked.position,
+                        &blocked.error,
+                    );
+                    detached.push(tokio::spawn(follow(
+                        log.clone(),
+                        store.clone(),
+                        member.projection,
+                        member.progress,
+                        member.persisted,
+                        stop.clone(),
+                    )));
+                }
+            }
+        }
+        members = healthy;
+    }
+    for task in detached {
+        let _ = task.await;
+    }
+}
+
+/// Commits every member's changes and checkpoint in one transaction. Should some row not store,
+/// each member goes again on its own, event by event, so the event at fault is the one named.
+async fn store_together(
+    store: &ReadStore,
+    members: &[Member],
+    folded: Vec<Folded>,
+    events: &[Recorded],
+) -> Result<Vec<Stepped>, RunnerError> {
+    let due = folded.iter().zip(members).any(|(f, m)| {
+        !f.changes.is_empty() || f.reached - m.persisted >= UNCHANGED_EVENTS_PER_CHECKPOINT
+    });
+    if !due {
+        // Nothing to write: the checkpoints move in memory, and are stored when idle.
+        return Ok(folded
+            .into_iter()
+            .zip(members)
+            .map(|(f, m)| Stepped {
+                reached: f.reached,
+                persisted: m.persisted,
+                blocked: f.blocked,
+            })
+            .collect());
+    }
+    let turn = store.write_turn().await;
+    let mut tx = store.pool().begin().await?;
+    let mut stepped = Vec::with_capacity(members.len());
+    for (f, m) in folded.into_iter().zip(members) {
+        if apply_changes(&mut tx, f.changes).await.is_err() {
+            drop(tx);
+            drop(turn);
+            let mut alone = Vec::with_capacity(members.len());
+            for member in members {
+                alone.push(
+                    step_event_by_event(
+                        store,
+                        member.projection.as_ref(),
+                        member.checkpoint,
+                        events,
+                    )
+                    .await?,
+                );
+            }
+            return Ok(alone);
+        }
+        if f.reached > m.persisted {
+            save_checkpoint(&mut tx, m.projection.name(), f.reached).await?;
+        }
+        stepped.push(Stepped {
+            reached: f.reached,
+            persisted: f.reached.max(m.persisted),
+            blocked: f.blocked,
+        });
+    }
+    tx.commit().await?;
+    Ok(stepped)
+}
+
+async fn persist_checkpoints(store: &ReadStore, members: &[Member]) -> Result<(), sqlx::Error> {
+    let _turn = store.write_turn().await;
+    let mut tx = store.pool().begin().await?;
+    for member in members.iter().filter(|m| m.persisted < m.checkpoint) {
+        save_checkpoint(&mut tx, member.projection.name(), member.checkpoint).await?;
+    }
+    tx.commit().await
+}
+
+/// Marks a projection stalled at `position` (counting the attempts while it stays there with
+/// the same error) and logs it.
+fn report_stall(
+    name: &'static str,
+    progress: &watch::Sender<Progress>,
+    checkpoint: i64,
+    position: i64,
+    error: &str,
+) {
+    let previous = progress.borrow().stalled.clone();
+    let stall = match previous {
+        Some(stall) if stall.position == position && stall.error == error => Stall {
+            attempts: stall.attempts + 1,
+            ..stall
+        },
+        _ => Stall {
+            position,
+            error: error.to_string(),
+            since: Utc::now(),
+            attempts: 1,
+        },
+    };
+    tracing::error!(
+        projection = name,
+        position,
+        attempts = stall.attempts,
+        %error,
+        "projection is stalled; retrying"
+    );
+    progress.send_replace(Progress {
+        checkpoint,
+        stalled: Some(stall),
+    });
+}
+
+/// Follows the log for one projection on its own: one that left [`follow_together`] because it
+/// cannot get past an event. It retries with a growing pause until a batch goes through.
 async fn follow(
     log: SharedLog,
     store: ReadStore,
     projection: Arc<dyn Projection>,
     progress: watch::Sender<Progress>,
+    mut persisted: i64,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut head = log.watch_head();
     let mut checkpoint = progress.borrow().checkpoint;
-    let mut persisted = checkpoint;
+    // It arrives here stalled: pause before the first retry.
     let mut retry_delay = RETRY_DELAY;
+    tokio::select! {
+        _ = tokio::time::sleep(retry_delay) => {}
+        _ = stop.changed() => return,
+    }
     loop {
         if *stop.borrow() {
             return;
@@ -313,30 +582,7 @@ async fn follow(
                 }
             }
             Some((position, error)) => {
-                let previous = progress.borrow().stalled.clone();
-                let stall = match previous {
-                    Some(stall) if stall.position == position && stall.error == error => Stall {
-                        attempts: stall.attempts + 1,
-                        ..stall
-                    },
-                    _ => Stall {
-                        position,
-                        error: error.clone(),
-                        since: Utc::now(),
-                        attempts: 1,
-                    },
-                };
-                tracing::error!(
-                    projection = projection.name(),
-                    position,
-                    attempts = stall.attempts,
-                    %error,
-                    "projection is stalled; retrying"
-                );
-                progress.send_replace(Progress {
-                    checkpoint,
-                    stalled: Some(stall),
-                });
+                report_stall(projection.name(), &progress, checkpoint, position, &error);
                 tokio::select! {
                     _ = tokio::time::sleep(retry_delay) => {}
                     _ = stop.changed() => return,
@@ -382,7 +628,12 @@ async fn step(
     persisted: i64,
     crash_after: Option<usize>,
 ) -> Result<Stepped, RunnerError> {
-    let events = log.read_all(checkpoint, BATCH_EVENTS_MAX).await?;
+    let events: Vec<Recorded> = log
+        .read_all(checkpoint, BATCH_EVENTS_MAX)
+        .await?
+        .into_iter()
+        .map(StoredEvent::into_recorded)
+        .collect();
     let mut reached = checkpoint;
     let mut blocked = None;
     let mut changes = Vec::new();
@@ -391,7 +642,7 @@ async fn step(
             // Nothing is written before the commit below, as if the process died here.
             return Err(RunnerError::Abandoned(index));
         }
-        match projection.apply(&event.to_recorded()) {
+        match projection.apply(event) {
             Ok(folded) => changes.extend(folded),
             Err(FoldError { position, reason }) => {
                 blocked = Some(Blocked {
@@ -440,14 +691,14 @@ async fn step_event_by_event(
     store: &ReadStore,
     projection: &dyn Projection,
     checkpoint: i64,
-    events: &[crate::store::StoredEvent],
+    events: &[Recorded],
 ) -> Result<Stepped, RunnerError> {
     let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
     let mut reached = checkpoint;
     let mut blocked = None;
-    'events: for event in events {
-        let changes = match projection.apply(&event.to_recorded()) {
+    'events: for event in events.iter().filter(|e| e.position > checkpoint) {
+        let changes = match projection.apply(event) {
             Ok(changes) => changes,
             Err(FoldError { position, reason }) => {
                 blocked = Some(Blocked {

@@ -62,6 +62,21 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The event as a projection sees it, without copying its payload.
+    pub fn into_recorded(self) -> projections::Recorded {
+        projections::Recorded {
+            position: self.position,
+            stream_type: self.stream_type,
+            stream_id: self.stream_id,
+            version: self.version,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload: self.payload,
+            actor: self.metadata.actor,
+            recorded_at: self.recorded_at,
+        }
+    }
+
     pub fn to_recorded(&self) -> projections::Recorded {
         projections::Recorded {
             position: self.position,
