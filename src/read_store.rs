@@ -207,7 +207,7 @@ pub async fn apply_change(
 /// Most bind parameters in one statement. Binding `$n` placeholders on SQLite looks each name up
 /// among all of the statement's (quadratic in their number; it showed in the profile at 30,000),
 /// so statements stay small: a few hundred parameters already make round trips negligible.
-const PARAMS_PER_STATEMENT_MAX: usize = 500;
+const PARAMS_PER_STATEMENT_MAX: usize = 200;
 
 /// Applies `changes` in order, as [`apply_change`] one by one would, but with consecutive
 /// upserts of one table and one column set written as a single multi-row statement.
