@@ -10,6 +10,7 @@ use aggregates::fleet::FleetError;
 use aggregates::registry::RegistryError;
 
 use crate::commands::CommandError;
+use crate::queries::QueryError;
 use crate::read_store::ReadStoreError;
 use crate::store::StoreError;
 
@@ -84,6 +85,12 @@ impl From<StoreError> for ApiError {
 
 impl From<ReadStoreError> for ApiError {
     fn from(error: ReadStoreError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
         Self::internal(error)
     }
 }

@@ -236,7 +236,7 @@ pub async fn require_each<T>(
     items: &[T],
     many: bool,
     field: &str,
-    reference: super::lookup::Reference,
+    reference: crate::queries::registry::Reference,
     id_of: impl Fn(&T) -> Option<i64>,
 ) -> Result<(), ApiError> {
     for (index, item) in items.iter().enumerate() {

@@ -17,8 +17,8 @@ use sqlx::Row;
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::Fields;
-use super::lookup::{exists, Reference};
 use super::tanqueos::{foreign_key, parse_record, reserve_ids};
+use crate::queries::registry::{exists, Reference};
 use crate::AppState;
 
 pub const RECORDS_MAX: usize = 5000;
@@ -177,10 +177,16 @@ pub async fn import(
     let bomba_id = fields.required("bomba_id", Fields::id)?;
     let area_operacion_id = fields.required("area_operacion_id", Fields::id)?;
     // Every row would fail on these alike, so they are the request's error, as on POST.
-    if !exists(&state, Reference::Station, bomba_id).await? {
+    if !exists(&state.read_models, Reference::Station, bomba_id).await? {
         return Err(foreign_key("bomba_id"));
     }
-    if !exists(&state, Reference::OperationArea, area_operacion_id).await? {
+    if !exists(
+        &state.read_models,
+        Reference::OperationArea,
+        area_operacion_id,
+    )
+    .await?
+    {
         return Err(foreign_key("area_operacion_id"));
     }
 

@@ -18,8 +18,9 @@ use sqlx::Row;
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{query_id, Fields};
-use super::lookup::{require, Reference};
+use super::lookup::require;
 use super::run_command;
+use crate::queries::registry::Reference;
 use crate::read_store::decimal_json;
 use crate::AppState;
 

@@ -1,0 +1,45 @@
+//! The read side: every statement against the read models, one module per resource family. Each
+//! answers typed rows, so the HTTP layer renders and never writes SQL.
+//!
+//! Statements use only portable SQL with `$n` placeholders: they run unchanged on SQLite and
+//! PostgreSQL through sqlx's `Any` driver (see [`crate::read_store`]).
+
+pub mod registry;
+
+use sqlx::any::AnyRow;
+
+use crate::read_store::ReadStore;
+
+/// The query layer's one error type. The caller gets a 500: the read models are the service's
+/// own, so a failure to read them is never the caller's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("read models: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Every row `sql` (without placeholders) selects, each read by `read`.
+async fn all<T>(
+    read_models: &ReadStore,
+    sql: &str,
+    read: impl Fn(&AnyRow) -> Result<T, QueryError>,
+) -> Result<Vec<T>, QueryError> {
+    let rows = sqlx::query(sql).fetch_all(read_models.pool()).await?;
+    rows.iter().map(read).collect()
+}
+
+/// The row `sql` selects when its one placeholder is `id`, read by `read`; `None` if none is.
+async fn by_id<T>(
+    read_models: &ReadStore,
+    sql: &str,
+    id: i64,
+    read: impl Fn(&AnyRow) -> Result<T, QueryError>,
+) -> Result<Option<T>, QueryError> {
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(read_models.pool())
+        .await?
+        .as_ref()
+        .map(read)
+        .transpose()
+}
