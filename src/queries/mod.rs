@@ -4,9 +4,12 @@
 //! Statements use only portable SQL with `$n` placeholders: they run unchanged on SQLite and
 //! PostgreSQL through sqlx's `Any` driver (see [`crate::read_store`]).
 
+pub mod fleet;
 pub mod registry;
 
+use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use crate::read_store::ReadStore;
 
@@ -42,4 +45,20 @@ async fn by_id<T>(
         .as_ref()
         .map(read)
         .transpose()
+}
+
+/// A decimal column (exact text). Unreadable text is `None`, the same as an empty column, as
+/// [`crate::read_store::decimal_json`] renders it.
+fn optional_decimal(row: &AnyRow, index: usize) -> Result<Option<Decimal>, QueryError> {
+    let text: Option<String> = row.try_get(index)?;
+    Ok(text.and_then(|text| text.parse().ok()))
+}
+
+/// ` WHERE a AND b`, or nothing when there are no conditions.
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
 }
