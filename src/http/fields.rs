@@ -262,6 +262,57 @@ pub fn date_param(
     }
 }
 
+/// A comma-separated query parameter (`a,b,c`), its blank items dropped; `None` when the
+/// parameter is absent or blank.
+pub fn text_list_param(params: &HashMap<String, String>, name: &str) -> Option<Vec<String>> {
+    let raw = params
+        .get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())?;
+    Some(
+        raw.split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
+}
+
+/// A comma-separated list of integers, or a 400 naming the parameter.
+pub fn id_list_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<Vec<i64>>, ApiError> {
+    text_list_param(params, name)
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| v.parse::<i64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    bad(format!(
+                        "Invalid value for {name}: expected comma-separated integers"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// A positive integer query parameter, `default` when absent or blank.
+pub fn positive_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+) -> Result<i64, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| bad(format!("Invalid value for {name}: {raw}"))),
+    }
+}
+
 /// `as_of`: an RFC 3339 instant, or a date meaning the end of that day in the service's zone.
 pub fn as_of_param(
     params: &HashMap<String, String>,

@@ -6,6 +6,7 @@
 
 pub mod fleet;
 pub mod registry;
+pub mod tanqueos;
 
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
