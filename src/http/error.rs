@@ -95,12 +95,6 @@ impl From<QueryError> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::internal(error)
-    }
-}
-
 /// Commands refused by a rule become 4xx through `rejected`; everything else is the service's
 /// fault, except a conflict that outlived every retry, which the caller may simply retry.
 pub fn command_error<E: std::error::Error>(

@@ -5,6 +5,7 @@
 //! PostgreSQL through sqlx's `Any` driver (see [`crate::read_store`]).
 
 pub mod fleet;
+pub mod ledger;
 pub mod registry;
 pub mod tanqueos;
 
@@ -14,12 +15,15 @@ use sqlx::Row;
 
 use crate::read_store::ReadStore;
 
-/// The query layer's one error type. The caller gets a 500: the read models are the service's
-/// own, so a failure to read them is never the caller's fault.
+/// The query layer's one error type. Either way the caller gets a 500: the read models are the
+/// service's own, so a failure to read them is never the caller's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("read models: {0}")]
     Database(#[from] sqlx::Error),
+    /// A stored value that its column's type cannot hold (the projection never writes one).
+    #[error("read models: stored {0}")]
+    Corrupt(String),
 }
 
 /// Every row `sql` (without placeholders) selects, each read by `read`.
@@ -53,6 +57,13 @@ async fn by_id<T>(
 fn optional_decimal(row: &AnyRow, index: usize) -> Result<Option<Decimal>, QueryError> {
     let text: Option<String> = row.try_get(index)?;
     Ok(text.and_then(|text| text.parse().ok()))
+}
+
+/// A decimal column that must hold one: anything else is a corrupt row.
+fn exact_decimal(row: &AnyRow, index: usize) -> Result<Decimal, QueryError> {
+    let text: String = row.try_get(index)?;
+    text.parse()
+        .map_err(|_| QueryError::Corrupt(format!("amount {text:?} is not a decimal")))
 }
 
 /// ` WHERE a AND b`, or nothing when there are no conditions.
