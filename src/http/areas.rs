@@ -5,25 +5,18 @@ use aggregates::{OperationAreaCommand, OperationAreaEvent};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{created, read_items, registry_refusal};
 use super::parse_id;
 use super::run_command;
+use crate::queries::registry::{self, OperationArea};
 use crate::AppState;
 
 /// Entries accepted in one array registration.
 pub const BATCH_MAX: usize = 1000;
-
-#[derive(Debug, Serialize)]
-pub struct OperationArea {
-    pub id: i64,
-    pub nombre: String,
-}
 
 /// One object registers one area; an array registers all of them or none.
 pub async fn create(
@@ -57,19 +50,7 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<OperationArea>>, ApiError> {
-    let rows = sqlx::query("SELECT id, nombre FROM rm_areas_operacion ORDER BY id")
-        .fetch_all(state.read_models.pool())
-        .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(OperationArea {
-                id: row.try_get(0)?,
-                nombre: row.try_get(1)?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map(Json)
-        .map_err(ApiError::from)
+    Ok(Json(registry::operation_areas(&state.read_models).await?))
 }
 
 pub async fn get(
@@ -77,15 +58,10 @@ pub async fn get(
     Path(raw_id): Path<String>,
 ) -> Result<Json<OperationArea>, ApiError> {
     let id = parse_id(&raw_id, "área de operación")?;
-    let row = sqlx::query("SELECT id, nombre FROM rm_areas_operacion WHERE id = $1")
-        .bind(id)
-        .fetch_optional(state.read_models.pool())
+    let area = registry::operation_area(&state.read_models, id)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("No se encontró el área de operación con ID {id}"))
         })?;
-    Ok(Json(OperationArea {
-        id: row.try_get(0)?,
-        nombre: row.try_get(1)?,
-    }))
+    Ok(Json(area))
 }

@@ -6,27 +6,18 @@ use aggregates::registry::{
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{created, read_items, registry_refusal, require_each, Fields};
-use super::lookup::{require, station_not_found, Reference};
+use super::lookup::{require, station_not_found};
 use super::parse_id;
 use super::run_command;
+use crate::queries::registry::{self, Reference, Station};
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
-
-#[derive(Debug, Serialize)]
-pub struct Station {
-    pub id: i64,
-    pub bomba: String,
-    pub area_operacion_id: Option<i64>,
-    pub permitir_saldo_negativo: bool,
-}
 
 pub async fn create(
     State(state): State<AppState>,
@@ -115,34 +106,14 @@ pub async fn update(
 }
 
 async fn read_station(state: &AppState, id: i64) -> Result<Json<Station>, ApiError> {
-    let row = sqlx::query(
-        "SELECT id, bomba, area_operacion_id, permitir_saldo_negativo FROM rm_bombas WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(state.read_models.pool())
-    .await?
-    .ok_or_else(|| station_not_found(id))?;
-    Ok(Json(station_from(&row)?))
-}
-
-fn station_from(row: &sqlx::any::AnyRow) -> Result<Station, sqlx::Error> {
-    Ok(Station {
-        id: row.try_get(0)?,
-        bomba: row.try_get(1)?,
-        area_operacion_id: row.try_get(2)?,
-        permitir_saldo_negativo: row.try_get::<i64, _>(3)? != 0,
-    })
+    let station = registry::station(&state.read_models, id)
+        .await?
+        .ok_or_else(|| station_not_found(id))?;
+    Ok(Json(station))
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Station>>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT id, bomba, area_operacion_id, permitir_saldo_negativo FROM rm_bombas ORDER BY id",
-    )
-    .fetch_all(state.read_models.pool())
-    .await?;
-    Ok(Json(
-        rows.iter().map(station_from).collect::<Result<_, _>>()?,
-    ))
+    Ok(Json(registry::stations(&state.read_models).await?))
 }
 
 pub async fn get(

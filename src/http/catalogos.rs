@@ -5,12 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::Fields;
 use super::run_command;
+use crate::queries::registry::{self, CatalogEntry};
 use crate::AppState;
 
 fn kind(slug: &str) -> Result<CatalogKind, ApiError> {
@@ -26,19 +26,11 @@ fn kind(slug: &str) -> Result<CatalogKind, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<CatalogEntry>>, ApiError> {
     let kind = kind(&slug)?;
-    let rows = sqlx::query("SELECT id, nombre FROM rm_catalogos WHERE catalogo = $1 ORDER BY id")
-        .bind(kind.slug())
-        .fetch_all(state.read_models.pool())
-        .await?;
-    let entries = rows
-        .iter()
-        .map(|row| {
-            Ok(json!({ "id": row.try_get::<i64, _>(0)?, "nombre": row.try_get::<String, _>(1)? }))
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Json(Value::Array(entries)))
+    Ok(Json(
+        registry::catalog_entries(&state.read_models, kind.slug()).await?,
+    ))
 }
 
 pub async fn create(

@@ -10,13 +10,13 @@ use axum::Json;
 use chrono::NaiveDate;
 use projections::ledger::{station_statement, StatementLine};
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use super::error::ApiError;
 use super::fields::date_param;
 use super::fields::query_id;
 use super::lookup::{require_station, station_events, station_not_found};
 use super::parse_id;
+use crate::queries::registry;
 use crate::AppState;
 
 async fn statement(state: &AppState, bomba_id: i64) -> Result<Vec<StatementLine>, ApiError> {
@@ -89,12 +89,10 @@ pub async fn reconcile(
 ) -> Result<Response, ApiError> {
     let only = query_id(params.get("bomba_id"), "bomba_id")?;
     let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
-    let stations = sqlx::query("SELECT id, bomba FROM rm_bombas ORDER BY id")
-        .fetch_all(state.read_models.pool())
-        .await?;
+    let stations = registry::stations(&state.read_models).await?;
     let mut report = Vec::new();
-    for station in &stations {
-        let bomba_id: i64 = station.try_get(0)?;
+    for station in stations {
+        let bomba_id = station.id;
         if only.is_some_and(|id| id != bomba_id) {
             continue;
         }
@@ -105,7 +103,7 @@ pub async fn reconcile(
             lines.iter().filter(|l| within(l, None, hasta)).collect();
         report.push(Reconciliation {
             bomba_id,
-            nombre_bomba: station.try_get(1)?,
+            nombre_bomba: station.bomba,
             saldo_calculado: until_end
                 .last()
                 .map(|l| l.saldo_calculado)

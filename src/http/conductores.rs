@@ -4,26 +4,17 @@ use aggregates::registry::{DriverCommand, DriverEvent, NewDriver, REGISTRY_STREA
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{created, read_items, registry_refusal, require_each};
-use super::lookup::Reference;
 use super::parse_id;
 use super::run_command;
+use crate::queries::registry::{self, Driver, Reference};
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
-
-#[derive(Debug, Serialize)]
-pub struct Driver {
-    pub id: i64,
-    pub conductor: String,
-    pub area_principal: Option<i64>,
-}
 
 pub async fn create(
     State(state): State<AppState>,
@@ -72,21 +63,8 @@ pub async fn create(
     created(many, records)
 }
 
-fn driver_from(row: &sqlx::any::AnyRow) -> Result<Driver, sqlx::Error> {
-    Ok(Driver {
-        id: row.try_get(0)?,
-        conductor: row.try_get(1)?,
-        area_principal: row.try_get(2)?,
-    })
-}
-
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Driver>>, ApiError> {
-    let rows = sqlx::query("SELECT id, conductor, area_principal FROM rm_conductores ORDER BY id")
-        .fetch_all(state.read_models.pool())
-        .await?;
-    Ok(Json(
-        rows.iter().map(driver_from).collect::<Result<_, _>>()?,
-    ))
+    Ok(Json(registry::drivers(&state.read_models).await?))
 }
 
 pub async fn get(
@@ -94,10 +72,8 @@ pub async fn get(
     Path(raw_id): Path<String>,
 ) -> Result<Json<Driver>, ApiError> {
     let id = parse_id(&raw_id, "el conductor")?;
-    let row = sqlx::query("SELECT id, conductor, area_principal FROM rm_conductores WHERE id = $1")
-        .bind(id)
-        .fetch_optional(state.read_models.pool())
+    let driver = registry::driver(&state.read_models, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No se encontró el conductor con ID {id}")))?;
-    Ok(Json(driver_from(&row)?))
+    Ok(Json(driver))
 }

@@ -10,6 +10,7 @@ use aggregates::fleet::FleetError;
 use aggregates::registry::RegistryError;
 
 use crate::commands::CommandError;
+use crate::queries::QueryError;
 use crate::read_store::ReadStoreError;
 use crate::store::StoreError;
 
@@ -88,8 +89,8 @@ impl From<ReadStoreError> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
         Self::internal(error)
     }
 }

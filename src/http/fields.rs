@@ -236,7 +236,7 @@ pub async fn require_each<T>(
     items: &[T],
     many: bool,
     field: &str,
-    reference: super::lookup::Reference,
+    reference: crate::queries::registry::Reference,
     id_of: impl Fn(&T) -> Option<i64>,
 ) -> Result<(), ApiError> {
     for (index, item) in items.iter().enumerate() {
@@ -259,6 +259,57 @@ pub fn date_param(
                 "Invalid date for {name}: {raw} (expected YYYY-MM-DD)"
             ))
         }),
+    }
+}
+
+/// A comma-separated query parameter (`a,b,c`), its blank items dropped; `None` when the
+/// parameter is absent or blank.
+pub fn text_list_param(params: &HashMap<String, String>, name: &str) -> Option<Vec<String>> {
+    let raw = params
+        .get(name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())?;
+    Some(
+        raw.split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
+}
+
+/// A comma-separated list of integers, or a 400 naming the parameter.
+pub fn id_list_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<Vec<i64>>, ApiError> {
+    text_list_param(params, name)
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| v.parse::<i64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    bad(format!(
+                        "Invalid value for {name}: expected comma-separated integers"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// A positive integer query parameter, `default` when absent or blank.
+pub fn positive_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+) -> Result<i64, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| bad(format!("Invalid value for {name}: {raw}"))),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use aggregates::fleet::PlateStatus;
 use aggregates::fuel::{FuelCommand, FuelError, FuelRecord};
 use aggregates::import::{fecha, money, name_key, quantity};
 use aggregates::placa::Placa;
@@ -12,13 +13,13 @@ use axum::Json;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::Fields;
-use super::lookup::{exists, Reference};
 use super::tanqueos::{foreign_key, parse_record, reserve_ids};
+use crate::queries::registry::{self, exists, Reference};
+use crate::queries::{fleet, tanqueos};
 use crate::AppState;
 
 pub const RECORDS_MAX: usize = 5000;
@@ -48,41 +49,30 @@ struct Lookups {
 }
 
 async fn lookups(state: &AppState, bomba_id: i64) -> Result<Lookups, ApiError> {
-    let pool = state.read_models.pool();
-    let plates = sqlx::query("SELECT id, placa FROM rm_placas WHERE estado = 'ACTIVADA'")
-        .fetch_all(pool)
+    let read_models = &state.read_models;
+    let plates = fleet::plates(read_models, Some(PlateStatus::Activada))
         .await?
-        .iter()
-        .map(|row| Ok((row.try_get::<String, _>(1)?, row.try_get::<i64, _>(0)?)))
-        .collect::<Result<HashMap<_, _>, sqlx::Error>>()?;
+        .into_iter()
+        .map(|plate| (plate.placa, plate.id))
+        .collect();
     let mut drivers: HashMap<String, Vec<i64>> = HashMap::new();
-    for row in sqlx::query("SELECT id, conductor FROM rm_conductores")
-        .fetch_all(pool)
-        .await?
-    {
+    for driver in registry::drivers(read_models).await? {
         drivers
-            .entry(name_key(&row.try_get::<String, _>(1)?))
+            .entry(name_key(&driver.conductor))
             .or_default()
-            .push(row.try_get(0)?);
+            .push(driver.id);
     }
-    let mut imported = HashSet::new();
-    let rows = sqlx::query(
-        "SELECT fecha, placa_id, valor_tanqueo FROM rm_tanqueos \
-         WHERE bomba_id = $1 AND anulado = 0 AND tipo_operacion = 'TANQUEO'",
-    )
-    .bind(bomba_id)
-    .fetch_all(pool)
-    .await?;
-    for row in rows {
-        let fecha = row.try_get::<String, _>(0)?.parse::<NaiveDate>().ok();
-        let placa = row.try_get::<Option<i64>, _>(1)?;
-        let valor = row
-            .try_get::<Option<String>, _>(2)?
-            .and_then(|v| v.parse::<Decimal>().ok());
-        if let (Some(fecha), Some(placa), Some(valor)) = (fecha, placa, valor) {
-            imported.insert((fecha, placa, valor.normalize()));
-        }
-    }
+    let imported = tanqueos::refuels_in_force(read_models, bomba_id)
+        .await?
+        .into_iter()
+        .map(|refuel| {
+            (
+                refuel.fecha,
+                refuel.placa_id,
+                refuel.valor_tanqueo.normalize(),
+            )
+        })
+        .collect();
     Ok(Lookups {
         plates,
         drivers,
@@ -177,10 +167,16 @@ pub async fn import(
     let bomba_id = fields.required("bomba_id", Fields::id)?;
     let area_operacion_id = fields.required("area_operacion_id", Fields::id)?;
     // Every row would fail on these alike, so they are the request's error, as on POST.
-    if !exists(&state, Reference::Station, bomba_id).await? {
+    if !exists(&state.read_models, Reference::Station, bomba_id).await? {
         return Err(foreign_key("bomba_id"));
     }
-    if !exists(&state, Reference::OperationArea, area_operacion_id).await? {
+    if !exists(
+        &state.read_models,
+        Reference::OperationArea,
+        area_operacion_id,
+    )
+    .await?
+    {
         return Err(foreign_key("area_operacion_id"));
     }
 

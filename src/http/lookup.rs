@@ -2,58 +2,17 @@
 //! reached: responses wait for the projections).
 
 use super::error::ApiError;
+use crate::queries::registry::{exists, Reference};
 use crate::AppState;
 
-/// What a reference points at: its table and how a refusal names it.
-#[derive(Debug, Clone, Copy)]
-pub enum Reference {
-    OperationArea,
-    Driver,
-    Station,
-    Catalog(&'static str),
-}
-
-impl Reference {
-    fn describe(self) -> &'static str {
-        match self {
-            Self::OperationArea => "el área de operación",
-            Self::Driver => "el conductor",
-            Self::Station => "la bomba",
-            Self::Catalog(_) => "la entrada de catálogo",
-        }
+/// How a refusal names what a reference points at.
+fn describe(reference: Reference) -> &'static str {
+    match reference {
+        Reference::OperationArea => "el área de operación",
+        Reference::Driver => "el conductor",
+        Reference::Station => "la bomba",
+        Reference::Catalog(_) => "la entrada de catálogo",
     }
-}
-
-pub async fn exists(state: &AppState, reference: Reference, id: i64) -> Result<bool, ApiError> {
-    let pool = state.read_models.pool();
-    let found: Option<i64> = match reference {
-        Reference::OperationArea => {
-            sqlx::query_scalar("SELECT id FROM rm_areas_operacion WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-        Reference::Driver => {
-            sqlx::query_scalar("SELECT id FROM rm_conductores WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-        Reference::Station => {
-            sqlx::query_scalar("SELECT id FROM rm_bombas WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-        Reference::Catalog(catalogo) => {
-            sqlx::query_scalar("SELECT id FROM rm_catalogos WHERE catalogo = $1 AND id = $2")
-                .bind(catalogo)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        }
-    };
-    Ok(found.is_some())
 }
 
 /// A 400 naming `field` when `id` is set and points at nothing.
@@ -64,10 +23,12 @@ pub async fn require(
     id: Option<i64>,
 ) -> Result<(), ApiError> {
     match id {
-        Some(id) if !exists(state, reference, id).await? => Err(ApiError::BadRequest(format!(
-            "El campo {field} no es válido: no existe {} con ID {id}",
-            reference.describe()
-        ))),
+        Some(id) if !exists(&state.read_models, reference, id).await? => {
+            Err(ApiError::BadRequest(format!(
+                "El campo {field} no es válido: no existe {} con ID {id}",
+                describe(reference)
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -78,7 +39,7 @@ pub fn station_not_found(bomba_id: i64) -> ApiError {
 
 /// A 404 naming the station when there is none with `bomba_id`.
 pub async fn require_station(state: &AppState, bomba_id: i64) -> Result<(), ApiError> {
-    if exists(state, Reference::Station, bomba_id).await? {
+    if exists(&state.read_models, Reference::Station, bomba_id).await? {
         Ok(())
     } else {
         Err(station_not_found(bomba_id))

@@ -7,25 +7,17 @@ use aggregates::placa::Placa;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{at_index, created, read_items, Fields};
 use super::parse_id;
 use super::{run_command, run_command_viewing};
+use crate::queries::fleet::{self, Plate};
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
-
-#[derive(Debug, Serialize)]
-pub struct Plate {
-    pub id: i64,
-    pub placa: String,
-    pub estado: String,
-}
 
 /// `estado`, if given: `ACTIVADA` or `DESACTIVADA`.
 fn estado(fields: &Fields, name: &str) -> Result<Option<PlateStatus>, ApiError> {
@@ -115,14 +107,6 @@ pub async fn update(
     ))
 }
 
-fn plate_from(row: &sqlx::any::AnyRow) -> Result<Plate, sqlx::Error> {
-    Ok(Plate {
-        id: row.try_get(0)?,
-        placa: row.try_get(1)?,
-        estado: row.try_get(2)?,
-    })
-}
-
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -137,20 +121,7 @@ pub async fn list(
             ApiError::BadRequest("El parámetro estado debe ser ACTIVADA o DESACTIVADA".into())
         })?),
     };
-    let rows = match filter {
-        Some(estado) => {
-            sqlx::query("SELECT id, placa, estado FROM rm_placas WHERE estado = $1 ORDER BY id")
-                .bind(estado.as_str())
-                .fetch_all(state.read_models.pool())
-                .await?
-        }
-        None => {
-            sqlx::query("SELECT id, placa, estado FROM rm_placas ORDER BY id")
-                .fetch_all(state.read_models.pool())
-                .await?
-        }
-    };
-    Ok(Json(rows.iter().map(plate_from).collect::<Result<_, _>>()?))
+    Ok(Json(fleet::plates(&state.read_models, filter).await?))
 }
 
 pub async fn get(
@@ -158,10 +129,8 @@ pub async fn get(
     Path(raw_id): Path<String>,
 ) -> Result<Json<Plate>, ApiError> {
     let id = parse_id(&raw_id, "la placa")?;
-    let row = sqlx::query("SELECT id, placa, estado FROM rm_placas WHERE id = $1")
-        .bind(id)
-        .fetch_optional(state.read_models.pool())
+    let plate = fleet::plate(&state.read_models, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No se encontró la placa con ID {id}")))?;
-    Ok(Json(plate_from(&row)?))
+    Ok(Json(plate))
 }

@@ -8,12 +8,12 @@ use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use super::error::ApiError;
 use super::fields::{as_of_param, date_param};
 use super::lookup::{require_station, station_events};
 use super::parse_id;
+use crate::queries::registry;
 use crate::AppState;
 
 /// The station's balance; `fecha_corte` (rare: a statement cut-off) folds the history, the rest
@@ -56,14 +56,12 @@ pub async fn station_balance(
 }
 
 pub async fn all_balances(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let stations = sqlx::query("SELECT id, bomba, area_operacion_id FROM rm_bombas ORDER BY id")
-        .fetch_all(state.read_models.pool())
-        .await?;
+    let stations = registry::stations(&state.read_models).await?;
     let critico = state.settings.saldo_critico_cop;
     let (mut total_saldo, mut criticos, mut bajos, mut positivos) = (Decimal::ZERO, 0, 0, 0);
     let mut data = Vec::with_capacity(stations.len());
     for station in &stations {
-        let bomba_id: i64 = station.try_get(0)?;
+        let bomba_id = station.id;
         let balance = balance_of(&state, bomba_id, None, None).await?;
         let estado = if balance.saldo < critico {
             criticos += 1;
@@ -78,8 +76,8 @@ pub async fn all_balances(State(state): State<AppState>) -> Result<Json<Value>, 
         total_saldo += balance.saldo;
         data.push(json!({
             "bomba_id": bomba_id,
-            "nombre_bomba": station.try_get::<String, _>(1)?,
-            "area_operacion_id": station.try_get::<Option<i64>, _>(2)?,
+            "nombre_bomba": station.bomba,
+            "area_operacion_id": station.area_operacion_id,
             "saldo": balance.saldo,
             "saldo_disponible": balance.ultimo_saldo_reportado,
             "ultima_actualizacion": balance.ultima_actualizacion.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),

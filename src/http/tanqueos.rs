@@ -1,7 +1,7 @@
 //! The fuel ledger's records (seed 004): `POST /api/tanqueos` exactly as the seed's service
 //! answers it, reads, the list, corrections and voids. Balances are in `saldos`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aggregates::amount::{parse_amount, DecimalError, AMOUNT_ABS_MAX};
 use aggregates::codec;
@@ -16,14 +16,14 @@ use cqrs_es::Aggregate;
 use projections::{Cell, Projection, Recorded};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
-use sqlx::Row;
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
-use super::fields::{date_param, parse_date};
+use super::fields::{date_param, id_list_param, parse_date, positive_param, text_list_param};
 use super::parse_id;
 use super::run_command;
 use crate::commands::Executed;
+use crate::queries::tanqueos::{self as records, Kind, RecordFilter, RecordRow, RECORD_FIELDS};
 use crate::read_store::decimal_json;
 use crate::references::Known;
 use crate::AppState;
@@ -460,60 +460,6 @@ pub async fn void(
     Ok(Json(Value::Object(record_json(&row, true))))
 }
 
-const RECORD_COLUMNS: &str = "t.id, t.fecha, t.conductor_id, t.placa_id, t.bomba_id, t.area_operacion_id, \
-     t.tipo_combustible, t.valor_tanqueo, t.cantidad_galones, t.costo_por_galon, t.horometro, \
-     t.valor_anticipo, t.saldo_disponible, t.concepto, t.tipo_operacion, t.observacion, t.creado_por, \
-     t.actualizado_por, t.actualizado_en, t.anulado";
-
-/// How a column of the record is read and rendered.
-#[derive(Clone, Copy)]
-enum Kind {
-    Int,
-    Text,
-    /// Exact decimal text, rendered as a JSON number.
-    Decimal,
-    Flag,
-}
-
-/// The seed's record in the seed's field order (`anulado` last), as [`RECORD_COLUMNS`] selects it.
-const RECORD_FIELDS: [(&str, Kind); 20] = [
-    ("id", Kind::Int),
-    ("fecha", Kind::Text),
-    ("conductor_id", Kind::Int),
-    ("placa_id", Kind::Int),
-    ("bomba_id", Kind::Int),
-    ("area_operacion_id", Kind::Int),
-    ("tipo_combustible", Kind::Text),
-    ("valor_tanqueo", Kind::Decimal),
-    ("cantidad_galones", Kind::Decimal),
-    ("costo_por_galon", Kind::Decimal),
-    ("horometro", Kind::Decimal),
-    ("valor_anticipo", Kind::Decimal),
-    ("saldo_disponible", Kind::Decimal),
-    ("concepto", Kind::Text),
-    ("tipo_operacion", Kind::Text),
-    ("observacion", Kind::Text),
-    ("creado_por", Kind::Text),
-    ("actualizado_por", Kind::Text),
-    ("actualizado_en", Kind::Text),
-    ("anulado", Kind::Flag),
-];
-
-/// One record's columns, from the read model or from a command's own events.
-type RecordRow = BTreeMap<&'static str, Cell>;
-
-fn row_cells(row: &sqlx::any::AnyRow) -> Result<RecordRow, sqlx::Error> {
-    let mut cells = RecordRow::new();
-    for (index, (name, kind)) in RECORD_FIELDS.iter().enumerate() {
-        let cell = match kind {
-            Kind::Int | Kind::Flag => Cell::Int(row.try_get::<Option<i64>, _>(index)?),
-            Kind::Text | Kind::Decimal => Cell::Text(row.try_get::<Option<String>, _>(index)?),
-        };
-        cells.insert(name, cell);
-    }
-    Ok(cells)
-}
-
 /// The seed's record, in the seed's field order; `anulado` added where the caller asks for it.
 fn record_json(cells: &RecordRow, with_status: bool) -> Map<String, Value> {
     let mut record = Map::new();
@@ -580,13 +526,9 @@ fn record_from_row(row: &RecordRow) -> Result<FuelRecord, ApiError> {
 }
 
 async fn read_row(state: &AppState, id: i64) -> Result<RecordRow, ApiError> {
-    let sql = format!("SELECT {RECORD_COLUMNS} FROM rm_tanqueos t WHERE t.id = $1");
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(state.read_models.pool())
+    records::record(&state.read_models, id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(FuelError::NotFound { id }.to_string()))?;
-    Ok(row_cells(&row)?)
+        .ok_or_else(|| ApiError::NotFound(FuelError::NotFound { id }.to_string()))
 }
 
 async fn read_record(state: &AppState, id: i64, with_status: bool) -> Result<Value, ApiError> {
@@ -677,43 +619,6 @@ pub async fn get(
     ))
 }
 
-/// A comma-separated list filter on `column`, as SQL and its values.
-fn list_filter(
-    params: &HashMap<String, String>,
-    name: &str,
-    integers: bool,
-) -> Result<Option<Vec<String>>, ApiError> {
-    let Some(raw) = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    let values: Vec<String> = raw
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
-    if integers && values.iter().any(|v| v.parse::<i64>().is_err()) {
-        return Err(bad(format!(
-            "Invalid value for {name}: expected comma-separated integers"
-        )));
-    }
-    Ok(Some(values))
-}
-
-fn positive_param(
-    params: &HashMap<String, String>,
-    name: &str,
-    default: i64,
-) -> Result<i64, ApiError> {
-    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
-        None => Ok(default),
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| bad(format!("Invalid value for {name}: {raw}"))),
-    }
-}
-
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -725,118 +630,40 @@ pub async fn list(
             "Invalid value for limit: at most {PAGE_LIMIT_MAX}"
         )));
     }
-    let mut conditions: Vec<String> = Vec::new();
-    let mut binds: Vec<Value> = Vec::new();
-    let bind = |value: Value, binds: &mut Vec<Value>| {
-        binds.push(value);
-        format!("${}", binds.len())
+    // Fields in the order a request's refusal names them.
+    let filter = RecordFilter {
+        desde: date_param(&params, "desde")?,
+        hasta: date_param(&params, "hasta")?,
+        bomba_id: id_list_param(&params, "bomba_id")?,
+        placa_id: id_list_param(&params, "placa_id")?,
+        conductor_id: id_list_param(&params, "conductor_id")?,
+        area_operacion_id: id_list_param(&params, "area_operacion_id")?,
+        tipo_operacion: text_list_param(&params, "tipo_operacion"),
+        concepto: text_list_param(&params, "concepto"),
+        tipo_combustible: text_list_param(&params, "tipo_combustible"),
     };
-    if let Some(desde) = date_param(&params, "desde")? {
-        conditions.push(format!(
-            "t.fecha >= {}",
-            bind(json!(desde.to_string()), &mut binds)
-        ));
-    }
-    if let Some(hasta) = date_param(&params, "hasta")? {
-        conditions.push(format!(
-            "t.fecha <= {}",
-            bind(json!(hasta.to_string()), &mut binds)
-        ));
-    }
-    for (name, integers) in [
-        ("bomba_id", true),
-        ("placa_id", true),
-        ("conductor_id", true),
-        ("area_operacion_id", true),
-        ("tipo_operacion", false),
-        ("concepto", false),
-        ("tipo_combustible", false),
-    ] {
-        if let Some(values) = list_filter(&params, name, integers)? {
-            let placeholders: Vec<String> = values
-                .into_iter()
-                .map(|v| {
-                    // Enum-like columns are stored canonical (uppercase), as POST writes them.
-                    let value = if integers {
-                        json!(v.parse::<i64>().unwrap_or_default())
-                    } else {
-                        json!(v.to_uppercase())
-                    };
-                    bind(value, &mut binds)
-                })
-                .collect();
-            conditions.push(format!("t.{name} IN ({})", placeholders.join(", ")));
-        }
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
-    let bound = |sql| with_binds(sql, &binds);
-    let pool = state.read_models.pool();
-    let totals_sql = format!("SELECT t.cantidad_galones, t.valor_tanqueo, t.valor_anticipo, t.anulado FROM rm_tanqueos t{filter}");
-    let totals = bound(&totals_sql).fetch_all(pool).await?;
-    let mut total_galones = Decimal::ZERO;
-    let mut total_valor = Decimal::ZERO;
-    for row in &totals {
-        if row.try_get::<i64, _>(3)? != 0 {
-            continue;
-        }
-        let exact = |i: usize| -> Result<Decimal, sqlx::Error> {
-            Ok(row
-                .try_get::<Option<String>, _>(i)?
-                .and_then(|t| t.parse().ok())
-                .unwrap_or_default())
-        };
-        total_galones += exact(0)?;
-        total_valor += exact(1)?;
-    }
-    let total = totals.len() as i64;
-    let page_sql = format!(
-        "SELECT {RECORD_COLUMNS}, p.placa, c.conductor, b.bomba, a.nombre FROM rm_tanqueos t \
-         LEFT JOIN rm_placas p ON p.id = t.placa_id \
-         LEFT JOIN rm_conductores c ON c.id = t.conductor_id \
-         LEFT JOIN rm_bombas b ON b.id = t.bomba_id \
-         LEFT JOIN rm_areas_operacion a ON a.id = t.area_operacion_id{filter} \
-         ORDER BY t.fecha DESC, t.id DESC LIMIT {limit} OFFSET {}",
-        (page - 1).saturating_mul(limit)
-    );
-    let rows = bound(&page_sql).fetch_all(pool).await?;
-    let mut data = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut record = record_json(&row_cells(row)?, true);
-        for (index, name) in [
-            (20, "placa"),
-            (21, "nombre_conductor"),
-            (22, "nombre_bomba"),
-            (23, "nombre_area_operacion"),
-        ] {
-            record.insert(
-                name.into(),
-                row.try_get::<Option<String>, _>(index)?
-                    .map_or(Value::Null, Value::from),
-            );
-        }
-        data.push(Value::Object(record));
-    }
+    let summary = records::summary(&state.read_models, &filter).await?;
+    let offset = (page - 1).saturating_mul(limit);
+    let listed = records::page(&state.read_models, &filter, limit, offset).await?;
+    let data: Vec<Value> = listed
+        .into_iter()
+        .map(|listed| {
+            let mut record = record_json(&listed.record, true);
+            for (name, value) in [
+                ("placa", listed.placa),
+                ("nombre_conductor", listed.nombre_conductor),
+                ("nombre_bomba", listed.nombre_bomba),
+                ("nombre_area_operacion", listed.nombre_area_operacion),
+            ] {
+                record.insert(name.into(), value.map_or(Value::Null, Value::from));
+            }
+            Value::Object(record)
+        })
+        .collect();
+    let total = summary.total;
     Ok(Json(json!({
         "data": data,
         "pagination": { "page": page, "limit": limit, "total": total, "totalPages": (total + limit - 1) / limit },
-        "summary": { "total_galones": total_galones.normalize(), "total_valor": total_valor.normalize() },
+        "summary": { "total_galones": summary.total_galones.normalize(), "total_valor": summary.total_valor.normalize() },
     })))
-}
-
-fn with_binds<'q>(
-    sql: &'q str,
-    binds: &'q [Value],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    let mut query = sqlx::query(sql);
-    for value in binds {
-        query = match value {
-            Value::Number(n) => query.bind(n.as_i64()),
-            other => query.bind(other.as_str().map(str::to_string)),
-        };
-    }
-    query
 }

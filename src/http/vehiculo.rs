@@ -12,15 +12,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
-use serde_json::{json, Map, Value};
-use sqlx::Row;
+use serde_json::{json, Value};
 
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{query_id, Fields};
-use super::lookup::{require, Reference};
+use super::lookup::require;
 use super::run_command;
-use crate::read_store::decimal_json;
+use crate::queries::fleet::{self, VehicleFilter};
+use crate::queries::registry::Reference;
 use crate::AppState;
 
 const TEXT_LEN_MAX: usize = 100;
@@ -287,34 +287,12 @@ pub async fn list(
             ))
         }
     };
-    let empresa = query_id(params.get("empresa_id"), "empresa_id")?;
-    let operacion = query_id(params.get("operacion_id"), "operacion_id")?;
-    let mut conditions = Vec::new();
-    if !incluir_eliminados {
-        conditions.push("v.eliminado = 0".to_string());
-    }
-    let mut binds = Vec::new();
-    for (column, value) in [("v.id_empresa", empresa), ("v.id_operacion", operacion)] {
-        if let Some(value) = value {
-            binds.push(value);
-            conditions.push(format!("{column} = ${}", binds.len()));
-        }
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
+    let filter = VehicleFilter {
+        incluir_eliminados,
+        id_empresa: query_id(params.get("empresa_id"), "empresa_id")?,
+        id_operacion: query_id(params.get("operacion_id"), "operacion_id")?,
     };
-    let sql = format!("{SELECT_VEHICLES} {filter} ORDER BY v.id");
-    let mut query = sqlx::query(&sql);
-    for value in binds {
-        query = query.bind(value);
-    }
-    let rows = query.fetch_all(state.read_models.pool()).await?;
-    let vehicles = rows
-        .iter()
-        .map(vehicle_json)
-        .collect::<Result<Vec<_>, _>>()?;
+    let vehicles = fleet::vehicles(&state.read_models, &filter).await?;
     Ok(envelope(
         StatusCode::OK,
         "Vehículos obtenidos exitosamente",
@@ -322,96 +300,10 @@ pub async fn list(
     ))
 }
 
-const SELECT_VEHICLES: &str = "SELECT v.id, v.placa, v.marca, v.modelo, v.anio, v.color, v.numero_motor, \
-     v.numero_chasis, v.numero_vin, v.capacidad_pasajeros, v.capacidad_combustible_galones, \
-     v.kilometraje_actual, v.fecha_ultima_revision, v.fecha_proximo_mantenimiento, \
-     v.fecha_tarjeta_circulacion, v.numero_poliza_seguro, v.fecha_vencimiento_seguro, \
-     v.observaciones, v.eliminado, v.creado_en, v.actualizado_en, \
-     v.id_clase_vehiculo, clase.nombre, v.id_estado_vehiculo, estado.nombre, \
-     v.id_tipo_combustible, combustible.nombre, v.id_motorista_por_defecto, motorista.conductor, \
-     v.id_departamento_asignado, departamento.nombre, v.placa_id, v.id_empresa, v.id_operacion, \
-     (SELECT COUNT(*) FROM rm_misiones m WHERE m.vehiculo_id = v.id \
-        AND m.estado IN ('PROGRAMADA', 'EN_EJECUCION')) \
-     FROM rm_vehiculos v \
-     LEFT JOIN rm_catalogos clase ON clase.catalogo = 'clases-vehiculo' AND clase.id = v.id_clase_vehiculo \
-     LEFT JOIN rm_catalogos estado ON estado.catalogo = 'estados-vehiculo' AND estado.id = v.id_estado_vehiculo \
-     LEFT JOIN rm_catalogos combustible ON combustible.catalogo = 'tipos-combustible' AND combustible.id = v.id_tipo_combustible \
-     LEFT JOIN rm_conductores motorista ON motorista.id = v.id_motorista_por_defecto \
-     LEFT JOIN rm_catalogos departamento ON departamento.catalogo = 'departamentos' AND departamento.id = v.id_departamento_asignado";
-
 async fn read_vehicle(state: &AppState, vehicle_id: i64) -> Result<Value, ApiError> {
-    let sql = format!("{SELECT_VEHICLES} WHERE v.id = $1");
-    let row = sqlx::query(&sql)
-        .bind(vehicle_id)
-        .fetch_optional(state.read_models.pool())
+    fleet::vehicle(&state.read_models, vehicle_id)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!("No se encontró el vehículo con ID {vehicle_id}"))
-        })?;
-    Ok(vehicle_json(&row)?)
-}
-
-/// The seed's vehicle object, field names and order as the seed shows them.
-fn vehicle_json(row: &sqlx::any::AnyRow) -> Result<Value, sqlx::Error> {
-    let int = |i: usize| -> Result<Value, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<i64>, _>(i)?
-            .map_or(Value::Null, Value::from))
-    };
-    let text = |i: usize| -> Result<Value, sqlx::Error> {
-        Ok(row
-            .try_get::<Option<String>, _>(i)?
-            .map_or(Value::Null, Value::from))
-    };
-    let decimal = |i: usize| -> Result<Value, sqlx::Error> { Ok(decimal_json(row.try_get(i)?)) };
-    let names = [
-        "Id",
-        "Placa",
-        "Marca",
-        "Modelo",
-        "Anio",
-        "Color",
-        "NumeroMotor",
-        "NumeroChasis",
-        "NumeroVin",
-        "CapacidadPasajeros",
-        "CapacidadCombustibleGalones",
-        "KilometrajeActual",
-        "FechaUltimaRevision",
-        "FechaProximoMantenimiento",
-        "FechaTarjetaCirculacion",
-        "NumeroPolizaSeguro",
-        "FechaVencimientoSeguro",
-        "Observaciones",
-        "Eliminado",
-        "FechaHoraCreacion",
-        "FechaHoraActualizacion",
-        "IdClaseVehiculo",
-        "NombreClaseVehiculo",
-        "IdEstadoVehiculo",
-        "NombreEstadoVehiculo",
-        "IdTipoCombustible",
-        "NombreTipoCombustible",
-        "IdMotoristaPorDefecto",
-        "NombreMotoristaPorDefecto",
-        "IdDepartamentoAsignado",
-        "NombreDepartamentoAsignado",
-        "IdPlaca",
-        "IdEmpresa",
-        "IdOperacion",
-        "MisionesActivas",
-    ];
-    let mut object = Map::new();
-    for (index, name) in names.iter().enumerate() {
-        let value = match *name {
-            "Eliminado" => Value::Bool(row.try_get::<i64, _>(index)? != 0),
-            "CapacidadCombustibleGalones" => decimal(index)?,
-            "Id" | "Anio" | "CapacidadPasajeros" | "KilometrajeActual" | "IdPlaca"
-            | "MisionesActivas" => int(index)?,
-            name if name.starts_with("Id") => int(index)?,
-            _ => text(index)?,
-        };
-        object.insert(name.to_string(), value);
-    }
-    Ok(Value::Object(object))
+        })
 }

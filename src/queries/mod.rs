@@ -1,0 +1,76 @@
+//! The read side: every statement against the read models, one module per resource family. Each
+//! answers typed rows, so the HTTP layer renders and never writes SQL.
+//!
+//! Statements use only portable SQL with `$n` placeholders: they run unchanged on SQLite and
+//! PostgreSQL through sqlx's `Any` driver (see [`crate::read_store`]).
+
+pub mod fleet;
+pub mod ledger;
+pub mod registry;
+pub mod tanqueos;
+
+use rust_decimal::Decimal;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::read_store::ReadStore;
+
+/// The query layer's one error type. Either way the caller gets a 500: the read models are the
+/// service's own, so a failure to read them is never the caller's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("read models: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value that its column's type cannot hold (the projection never writes one).
+    #[error("read models: stored {0}")]
+    Corrupt(String),
+}
+
+/// Every row `sql` (without placeholders) selects, each read by `read`.
+async fn all<T>(
+    read_models: &ReadStore,
+    sql: &str,
+    read: impl Fn(&AnyRow) -> Result<T, QueryError>,
+) -> Result<Vec<T>, QueryError> {
+    let rows = sqlx::query(sql).fetch_all(read_models.pool()).await?;
+    rows.iter().map(read).collect()
+}
+
+/// The row `sql` selects when its one placeholder is `id`, read by `read`; `None` if none is.
+async fn by_id<T>(
+    read_models: &ReadStore,
+    sql: &str,
+    id: i64,
+    read: impl Fn(&AnyRow) -> Result<T, QueryError>,
+) -> Result<Option<T>, QueryError> {
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(read_models.pool())
+        .await?
+        .as_ref()
+        .map(read)
+        .transpose()
+}
+
+/// A decimal column (exact text). Unreadable text is `None`, the same as an empty column, as
+/// [`crate::read_store::decimal_json`] renders it.
+fn optional_decimal(row: &AnyRow, index: usize) -> Result<Option<Decimal>, QueryError> {
+    let text: Option<String> = row.try_get(index)?;
+    Ok(text.and_then(|text| text.parse().ok()))
+}
+
+/// A decimal column that must hold one: anything else is a corrupt row.
+fn exact_decimal(row: &AnyRow, index: usize) -> Result<Decimal, QueryError> {
+    let text: String = row.try_get(index)?;
+    text.parse()
+        .map_err(|_| QueryError::Corrupt(format!("amount {text:?} is not a decimal")))
+}
+
+/// ` WHERE a AND b`, or nothing when there are no conditions.
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
