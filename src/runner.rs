@@ -175,6 +175,14 @@ impl ProjectionRunner {
         self.wait_for_touched(position, &names, timeout).await
     }
 
+    /// Whether any projection named in `names` is stalled.
+    pub fn any_stalled(&self, names: &[&str]) -> bool {
+        self.running
+            .iter()
+            .filter(|r| names.contains(&r.projection.name()))
+            .any(|r| r.progress.borrow().stalled.is_some())
+    }
+
     /// `(name, checkpoint)` of every projection, as this process last committed them.
     pub fn checkpoints(&self) -> Vec<(&'static str, i64)> {
         self.running

@@ -236,6 +236,20 @@ impl AppState {
         reached
     }
 
+    /// Read-your-writes on the read side: waits (at most `timeout`) until every projection that
+    /// is not stalled has folded what the log had committed when the read arrived, so a read
+    /// sees every write acknowledged before it. `false` when one is stalled or the time ran out
+    /// (the read then answers from read models that lag).
+    pub async fn read_barrier(&self, timeout: Duration) -> bool {
+        let head = *self.log.watch_head().borrow();
+        self.runner.wait_for(head, timeout).await
+    }
+
+    /// Whether every read model in `touched` can show a write: none of them is stalled.
+    pub fn can_show(&self, touched: &[&'static str]) -> bool {
+        !self.runner.any_stalled(touched)
+    }
+
     /// Finishes the writer's queue, stops the projections and closes every connection.
     pub async fn shutdown(&self) {
         self.runner.shutdown().await;

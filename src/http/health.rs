@@ -10,6 +10,9 @@ use super::extract::CommandContext;
 use crate::runner::ProjectionStatus;
 use crate::AppState;
 
+/// Longest a readiness probe waits for the read models to fold the log's head.
+const READINESS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -18,6 +21,9 @@ pub async fn healthz() -> Json<Value> {
 /// stalled projection is named with the position it cannot pass and the error, in its entry of
 /// `projections` and in `reason`.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    // A write acknowledged just before is folded within milliseconds; an orchestrator's probe
+    // must not wait long, though, while a projection catches up at startup.
+    state.read_barrier(READINESS_WAIT).await;
     let head = match state.log.head().await {
         Ok(head) => head,
         Err(error) => {

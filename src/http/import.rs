@@ -20,6 +20,7 @@ use super::fields::Fields;
 use super::tanqueos::{foreign_key, parse_record, reserve_ids};
 use crate::queries::registry::{self, exists, Reference};
 use crate::queries::{fleet, tanqueos};
+use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
 pub const RECORDS_MAX: usize = 5000;
@@ -154,6 +155,9 @@ pub async fn import(
     Query(params): Query<HashMap<String, String>>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    // Duplicates are found in the records read model: it must show every record acknowledged
+    // before this import (refuels answer without waiting for it).
+    state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await;
     let atomic = match params.get("atomico").map(|v| v.trim()) {
         None | Some("") | Some("false") => false,
         Some("true") => true,

@@ -11,10 +11,12 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ReadModelsLag, RequestId};
+use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Present (`true`) when a write was answered before the read models showed it.
+/// Present (`true`) when a write was answered while a read model it touches is stalled, or a
+/// read was answered from read models that had not yet folded every acknowledged write.
 pub const READ_MODELS_LAG_HEADER: &str = "x-read-models-lag";
 /// Longest request id taken from a caller; longer ones are replaced by a generated one.
 const REQUEST_ID_LEN_MAX: usize = 128;
@@ -56,6 +58,10 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
 }
 
 /// Requires a valid bearer token; reads need any role, writes `admin` or `operador`.
+///
+/// A read first waits for the read models to fold every write acknowledged before it arrived
+/// ([`AppState::read_barrier`]): the wait that gives read-your-writes sits on the read side, so
+/// a write that answers from its own events need not wait for the projections.
 pub async fn require_token(
     State(state): State<AppState>,
     mut request: Request,
@@ -92,6 +98,11 @@ pub async fn require_token(
     if !allowed {
         tracing::info!(sub = %actor.sub, method = %request.method(), "role refused");
         return ApiError::Forbidden.into_response();
+    }
+    if reading && !state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await {
+        if let Some(lag) = request.extensions().get::<ReadModelsLag>() {
+            lag.mark();
+        }
     }
     request.extensions_mut().insert(actor);
     next.run(request).await

@@ -62,6 +62,35 @@ where
     Ok(executed)
 }
 
+/// Runs `command` for a handler that renders its answer from the command's own events, so it
+/// does not wait for the read models: a read sent after the answer waits for them instead
+/// ([`AppState::read_barrier`]). `X-Read-Models-Lag` says when a read model the events touch is
+/// stalled, and reads will not show the write until it is fixed.
+pub async fn run_command_answering_from_events<A>(
+    state: &AppState,
+    bus: &CommandBus<A>,
+    stream_id: &str,
+    command: A::Command,
+    context: &CommandContext,
+    refused: impl FnOnce(A::Error) -> ApiError,
+) -> Result<Executed<A>, ApiError>
+where
+    A: Aggregate + Clone + 'static,
+    A::Command: Clone,
+{
+    let executed = bus
+        .execute(stream_id, command, &context.metadata)
+        .await
+        .map_err(|e| error::command_error(e, refused))?;
+    if executed.appended.is_some() {
+        state.references.appended_to(A::TYPE).await;
+    }
+    if !state.can_show(&executed.touched) {
+        context.lag.mark();
+    }
+    Ok(executed)
+}
+
 /// [`run_command`], also answering `view` of the aggregate as the command left it.
 pub async fn run_command_viewing<A, R>(
     state: &AppState,

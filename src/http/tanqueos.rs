@@ -21,11 +21,12 @@ use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody};
 use super::fields::{date_param, id_list_param, parse_date, positive_param, text_list_param};
 use super::parse_id;
-use super::run_command;
+use super::run_command_answering_from_events;
 use crate::commands::Executed;
 use crate::queries::tanqueos::{self as records, Kind, RecordFilter, RecordRow, RECORD_FIELDS};
 use crate::read_store::decimal_json;
 use crate::references::Known;
+use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
@@ -315,14 +316,15 @@ pub(super) fn refusal(error: FuelError) -> ApiError {
     }
 }
 
-/// Runs `command` on the station's aggregate and waits until the read models show it.
+/// Runs `command` on the station's aggregate. Its answer is built from the command's events, so
+/// it does not wait for the read models (the next read does).
 async fn on_station(
     state: &AppState,
     context: &CommandContext,
     bomba_id: i64,
     command: FuelCommand,
 ) -> Result<Executed<FuelStation>, ApiError> {
-    run_command(
+    run_command_answering_from_events(
         state,
         &state.fuel_stations,
         &bomba_id.to_string(),
@@ -383,7 +385,7 @@ pub async fn correct(
     let changes = body
         .as_object()
         .ok_or_else(|| bad("Request body must be a JSON object"))?;
-    let current_row = read_row(&state, id).await?;
+    let current_row = record_to_change(&state, id).await?;
     let current = Value::Object(record_json(&current_row, true));
     if current["anulado"] == true {
         return Err(ApiError::Conflict(FuelError::Voided { id }.to_string()));
@@ -439,7 +441,7 @@ pub async fn void(
         Some(Value::String(m)) if !m.trim().is_empty() => m.trim().to_string(),
         _ => return Err(bad("Missing required field: motivo")),
     };
-    let current = read_row(&state, id).await?;
+    let current = record_to_change(&state, id).await?;
     let bomba_id = match current.get("bomba_id") {
         Some(Cell::Int(Some(bomba_id))) => *bomba_id,
         _ => return Err(ApiError::internal("record without station")),
@@ -523,6 +525,15 @@ fn record_from_row(row: &RecordRow) -> Result<FuelRecord, ApiError> {
         horometro: decimal("horometro")?,
         valor_anticipo: decimal("valor_anticipo")?,
     })
+}
+
+/// The record a correction or void starts from. Writes do not wait for the read models, so
+/// this one waits first for them to show every write acknowledged before it (the record may
+/// have been created a moment ago). Whatever the read model says, the station's aggregate
+/// refuses the command if the record has changed since.
+async fn record_to_change(state: &AppState, id: i64) -> Result<RecordRow, ApiError> {
+    state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await;
+    read_row(state, id).await
 }
 
 async fn read_row(state: &AppState, id: i64) -> Result<RecordRow, ApiError> {
