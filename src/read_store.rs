@@ -14,12 +14,21 @@ use projections::{Cell, Change};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
+/// Longest a read waits for a PostgreSQL connection before it is answered 503.
+pub const OUTAGE_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadStoreError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl ReadStoreError {
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Database(error) if crate::store::is_outage(error))
+    }
 }
 
 #[derive(Clone)]
@@ -39,7 +48,13 @@ impl ReadStore {
         let options = AnyConnectOptions::from_str(database_url)?.disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(30))
+            // On PostgreSQL a read fails fast (503) while the database is out of reach, instead
+            // of holding the request; SQLite's connections are only ever busy, never gone.
+            .acquire_timeout(if is_sqlite {
+                Duration::from_secs(30)
+            } else {
+                OUTAGE_TIMEOUT
+            })
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if is_sqlite {

@@ -38,6 +38,8 @@ const UNCHANGED_EVENTS_PER_CHECKPOINT: i64 = 10_000;
 /// it doubles with each failure up to [`RETRY_DELAY_MAX`].
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
+/// Longest pause between retries while the store itself is out of reach.
+const OUTAGE_RETRY_DELAY_MAX: Duration = Duration::from_secs(4);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -369,7 +371,9 @@ async fn follow_together(
                     _ = tokio::time::sleep(retry_delay) => {}
                     _ = stop.changed() => {}
                 }
-                retry_delay = (retry_delay * 2).min(RETRY_DELAY_MAX);
+                // An outage ends by itself: keep checking often enough that the read models
+                // resume within seconds of the store coming back.
+                retry_delay = (retry_delay * 2).min(OUTAGE_RETRY_DELAY_MAX);
                 continue;
             }
         };

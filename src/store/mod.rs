@@ -140,6 +140,33 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+
+    /// The store could not be reached (or is shutting down): nothing was decided, and the same
+    /// request may succeed once it is back.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::Closed => true,
+            Self::Database(error) => is_outage(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error means the database is out of reach (down, restarting, refusing
+/// connections, or every connection is busy past the timeout) rather than a statement's fault.
+pub fn is_outage(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception) and 57P (the server is shutting down or starting).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
 }
 
 /// The global, ordered, durable log of every event.
@@ -198,6 +225,12 @@ pub trait EventLog: Send + Sync {
 
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// `None` while appends can commit; otherwise why they cannot (the writer lost its
+    /// connection and is reconnecting, or it stopped).
+    fn writer_unhealthy(&self) -> Option<String> {
+        None
+    }
 }
 
 pub type SharedLog = Arc<dyn EventLog>;
@@ -310,6 +343,10 @@ macro_rules! impl_event_log {
 
             fn backend(&self) -> &'static str {
                 $backend
+            }
+
+            fn writer_unhealthy(&self) -> Option<String> {
+                self.writer.unhealthy()
             }
         }
     };
