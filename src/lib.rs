@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod http;
 pub mod ids;
+pub mod lease;
 pub mod queries;
 pub mod read_store;
 pub mod references;
