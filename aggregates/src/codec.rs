@@ -46,7 +46,23 @@ pub fn tagged(event_type: &str, payload: &Value) -> Value {
 /// it refuses, so a decimal such as `150000000000000000000` would be written but never read back.
 /// From text, every number that is not a plain `u64`/`i64` reaches the decimal as its exact digits.
 pub fn decode<E: DeserializeOwned>(event_type: &str, payload: &Value) -> Result<E, CodecError> {
-    decode_text(&tagged(event_type, payload).to_string())
+    Ok(serde_json::from_slice(&tagged_text(event_type, payload)?)?)
+}
+
+/// The text of [`tagged`]`(event_type, payload)`, written from the borrowed parts: decoding a
+/// stored event must not copy its whole payload into a new `Value` just to print it.
+fn tagged_text(event_type: &str, payload: &Value) -> Result<Vec<u8>, CodecError> {
+    let mut text = Vec::with_capacity(256);
+    if payload.is_null() {
+        serde_json::to_writer(&mut text, event_type)?;
+        return Ok(text);
+    }
+    text.push(b'{');
+    serde_json::to_writer(&mut text, event_type)?;
+    text.push(b':');
+    serde_json::to_writer(&mut text, payload)?;
+    text.push(b'}');
+    Ok(text)
 }
 
 /// Reads an event from the serde form [`tagged`] gives, as JSON text.
@@ -191,6 +207,25 @@ mod tests {
                 decode::<Sample>(&event_type, &reread).unwrap(),
                 event,
                 "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tagged_text_is_the_tagged_value_printed() {
+        let escaped = "Odd\"Name";
+        for (event_type, payload) in [
+            (
+                "Paid",
+                serde_json::json!({ "valor": 12.10, "nota": "a\"b", "n": null }),
+            ),
+            ("Reset", Value::Null),
+            (escaped, serde_json::json!([1, 2])),
+        ] {
+            let text = tagged_text(event_type, &payload).unwrap();
+            assert_eq!(
+                String::from_utf8(text).unwrap(),
+                tagged(event_type, &payload).to_string()
             );
         }
     }
