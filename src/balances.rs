@@ -7,6 +7,9 @@
 //! per question, usually empty), and `as_of` is a binary search over the balance after each
 //! event. Reading the tail from the log itself, not from a projection, keeps the answer exact
 //! and current with every acknowledged write, of this process or another.
+//!
+//! The first fold of a station reads its stream page by page: a station with a million events
+//! holds one page of its history decoded at a time, not all of it.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -18,7 +21,7 @@ use lru::LruCache;
 use projections::ledger::{RunningBalance, StationBalance};
 use projections::FoldError;
 
-use crate::store::{SharedLog, StoreError};
+use crate::store::{self, SharedLog, StoreError};
 
 /// Stations whose running balance is kept in memory; the least recently asked are dropped and
 /// folded again when asked next.
@@ -69,14 +72,21 @@ impl StationBalances {
             stations.get_or_insert(bomba_id, Slot::default).clone()
         };
         let mut followed = slot.lock().await;
-        let tail = self
-            .log
-            .read_stream(FuelStation::TYPE, &bomba_id.to_string(), followed.version)
-            .await?;
-        for stored in tail {
-            followed.running.apply(&stored.to_recorded())?;
-            followed.version = stored.version;
-        }
+        let followed = &mut *followed;
+        let after_version = followed.version;
+        store::fold_stream(
+            self.log.as_ref(),
+            FuelStation::TYPE,
+            &bomba_id.to_string(),
+            after_version,
+            store::STREAM_PAGE_EVENTS,
+            |stored| -> Result<(), BalanceError> {
+                followed.running.apply(&stored.to_recorded())?;
+                followed.version = stored.version;
+                Ok(())
+            },
+        )
+        .await?;
         Ok(match as_of {
             None => followed.running.now(),
             Some(as_of) => followed.running.as_of(as_of),
