@@ -5,11 +5,11 @@
 //! `/api/saldos-bombas`) cost O(history) in reads and JSON decoding. Here each station's events
 //! are folded once, then only the events appended since (one indexed read of the stream's tail
 //! per question, usually empty), and `as_of` is a binary search over the balance after each
-//! event. Reading the tail from the log itself, not from a projection, keeps the answer exact
+//! instant. Reading the tail from the log itself, not from a projection, keeps the answer exact
 //! and current with every acknowledged write, of this process or another.
 //!
 //! The first fold of a station reads its stream page by page: a station with a million events
-//! holds one page of its history decoded at a time, not all of it.
+//! costs its compact running balance in memory, not its whole history decoded at once.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -81,7 +81,12 @@ impl StationBalances {
             after_version,
             store::STREAM_PAGE_EVENTS,
             |stored| -> Result<(), BalanceError> {
-                followed.running.apply(&stored.to_recorded())?;
+                followed.running.apply_stored(
+                    stored.position,
+                    &stored.event_type,
+                    &stored.payload,
+                    stored.recorded_at,
+                )?;
                 followed.version = stored.version;
                 Ok(())
             },
