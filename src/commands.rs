@@ -344,15 +344,21 @@ where
         stream_id: &str,
         mut current: Cached<A>,
     ) -> Result<Cached<A>, CommandError<A::Error>> {
-        for stored in self
-            .log
-            .read_stream(A::TYPE, stream_id, current.version)
-            .await?
-        {
-            let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
-            current.aggregate.apply(event);
-            current.version = stored.version;
-        }
+        let after_version = current.version;
+        crate::store::fold_stream(
+            self.log.as_ref(),
+            A::TYPE,
+            stream_id,
+            after_version,
+            crate::store::STREAM_PAGE_EVENTS,
+            |stored| -> Result<(), CommandError<A::Error>> {
+                let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
+                current.aggregate.apply(event);
+                current.version = stored.version;
+                Ok(())
+            },
+        )
+        .await?;
         Ok(current)
     }
 }
