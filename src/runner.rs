@@ -105,6 +105,8 @@ pub struct ProjectionRunner {
     running: Vec<Running>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
+    /// Whether this instance holds the lease and folds the log (see [`crate::lease`]).
+    leading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ProjectionRunner {
@@ -133,10 +135,12 @@ impl ProjectionRunner {
                 progress: observed,
             });
         }
+        let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let tasks = vec![tokio::spawn(run_projections(
             log.clone(),
             store.clone(),
             followed,
+            leading.clone(),
             stop.subscribe(),
         ))];
         Ok(Self {
@@ -145,6 +149,7 @@ impl ProjectionRunner {
             running,
             tasks: std::sync::Mutex::new(tasks),
             stop,
+            leading,
         })
     }
 
@@ -231,6 +236,21 @@ impl ProjectionRunner {
 
     pub fn store(&self) -> &ReadStore {
         &self.store
+    }
+
+    /// Whether this instance folds the log into the read models now (it holds the lease).
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops folding at once, mid-batch, without giving the lease up: what a killed process
+    /// leaves behind. Exists so tests can prove another instance takes over.
+    pub fn abandon(&self) {
+        for task in self.tasks.lock().expect("never poisoned").drain(..) {
+            task.abort();
+        }
+        self.leading
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops every task after its current batch.
@@ -325,6 +345,7 @@ async fn run_projections(
     log: SharedLog,
     store: ReadStore,
     followed: Vec<Followed>,
+    leading: Arc<std::sync::atomic::AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let lease = Lease::new(store.clone(), "projections");
@@ -336,7 +357,9 @@ async fn run_projections(
                 Ok(true) => match members_from_store(&store, &followed).await {
                     Ok(members) => {
                         tracing::info!("this instance runs the projections");
+                        leading.store(true, std::sync::atomic::Ordering::Relaxed);
                         follow_together(&log, &store, members, &lease, stop.clone()).await;
+                        leading.store(false, std::sync::atomic::Ordering::Relaxed);
                         continue;
                     }
                     Err(error) => tracing::warn!(%error, "checkpoints unreadable; will retry"),
