@@ -82,7 +82,9 @@ pub async fn projections(
         return Err(ApiError::Forbidden);
     }
     let head = state.log.head().await?;
-    Ok(Json(
-        json!({ "head": head, "projections": state.runner.statuses(head) }),
-    ))
+    Ok(Json(json!({
+        "head": head,
+        "leading": state.runner.is_leading(),
+        "projections": state.runner.statuses(head),
+    })))
 }
