@@ -138,3 +138,36 @@ fn replay(saved: SavedResponse) -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: StatusCode) -> Response {
+        (status, "{}").into_response()
+    }
+
+    #[test]
+    fn answers_a_retry_may_not_get_are_not_kept() {
+        for kept in [
+            StatusCode::OK,
+            StatusCode::CREATED,
+            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
+        ] {
+            assert!(worth_keeping(&answer(kept)), "{kept}");
+        }
+        for not_kept in [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(!worth_keeping(&answer(not_kept)), "{not_kept}");
+        }
+        let collided = ApiError::Contended("otra vez".into()).into_response();
+        assert_eq!(collided.status(), StatusCode::CONFLICT);
+        assert!(!worth_keeping(&collided));
+    }
+}
