@@ -96,6 +96,15 @@ impl Tail {
     }
 }
 
+impl<A> Cached<A> {
+    /// Whether this state is known to be committed: nothing of this process is pending on it.
+    fn is_settled(&self) -> bool {
+        self.tail
+            .as_ref()
+            .is_none_or(|tail| *tail.confirmed.borrow() == Some(true))
+    }
+}
+
 impl<A: Default> Cached<A> {
     fn empty() -> Self {
         Self {
@@ -235,6 +244,19 @@ where
                     events.is_empty(),
                     "a refusing handle must not have applied events"
                 );
+                if decided.is_err() && current.is_settled() {
+                    // The cached state may miss what another instance wrote (the record a void
+                    // names, an advance that covers a refuel): before refusing, read the
+                    // stream's tail (one indexed read, usually empty) and decide again on it.
+                    let version = current.version;
+                    let refreshed = self.refresh(stream_id, current).await?;
+                    let moved = refreshed.version > version;
+                    current = refreshed;
+                    if moved {
+                        *cached = Some(current);
+                        continue;
+                    }
+                }
                 let tail = current.tail.clone();
                 let viewed = view(&current.aggregate);
                 *cached = Some(current);
@@ -454,15 +476,21 @@ where
         stream_id: &str,
         mut current: Cached<A>,
     ) -> Result<Cached<A>, CommandError<A::Error>> {
-        for stored in self
-            .log
-            .read_stream(A::TYPE, stream_id, current.version)
-            .await?
-        {
-            let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
-            current.aggregate.apply(event);
-            current.version = stored.version;
-        }
+        let after_version = current.version;
+        crate::store::fold_stream(
+            self.log.as_ref(),
+            A::TYPE,
+            stream_id,
+            after_version,
+            crate::store::STREAM_PAGE_EVENTS,
+            |stored| -> Result<(), CommandError<A::Error>> {
+                let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
+                current.aggregate.apply(event);
+                current.version = stored.version;
+                Ok(())
+            },
+        )
+        .await?;
         Ok(current)
     }
 }

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod lease;
 pub mod queries;
 pub mod read_store;
 pub mod references;

@@ -243,8 +243,15 @@ impl AppState {
     /// is not stalled has folded what the log had committed when the read arrived, so a read
     /// sees every write acknowledged before it. `false` when one is stalled or the time ran out
     /// (the read then answers from read models that lag).
+    ///
+    /// The head is read from the database, not from this process's view of it: a write
+    /// acknowledged by another instance counts too. Should the database not answer, the read
+    /// goes on with what this process last saw (and fails on its own if the outage persists).
     pub async fn read_barrier(&self, timeout: Duration) -> bool {
-        let head = *self.log.watch_head().borrow();
+        let head = match self.log.head().await {
+            Ok(head) => head,
+            Err(_) => *self.log.watch_head().borrow(),
+        };
         self.runner.wait_for(head, timeout).await
     }
 

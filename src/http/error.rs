@@ -18,6 +18,7 @@ use crate::store::StoreError;
 pub const AUTHENTICATION_REQUIRED: &str = "Authentication required";
 pub const PERMISSION_DENIED: &str = "Permiso denegado";
 pub const SERVER_ERROR: &str = "Error en el servidor";
+pub const SERVICE_UNAVAILABLE: &str = "Servicio no disponible";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,7 +40,11 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("Método no permitido")]
     MethodNotAllowed,
-    /// A bug or an outage. The text is logged, never sent.
+    /// The store is out of reach: nothing was done, and the request may be retried. The cause
+    /// is logged, never sent.
+    #[error("{SERVICE_UNAVAILABLE}")]
+    Unavailable(String),
+    /// A bug. The text is logged, never sent.
     #[error("{0}")]
     Internal(String),
 }
@@ -54,7 +59,7 @@ impl ApiError {
             Self::Conflict(_) | Self::Contended(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,8 +79,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(%cause, "request failed");
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "store unavailable"),
+            _ => {}
         }
         let mut response = (
             self.status(),
@@ -103,21 +110,36 @@ impl From<IdempotencyError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// 503 when `outage`, else 500: both logged with `cause`, neither sends it.
+    fn server_side(outage: bool, cause: impl std::fmt::Display) -> Self {
+        if outage {
+            Self::Unavailable(cause.to_string())
+        } else {
+            Self::internal(cause)
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        Self::internal(error)
+        if let StoreError::KeyClaimed { .. } = error {
+            // Another instance runs a request with this Idempotency-Key.
+            return IdempotencyError::InFlight.into();
+        }
+        Self::server_side(error.is_outage(), error)
     }
 }
 
 impl From<ReadStoreError> for ApiError {
     fn from(error: ReadStoreError) -> Self {
-        Self::internal(error)
+        Self::server_side(error.is_outage(), error)
     }
 }
 
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
-        Self::internal(error)
+        Self::server_side(error.is_outage(), error)
     }
 }
 
@@ -141,7 +163,7 @@ pub fn command_error<E: std::error::Error>(
         CommandError::Conflict { .. } => ApiError::Contended(
             "El registro cambió mientras se procesaba la solicitud; intente de nuevo".to_string(),
         ),
-        CommandError::Store(StoreError::KeyClaimed { .. }) => IdempotencyError::InFlight.into(),
+        CommandError::Store(store) => store.into(),
         other => ApiError::internal(other),
     }
 }

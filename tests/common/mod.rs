@@ -101,18 +101,27 @@ impl TestApp {
     pub async fn start(backend: Backend) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let location = fresh_location(backend, dir.path()).await?;
+        Some(Self::start_at(backend, location, dir).await)
+    }
+
+    /// The service on `location` (a store another instance may share).
+    pub async fn start_at(
+        backend: Backend,
+        location: StoreLocation,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let keys = JwtKeys::new(TEST_SECRET);
         let state = AppState::open(&location, keys.clone())
             .await
             .expect("the ledger opens on a fresh store");
-        Some(Self {
+        Self {
             router: app(state.clone()),
             state,
             keys,
             location,
             backend,
             _dir: dir,
-        })
+        }
     }
 
     /// Stops this instance and opens a new one on the same store, as a restart would.
