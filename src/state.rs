@@ -14,6 +14,7 @@ use projections::Projection;
 use crate::auth::JwtKeys;
 use crate::balances::StationBalances;
 use crate::commands::CommandBus;
+use crate::idempotency::{Idempotency, KEY_TTL};
 use crate::ids::FuelRecordIdBlocks;
 use crate::read_store::{ReadStore, ReadStoreError};
 use crate::references::References;
@@ -116,6 +117,7 @@ pub struct Ledger {
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
     pub balances: StationBalances,
+    pub idempotency: Idempotency,
 }
 
 /// What handlers hold: cheap to clone, shared by every request.
@@ -179,6 +181,7 @@ impl AppState {
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
             balances: StationBalances::new(log.clone()),
+            idempotency: Idempotency::start(log.clone(), KEY_TTL),
             log,
             read_models,
             runner,
@@ -259,6 +262,7 @@ impl AppState {
 
     /// Finishes the writer's queue, stops the projections and closes every connection.
     pub async fn shutdown(&self) {
+        self.idempotency.stop();
         self.runner.shutdown().await;
         self.log.shutdown().await;
         self.read_models.close().await;

@@ -39,6 +39,7 @@ fn single(stream_id: &str, expected_version: i64, event: NewEvent) -> AppendRequ
         stream_id: stream_id.into(),
         expected_version,
         events: vec![event],
+        idempotency: None,
     }
 }
 
@@ -171,6 +172,7 @@ async fn a_stale_expected_version_writes_nothing(app: TestApp) {
         stream_id: "s".into(),
         expected_version: 0,
         events: vec![event(2), event(3)],
+        idempotency: None,
     };
     match log.append(stale).await {
         Err(StoreError::Conflict {
@@ -249,6 +251,7 @@ async fn appending_a_stored_event_id_again_answers_the_original_result(app: Test
         stream_id: "s".into(),
         expected_version: 0,
         events: vec![event(1), event(2)],
+        idempotency: None,
     };
     let first = log.append(request.clone()).await.unwrap();
     log.append(single("other", 0, event(3))).await.unwrap();

@@ -10,6 +10,7 @@ use aggregates::fleet::FleetError;
 use aggregates::registry::RegistryError;
 
 use crate::commands::CommandError;
+use crate::idempotency::IdempotencyError;
 use crate::queries::QueryError;
 use crate::read_store::ReadStoreError;
 use crate::store::StoreError;
@@ -31,6 +32,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A 409 that says nothing about the request itself: it collided with another one, and the
+    /// same request sent again may succeed. Its answer is never kept for an Idempotency-Key.
+    #[error("{0}")]
+    Contended(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("Método no permitido")]
     MethodNotAllowed,
     /// The store is out of reach: nothing was done, and the request may be retried. The cause
@@ -49,7 +56,8 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Contended(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,11 +84,29 @@ impl IntoResponse for ApiError {
             Self::Unavailable(cause) => tracing::warn!(%cause, "store unavailable"),
             _ => {}
         }
-        (
+        let mut response = (
             self.status(),
             Json(json!({ "error": self.public_message() })),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, Self::Contended(_)) {
+            response.extensions_mut().insert(Retryable);
+        }
+        response
+    }
+}
+
+/// Marks an answer that a retry of the same request may not get: it is not kept for replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Retryable;
+
+impl From<IdempotencyError> for ApiError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::Reused => Self::Unprocessable(error.to_string()),
+            IdempotencyError::InFlight => Self::Contended(error.to_string()),
+            IdempotencyError::Store(error) => error.into(),
+        }
     }
 }
 
@@ -97,6 +123,10 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::KeyClaimed { .. } = error {
+            // Another instance runs a request with this Idempotency-Key.
+            return IdempotencyError::InFlight.into();
+        }
         Self::server_side(error.is_outage(), error)
     }
 }
@@ -130,7 +160,7 @@ pub fn command_error<E: std::error::Error>(
         CommandError::Unrepresentable(value) => {
             ApiError::BadRequest(format!("Invalid value: {}", value.reason))
         }
-        CommandError::Conflict { .. } => ApiError::Conflict(
+        CommandError::Conflict { .. } => ApiError::Contended(
             "El registro cambió mientras se procesaba la solicitud; intente de nuevo".to_string(),
         ),
         CommandError::Store(store) => store.into(),

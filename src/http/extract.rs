@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::auth::Actor;
+use crate::idempotency::IdempotencyScope;
 use crate::store::EventMetadata;
 
 /// A JSON body. Any content type is read as JSON, and a malformed body is a 400 that says what is
@@ -56,6 +57,9 @@ pub struct CommandContext {
     pub actor: Actor,
     pub metadata: EventMetadata,
     pub lag: ReadModelsLag,
+    /// The request's Idempotency-Key, when it sent one: its commands derive their event ids from
+    /// it (see [`crate::idempotency`]).
+    pub idempotency: Option<Arc<IdempotencyScope>>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
@@ -86,10 +90,12 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             .get::<ReadModelsLag>()
             .cloned()
             .unwrap_or_default();
+        let idempotency = parts.extensions.get::<Arc<IdempotencyScope>>().cloned();
         Ok(Self {
             actor,
             metadata,
             lag,
+            idempotency,
         })
     }
 }

@@ -39,6 +39,8 @@ pub struct BatchContext {
     pub versions: HashMap<(String, String), i64>,
     /// Already-stored events among the batch's event ids.
     pub known: HashMap<Uuid, KnownEvent>,
+    /// The epoch each Idempotency-Key the batch claims is already claimed with (actor, key).
+    pub claims: HashMap<(String, String), Uuid>,
 }
 
 /// A row the batch will insert.
@@ -125,6 +127,7 @@ fn plan_one<'a>(
     if let Some(original) = already_appended(request, &context.known)? {
         return Ok(original);
     }
+    check_claim(request, &context.claims)?;
     let key = (request.stream_type.clone(), request.stream_id.clone());
     let actual = context.versions.get(&key).copied().unwrap_or(0);
     if actual != request.expected_version {
@@ -158,11 +161,35 @@ fn plan_one<'a>(
         });
     }
     context.versions.insert(key, version);
+    if let Some(claim) = &request.idempotency {
+        // Later appends of this batch see the claim as if it were stored.
+        context
+            .claims
+            .insert((claim.actor.clone(), claim.key.clone()), claim.epoch);
+    }
     Ok(Appended {
         first_position,
         last_position: *head,
         version,
     })
+}
+
+/// An append that claims an Idempotency-Key another use of it (another epoch) claimed first is
+/// refused: two processes that each took a retry of one request cannot both commit it.
+fn check_claim(
+    request: &AppendRequest,
+    claims: &HashMap<(String, String), Uuid>,
+) -> Result<(), StoreError> {
+    let Some(claim) = &request.idempotency else {
+        return Ok(());
+    };
+    match claims.get(&(claim.actor.clone(), claim.key.clone())) {
+        Some(epoch) if *epoch != claim.epoch => Err(StoreError::KeyClaimed {
+            actor: claim.actor.clone(),
+            key: claim.key.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// An append whose events are all stored already, in its stream and in its order, is a retry of
@@ -640,6 +667,7 @@ mod tests {
                     metadata: EventMetadata::default(),
                 })
                 .collect(),
+            idempotency: None,
         }
     }
 
@@ -759,6 +787,44 @@ mod tests {
         let plan = plan_batch(&batch, context);
         assert!(matches!(plan.outcomes[0], Err(StoreError::EventIdReused(id)) if id == stored));
         assert!(plan.rows.is_empty());
+    }
+
+    /// Two processes that each took a retry of one keyed request: whichever commits first
+    /// claims the key, and the other use of it (another epoch) is refused, in the same batch or
+    /// a later one. A later append of the same use goes through.
+    #[test]
+    fn an_append_claiming_a_key_another_use_claimed_is_refused() {
+        let claim = |epoch| crate::store::IdempotencyClaim {
+            actor: "ana".into(),
+            key: "k".into(),
+            fingerprint: String::new(),
+            epoch,
+            created_at: chrono::Utc::now(),
+        };
+        let (ours, theirs) = (Uuid::now_v7(), Uuid::now_v7());
+        let keyed = |stream: &str, epoch| AppendRequest {
+            idempotency: Some(claim(epoch)),
+            ..request(stream, 0, &[Uuid::now_v7()])
+        };
+        let batch = vec![keyed("a", ours), keyed("b", theirs), keyed("c", ours)];
+        let plan = plan_batch(&batch, BatchContext::default());
+        assert!(plan.outcomes[0].is_ok());
+        assert!(matches!(
+            plan.outcomes[1],
+            Err(StoreError::KeyClaimed { .. })
+        ));
+        assert!(plan.outcomes[2].is_ok());
+        assert_eq!(plan.rows.len(), 2);
+
+        let mut context = BatchContext::default();
+        context.claims.insert(("ana".into(), "k".into()), theirs);
+        let batch = vec![keyed("a", ours), keyed("b", theirs)];
+        let plan = plan_batch(&batch, context);
+        assert!(matches!(
+            plan.outcomes[0],
+            Err(StoreError::KeyClaimed { .. })
+        ));
+        assert!(plan.outcomes[1].is_ok());
     }
 
     /// Another process wrote exactly one event to the stream, so the version an append decided

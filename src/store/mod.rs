@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use idempotency::{IdempotencyClaim, IdempotencyStore};
+
 /// Who caused an event and in answer to what; stored with every event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EventMetadata {
@@ -100,6 +102,8 @@ pub struct AppendRequest {
     pub stream_id: String,
     pub expected_version: i64,
     pub events: Vec<NewEvent>,
+    /// The Idempotency-Key this append answers, written in the same transaction as its events.
+    pub idempotency: Option<IdempotencyClaim>,
 }
 
 /// Where an accepted append landed.
@@ -124,6 +128,9 @@ pub enum StoreError {
     EmptyAppend,
     #[error("event {0} is already stored in another stream or at another version")]
     EventIdReused(Uuid),
+    /// Another request (another use of the key) already claimed it: see [`idempotency`].
+    #[error("idempotency key {key} of {actor} is claimed by another request")]
+    KeyClaimed { actor: String, key: String },
     #[error("the event log is shut down")]
     Closed,
     #[error("the event log could not commit: {0}")]
@@ -171,7 +178,7 @@ pub fn is_outage(error: &sqlx::Error) -> bool {
 
 /// The global, ordered, durable log of every event.
 #[async_trait]
-pub trait EventLog: Send + Sync {
+pub trait EventLog: IdempotencyStore + Send + Sync {
     /// Appends atomically, or writes nothing. Appending events whose ids are already stored as
     /// exactly that append is a no-op answering the original positions.
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
@@ -431,6 +438,8 @@ macro_rules! impl_event_log {
 
 pub mod cqrs_adapter;
 pub mod group_commit;
+#[macro_use]
+pub mod idempotency;
 
 pub use group_commit::PendingAppend;
 pub mod postgres;

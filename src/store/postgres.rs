@@ -166,7 +166,8 @@ impl BatchWriter for PostgresBatchWriter {
             sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
                 .fetch_one(&mut *tx)
                 .await?;
-        let context = load_context(&mut tx, batch, head).await?;
+        let mut context = load_context(&mut tx, batch, head).await?;
+        context.claims = load_claims(&mut tx, batch).await?;
         let plan = plan_batch_after(batch, context, dependencies);
         let Some(last) = plan.rows.last() else {
             tx.rollback().await?;
@@ -212,6 +213,7 @@ impl BatchWriter for PostgresBatchWriter {
             }
             insert.build().execute(&mut *tx).await?;
         }
+        insert_claims(&mut tx, batch, &plan.outcomes).await?;
         tx.commit().await?;
         Ok((plan.outcomes, new_head))
     }
@@ -287,6 +289,7 @@ async fn load_context(
         head,
         versions,
         known,
+        claims: HashMap::new(),
     })
 }
 
@@ -306,3 +309,11 @@ impl_event_log!(
     backend = "postgres",
     head_sql = "SELECT position FROM event_log_head WHERE id = 1"
 );
+
+impl_idempotency_store!(
+    PostgresLog,
+    row = sqlx::postgres::PgRow,
+    event_id_is = "event_id = $1::uuid"
+);
+
+claims_in_transaction!(Postgres);

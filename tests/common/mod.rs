@@ -164,20 +164,7 @@ impl TestApp {
     /// Sends one request through the real router; answers status, headers and the JSON body
     /// (`Value::Null` for an empty body, a string for a non-JSON one).
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router always answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, headers, bytes) = respond(&self.router, request).await;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -218,4 +205,25 @@ impl TestApp {
         self.call(Method::POST, path, Some(&token), Some(body))
             .await
     }
+}
+
+/// Sends one request through `router`; answers status, headers and the body's bytes.
+pub async fn respond(
+    router: &Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router always answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, headers, bytes)
 }
