@@ -158,6 +158,14 @@ fn placeholder(number: usize, cell: &Cell) -> String {
     }
 }
 
+/// [`placeholder`] for SQLite: parameters bound in order of appearance.
+fn anonymous_placeholder(cell: &Cell) -> &'static str {
+    match cell {
+        Cell::Int(_) => "CAST(? AS BIGINT)",
+        Cell::Text(_) => "CAST(? AS TEXT)",
+    }
+}
+
 /// Placeholders are written as `$1, $2, …` by hand: sqlx's `Any` query builder emits `?`, which
 /// PostgreSQL rejects. SQLite numbers `$n` parameters in order of appearance, which is the same.
 pub async fn apply_change(
@@ -345,6 +353,10 @@ impl UpsertGroup {
             .chain(&self.value_columns)
             .copied()
             .collect();
+        // SQLite looks a numbered `$n` up among all of a statement's parameter names on every
+        // bind (quadratic: 12% of a rebuild's time at 200 parameters); anonymous `?` in order
+        // skips that. PostgreSQL only understands `$n`.
+        let anonymous = tx.backend_name() == "SQLite";
         for chunk in rows.chunks((PARAMS_PER_STATEMENT_MAX / columns).max(1)) {
             let mut number = 0;
             let tuples: Vec<String> = chunk
@@ -354,7 +366,11 @@ impl UpsertGroup {
                         .iter()
                         .map(|cell| {
                             number += 1;
-                            placeholder(number, cell)
+                            if anonymous {
+                                anonymous_placeholder(cell).to_string()
+                            } else {
+                                placeholder(number, cell)
+                            }
                         })
                         .collect();
                     format!("({})", placeholders.join(", "))
