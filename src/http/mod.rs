@@ -79,19 +79,7 @@ where
     A: Aggregate + Clone + 'static,
     A::Command: Clone,
 {
-    let (executed, ()) = bus
-        .execute_keyed(
-            stream_id,
-            command,
-            &context.metadata,
-            context.idempotency.as_deref(),
-            |_| (),
-        )
-        .await
-        .map_err(|e| error::command_error(e, refused))?;
-    if executed.appended.is_some() {
-        state.references.appended_to(A::TYPE).await;
-    }
+    let (executed, ()) = execute(state, bus, stream_id, command, context, refused, |_| ()).await?;
     if !state.can_show(&executed.touched) {
         context.lag.mark();
     }
@@ -100,6 +88,29 @@ where
 
 /// [`run_command`], also answering `view` of the aggregate as the command left it.
 pub async fn run_command_viewing<A, R>(
+    state: &AppState,
+    bus: &CommandBus<A>,
+    stream_id: &str,
+    command: A::Command,
+    context: &CommandContext,
+    refused: impl FnOnce(A::Error) -> ApiError,
+    view: impl FnMut(&A) -> R,
+) -> Result<(Executed<A>, R), ApiError>
+where
+    A: Aggregate + Clone + 'static,
+    A::Command: Clone,
+{
+    let (executed, viewed) =
+        execute(state, bus, stream_id, command, context, refused, view).await?;
+    if !state.settle(executed.position(), &executed.touched).await {
+        context.lag.mark();
+    }
+    Ok((executed, viewed))
+}
+
+/// Executes `command` under the request's idempotency key, and tells the reference index when
+/// the command appended to a stream it follows.
+async fn execute<A, R>(
     state: &AppState,
     bus: &CommandBus<A>,
     stream_id: &str,
@@ -124,9 +135,6 @@ where
         .map_err(|e| error::command_error(e, refused))?;
     if executed.appended.is_some() {
         state.references.appended_to(A::TYPE).await;
-    }
-    if !state.settle(executed.position(), &executed.touched).await {
-        context.lag.mark();
     }
     Ok((executed, viewed))
 }
