@@ -80,6 +80,27 @@ impl JwtArgs {
     }
 }
 
+/// How many requests `serve` works on at once, and for how long each.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Requests worked on at once; past it a request is answered 503 at once (load shedding).
+    #[arg(long, env = "FLEET_LEDGER_MAX_IN_FLIGHT", default_value_t = crate::http::limits::IN_FLIGHT_MAX_DEFAULT, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Longest a request may run (e.g. 30s, 2m) before it is abandoned with a 503.
+    #[arg(long, env = "FLEET_LEDGER_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::auth::parse_ttl)]
+    pub request_timeout: std::time::Duration,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::HttpLimits {
+        crate::HttpLimits {
+            in_flight_max: self.max_in_flight,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -91,6 +112,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub jwt: JwtArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Time zone in which a plain date given as `as_of` ends (IANA name of a zone without
     /// daylight saving, e.g. America/Bogota, or an offset such as -05:00).

@@ -52,9 +52,12 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
 
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
             tracing::info!(listen = %listener.local_addr()?, store = state.log.backend(), "fleet-ledger serving");
-            axum::serve(listener, fleet_ledger::app(state.clone()))
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            axum::serve(
+                listener,
+                fleet_ledger::app_with_limits(state.clone(), args.limits.limits()),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
             tracing::info!("stopped accepting requests; flushing the event log");
             state.shutdown().await;
             tracing::info!("shut down cleanly");

@@ -276,3 +276,34 @@ fn tokens_are_never_logged_even_at_debug_level() {
     }
     assert!(!logs.contains(secret), "the secret appears in the logs");
 }
+
+#[test]
+fn help_documents_the_limits_and_token_options() {
+    let help = command(Path::new("."))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for option in [
+        "--max-in-flight",
+        "FLEET_LEDGER_MAX_IN_FLIGHT",
+        "--request-timeout",
+        "FLEET_LEDGER_REQUEST_TIMEOUT",
+        "--jwt-issuer",
+        "FLEET_LEDGER_JWT_ISSUER",
+        "--jwt-audience",
+        "FLEET_LEDGER_JWT_AUDIENCE",
+        "--jwt-public-key",
+        "FLEET_LEDGER_JWT_PUBLIC_KEY",
+    ] {
+        assert!(
+            text.contains(option),
+            "serve --help mentions {option}:\n{text}"
+        );
+    }
+    let zero = command(Path::new("."))
+        .args(["serve", "--max-in-flight", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2), "a cap of 0 is refused");
+}

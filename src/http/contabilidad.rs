@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Path, Query};
+use axum::extract::State;
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
 use rust_decimal::Decimal;

@@ -1,7 +1,7 @@
 //! The HTTP layer's one error type. Each variant maps to one status and the seed's body
 //! `{"error": "..."}`; a 500 never carries its cause, which is logged instead.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -32,6 +32,16 @@ pub enum ApiError {
     Conflict(String),
     #[error("Método no permitido")]
     MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Load shedding: more requests in flight than the service takes at once.
+    #[error("Servicio sobrecargado; intente de nuevo en un momento")]
+    Overloaded,
+    /// The request ran longer than the configured timeout and was abandoned.
+    #[error("La solicitud superó el tiempo límite ({0:?})")]
+    TimedOut(std::time::Duration),
     /// A bug or an outage. The text is logged, never sent.
     #[error("{0}")]
     Internal(String),
@@ -46,7 +56,9 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Overloaded | Self::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,11 +81,18 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(%cause, "request failed");
         }
-        (
+        let mut response = (
             self.status(),
             Json(json!({ "error": self.public_message() })),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, Self::Overloaded) {
+            // Shed load is over in moments; a client that honours this spreads its retries.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

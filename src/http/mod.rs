@@ -13,6 +13,7 @@ pub mod fields;
 pub mod flota;
 pub mod health;
 pub mod import;
+pub mod limits;
 pub mod lookup;
 pub mod middleware;
 pub mod misiones;
