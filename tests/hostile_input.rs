@@ -21,6 +21,7 @@ on_both_stores!(
     a_body_over_the_limit_is_a_413_and_the_import_takes_16_mib,
     json_nested_too_deeply_is_a_400,
     a_bad_path_encoding_is_a_400_in_the_family_format,
+    overlong_trace_headers_are_not_stored,
     a_request_running_past_the_timeout_is_a_503,
     requests_past_the_in_flight_cap_are_shed_with_a_503,
 );
@@ -396,6 +397,15 @@ async fn a_bad_path_encoding_is_a_400_in_the_family_format(app: TestApp) {
             error("Invalid value for bomba_id: expected comma-separated integers")
         )
     );
+    // Found by the property test: PostgreSQL refuses a NUL in text, which was a 500.
+    let (status, answer) = app.get("/api/contabilidad/cuentas/%00/movimientos").await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::NOT_FOUND,
+            error("No hay movimientos en la cuenta \u{0}")
+        )
+    );
     let (status, answer) = app.get("/vehiculo/%C3%28").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let message = answer["message"].as_str().unwrap_or_default();
@@ -513,4 +523,34 @@ async fn requests_past_the_in_flight_cap_are_shed_with_a_503(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(after.status(), StatusCode::OK, "the place is free again");
+}
+
+async fn overlong_trace_headers_are_not_stored(app: TestApp) {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/areas-operacion")
+        .header("authorization", format!("Bearer {}", app.operador()))
+        .header("x-request-id", "r".repeat(129))
+        .header("x-correlation-id", "c".repeat(129))
+        .header("x-causation-id", "k".repeat(128))
+        .body(Body::from(r#"{"nombre":"Norte"}"#))
+        .unwrap();
+    let (status, headers, _) = app.send(request).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let request_id = headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(request_id.len(), 36, "a generated UUID replaces it");
+    let events = app
+        .state
+        .log
+        .read_type("operation-areas", 0, 10)
+        .await
+        .unwrap();
+    let metadata = &events[0].metadata;
+    assert_eq!(metadata.request_id.as_deref(), Some(request_id.as_str()));
+    assert_eq!(
+        metadata.correlation_id.as_deref(),
+        Some(request_id.as_str()),
+        "an overlong correlation id falls back to the request id"
+    );
+    assert_eq!(metadata.causation_id, Some("k".repeat(128)));
 }

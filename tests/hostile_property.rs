@@ -719,6 +719,8 @@ async fn random_requests_never_fail_the_server_nor_write_when_refused(app: TestA
         .unwrap_or(CASES_DEFAULT);
     let mut runner = TestRunner::new(Config {
         cases,
+        // Each step is a request on a growing store: shrink briefly, the failure is printed.
+        max_shrink_iters: 512,
         failure_persistence: None,
         ..Config::default()
     });

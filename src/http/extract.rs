@@ -18,6 +18,10 @@ pub const BODY_BYTES_MAX: usize = 1024 * 1024;
 /// Deepest nesting of arrays and objects in a body. The deepest body any endpoint reads is an
 /// import (object → records → row → cell); the rest is only ever an attack on the parser.
 pub const JSON_DEPTH_MAX: usize = 16;
+/// Longest `x-request-id`, `x-correlation-id` or `x-causation-id` taken from a caller (each is
+/// stored with every event the request causes): a longer request id is replaced by a generated
+/// one, a longer correlation or causation id is ignored.
+pub const TRACE_ID_LEN_MAX: usize = 128;
 /// Longest caller text repeated in an error message.
 const ECHO_LEN_MAX: usize = 64;
 
@@ -211,6 +215,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
                 .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_LEN_MAX)
                 .map(str::to_string)
         };
         let metadata = EventMetadata {
