@@ -296,16 +296,10 @@ fn corpus() -> &'static Vec<projections::Recorded> {
             let app = common::TestApp::start(common::Backend::Sqlite)
                 .await
                 .expect("SQLite is always available");
+            app.seed_fleet().await;
             for (path, body) in [
-                ("/api/areas-operacion", r#"{"nombre":"Logística"}"#),
-                ("/api/bombas", r#"{"bomba":"Central","area_operacion_id":1}"#),
-                ("/api/placas", r#"{"placa":"ABC123"}"#),
-                ("/api/conductores", r#"{"conductor":"Juan","area_principal":1}"#),
-                ("/api/flota/sync", ""),
-                ("/api/misiones", r#"{"vehiculo_id":1,"conductor_id":1,"descripcion":"R","fecha_programada":"2026-03-01"}"#),
                 ("/api/misiones/1/iniciar", r#"{"kilometraje_inicial":10,"combustible_inicial_galones":3}"#),
                 ("/api/misiones/1/finalizar", r#"{"kilometraje_final":20,"combustible_final_galones":1.5}"#),
-                ("/api/tanqueos", r#"{"fecha":"2024-03-15","bomba_id":1,"area_operacion_id":1,"tipo_operacion":"ANTICIPO","valor_anticipo":500000}"#),
                 ("/api/tanqueos", r#"{"fecha":"2024-03-15","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"valor_tanqueo":150000,"cantidad_galones":12.5}"#),
                 ("/api/tanqueos/2/anular", r#"{"motivo":"doble"}"#),
                 ("/vehiculo", r#"{"placa":"XYZ987","idClaseVehiculo":1,"idEstadoVehiculo":1}"#),

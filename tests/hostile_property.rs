@@ -15,7 +15,7 @@ use common::TestApp;
 use fleet_ledger::auth::Role;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 on_both_stores!(random_requests_never_fail_the_server_nor_write_when_refused);
 
@@ -592,41 +592,6 @@ fn case(endpoints: &[Endpoint]) -> impl Strategy<Value = Case> {
     })
 }
 
-/// Area 1, stations 1 (overdraft allowed) and 2 (not), plate 1 (ABC123), driver 1, vehicle 1,
-/// a mission and a refuel: enough that mutated requests reach every decision.
-async fn setup(app: &TestApp) {
-    for (path, body) in [
-        ("/api/areas-operacion", json!({ "nombre": "Logística" })),
-        (
-            "/api/bombas",
-            json!({ "bomba": "Central", "area_operacion_id": 1 }),
-        ),
-        (
-            "/api/bombas",
-            json!({ "bomba": "Estricta", "area_operacion_id": 1, "permitir_saldo_negativo": false }),
-        ),
-        ("/api/placas", json!({ "placa": "ABC123" })),
-        (
-            "/api/conductores",
-            json!({ "conductor": "Juan Perez", "area_principal": 1 }),
-        ),
-        ("/api/flota/sync", Value::Null),
-        (
-            "/api/misiones",
-            json!({ "vehiculo_id": 1, "conductor_id": 1, "descripcion": "Ruta", "fecha_programada": "2026-03-01" }),
-        ),
-        ("/api/tanqueos", serde_json::from_str(TANQUEO).unwrap()),
-    ] {
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let (status, answer) = app.post(path, &body).await;
-        assert!(status.is_success(), "{path}: {status} {answer}");
-    }
-}
-
 /// `path` with its one `{…}` parameter replaced by `value`.
 fn with_param(path: &str, value: &str) -> String {
     match (path.find('{'), path.find('}')) {
@@ -696,7 +661,7 @@ async fn check(app: &TestApp, endpoints: &[Endpoint], case: Case) -> Result<(), 
 }
 
 async fn random_requests_never_fail_the_server_nor_write_when_refused(app: TestApp) {
-    setup(&app).await;
+    app.seed_fleet().await;
     let endpoints = endpoints();
     let covered: Vec<(String, &str)> = endpoints
         .iter()

@@ -8,7 +8,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{TestApp, ROUTES};
 use fleet_ledger::auth::Role;
-use serde_json::{json, Value};
+use serde_json::json;
 
 on_both_stores!(every_route_answers_every_role_as_the_readme_table_says);
 
@@ -52,7 +52,7 @@ fn readme_table() -> Vec<(String, String, [Rule; 3])> {
         .collect()
 }
 
-/// A request each route would take on the store `setup` leaves.
+/// A request each route would take on the store [`TestApp::seed_fleet`] leaves.
 fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
     let body = match (method, path) {
         ("POST", "/api/areas-operacion") => Some(json!({ "nombre": format!("Área {n}") })),
@@ -94,36 +94,6 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
     (path, body.map(|b| b.to_string()))
 }
 
-/// Area 1, station 1, plate 1, driver 1, vehicle 1, mission 1 and the ANTICIPO record 1.
-async fn setup(app: &TestApp) {
-    for (path, body) in [
-        ("/api/areas-operacion", json!({ "nombre": "Logística" })),
-        (
-            "/api/bombas",
-            json!({ "bomba": "Central", "area_operacion_id": 1 }),
-        ),
-        ("/api/placas", json!({ "placa": "ABC123" })),
-        ("/api/conductores", json!({ "conductor": "Juan Pérez" })),
-        ("/api/flota/sync", Value::Null),
-        (
-            "/api/misiones",
-            json!({ "vehiculo_id": 1, "conductor_id": 1, "descripcion": "Ruta", "fecha_programada": "2026-03-01" }),
-        ),
-        (
-            "/api/tanqueos",
-            json!({ "fecha": "2024-03-15", "bomba_id": 1, "area_operacion_id": 1, "tipo_operacion": "ANTICIPO", "valor_anticipo": 500000 }),
-        ),
-    ] {
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let (status, answer) = app.post(path, &body).await;
-        assert!(status.is_success(), "{path}: {status} {answer}");
-    }
-}
-
 async fn every_route_answers_every_role_as_the_readme_table_says(app: TestApp) {
     let table = readme_table();
     let documented: Vec<(&str, &str)> = table
@@ -135,7 +105,7 @@ async fn every_route_answers_every_role_as_the_readme_table_says(app: TestApp) {
         ROUTES.to_vec(),
         "README's role table lists every route of app(), in order"
     );
-    setup(&app).await;
+    app.seed_fleet().await;
     let roles = [Role::Admin, Role::Operador, Role::Auditor];
     let mut n = 0;
     for (method, path, rules) in &table {

@@ -183,13 +183,17 @@ fn serve_with_no_configuration_keeps_data_across_a_clean_sigterm_restart() {
     assert!(lines >= 2, "serving and shutting down are logged");
 }
 
-#[test]
-fn help_documents_every_option() {
+fn serve_help() -> String {
     let help = command(Path::new("."))
         .args(["serve", "--help"])
         .output()
         .unwrap();
-    let text = String::from_utf8(help.stdout).unwrap();
+    String::from_utf8(help.stdout).unwrap()
+}
+
+#[test]
+fn help_documents_every_option() {
+    let text = serve_help();
     for option in [
         "--listen",
         "--data-dir",
@@ -279,11 +283,7 @@ fn tokens_are_never_logged_even_at_debug_level() {
 
 #[test]
 fn help_documents_the_limits_and_token_options() {
-    let help = command(Path::new("."))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(help.stdout).unwrap();
+    let text = serve_help();
     for option in [
         "--max-in-flight",
         "FLEET_LEDGER_MAX_IN_FLIGHT",
