@@ -24,6 +24,7 @@ use projections::{Cell, Change, Projection, Recorded};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::idempotency::IdempotencyScope;
 use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, StoreError};
 
 /// Attempts per command before a conflict is reported to the caller. Several instances writing
@@ -31,6 +32,8 @@ use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, 
 pub const ATTEMPTS_MAX: usize = 32;
 /// Streams kept in memory per aggregate type.
 pub const CACHED_STREAMS_MAX: usize = 10_000;
+/// Events read at a time when a resumed keyed request collects what it appended before.
+const RESUME_PAGE_EVENTS: i64 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: std::error::Error> {
@@ -90,6 +93,15 @@ impl Tail {
             // The appender went away without saying: treat as failed, and decide again.
             Err(_) => false,
         }
+    }
+}
+
+impl<A> Cached<A> {
+    /// Whether this state is known to be committed: nothing of this process is pending on it.
+    fn is_settled(&self) -> bool {
+        self.tail
+            .as_ref()
+            .is_none_or(|tail| *tail.confirmed.borrow() == Some(true))
     }
 }
 
@@ -184,10 +196,38 @@ where
         stream_id: &str,
         command: A::Command,
         metadata: &EventMetadata,
+        view: impl FnMut(&A) -> R,
+    ) -> Result<(Executed<A>, R), CommandError<A::Error>> {
+        self.execute_keyed(stream_id, command, metadata, None, view)
+            .await
+    }
+
+    /// [`execute_viewing`](Self::execute_viewing) for a request with an Idempotency-Key: the
+    /// events' ids derive from the key ([`IdempotencyScope::event_id`]), and the append claims
+    /// the key in the transaction of its events. When an earlier run of the request committed
+    /// and died before answering, the command answers the events that run appended instead of
+    /// deciding again (see [`crate::idempotency`]).
+    pub async fn execute_keyed<R>(
+        &self,
+        stream_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        scope: Option<&IdempotencyScope>,
         mut view: impl FnMut(&A) -> R,
     ) -> Result<(Executed<A>, R), CommandError<A::Error>> {
+        let keyed = scope.map(|scope| (scope, scope.next_append()));
         let slot = self.slot(stream_id);
         for attempt in 0..ATTEMPTS_MAX {
+            // Asked again on every attempt: a conflict may come from another process resuming
+            // the same request, whose append is then the answer.
+            if let Some((scope, append)) = keyed.filter(|(scope, _)| scope.is_resuming()) {
+                if let Some(answer) = self
+                    .resumed(&slot, stream_id, scope, append, &mut view)
+                    .await?
+                {
+                    return Ok(answer);
+                }
+            }
             let mut cached = slot.lock().await;
             let mut current = match cached.take() {
                 Some(current) => current,
@@ -204,6 +244,19 @@ where
                     events.is_empty(),
                     "a refusing handle must not have applied events"
                 );
+                if decided.is_err() && current.is_settled() {
+                    // The cached state may miss what another instance wrote (the record a void
+                    // names, an advance that covers a refuel): before refusing, read the
+                    // stream's tail (one indexed read, usually empty) and decide again on it.
+                    let version = current.version;
+                    let refreshed = self.refresh(stream_id, current).await?;
+                    let moved = refreshed.version > version;
+                    current = refreshed;
+                    if moved {
+                        *cached = Some(current);
+                        continue;
+                    }
+                }
                 let tail = current.tail.clone();
                 let viewed = view(&current.aggregate);
                 *cached = Some(current);
@@ -242,13 +295,23 @@ where
                     return Err(refusal);
                 }
             };
-            let appended_events = prepared.events.len() as i64;
-            let last_event_id = prepared.events.last().map(|e| e.event_id);
+            let mut events_to_append = prepared.events;
+            if let Some((scope, append)) = keyed {
+                // The same ids on every attempt: only one attempt ever commits. An append decided
+                // after a failed attempt may be refused once more for naming its (reused) last
+                // id, and is then decided again like any other.
+                for (index, event) in events_to_append.iter_mut().enumerate() {
+                    event.event_id = scope.event_id(append, index);
+                }
+            }
+            let appended_events = events_to_append.len() as i64;
+            let last_event_id = events_to_append.last().map(|e| e.event_id);
             let request = AppendRequest {
                 stream_type: A::TYPE.to_string(),
                 stream_id: stream_id.to_string(),
                 expected_version: current.version,
-                events: prepared.events,
+                events: events_to_append,
+                idempotency: keyed.map(|(scope, _)| scope.claim().clone()),
             };
             let after = current.tail.as_ref().map(|tail| tail.last_event_id);
             let base_version = current.version;
@@ -271,6 +334,23 @@ where
             });
             drop(cached);
             match pending.outcome().await {
+                Ok(appended) if appended.version != base_version + appended_events => {
+                    // Only a keyed append can land elsewhere than decided: the log recognised its
+                    // ids as stored by another run of the request (another process resuming
+                    // it), and stored nothing of ours. That run's events are the answer.
+                    confirm.send_replace(Some(false));
+                    *slot.lock().await = None;
+                    let (scope, append) = keyed.ok_or_else(|| {
+                        StoreError::Unavailable("an append landed elsewhere than decided".into())
+                    })?;
+                    return match self
+                        .resumed(&slot, stream_id, scope, append, &mut view)
+                        .await?
+                    {
+                        Some(answer) => Ok(answer),
+                        None => Err(StoreError::EventIdReused(scope.event_id(append, 0)).into()),
+                    };
+                }
                 Ok(appended) => {
                     confirm.send_replace(Some(true));
                     return Ok((
@@ -305,6 +385,80 @@ where
         })
     }
 
+    /// What an earlier run of a keyed request answered for its `append`-th append, if that run
+    /// committed it: its events, and `view` of the aggregate as it is now.
+    async fn resumed<R>(
+        &self,
+        slot: &Slot<A>,
+        stream_id: &str,
+        scope: &IdempotencyScope,
+        append: u32,
+        view: &mut impl FnMut(&A) -> R,
+    ) -> Result<Option<(Executed<A>, R)>, CommandError<A::Error>> {
+        let Some(found) = self.appended_before(stream_id, scope, append).await? else {
+            return Ok(None);
+        };
+        let mut cached = slot.lock().await;
+        let current = self
+            .refresh(stream_id, cached.take().unwrap_or_else(Cached::empty))
+            .await?;
+        let viewed = view(&current.aggregate);
+        *cached = Some(current);
+        Ok(Some((found, viewed)))
+    }
+
+    /// The events an earlier run of a keyed request appended as its `append`-th append, if it
+    /// committed any.
+    async fn appended_before(
+        &self,
+        stream_id: &str,
+        scope: &IdempotencyScope,
+        append: u32,
+    ) -> Result<Option<Executed<A>>, CommandError<A::Error>> {
+        let Some(first) = self.log.read_event(scope.event_id(append, 0)).await? else {
+            return Ok(None);
+        };
+        if first.stream_type != A::TYPE || first.stream_id != stream_id {
+            // The same request, routed to another stream than the first time: not a retry the
+            // log can answer.
+            return Err(StoreError::EventIdReused(first.event_id).into());
+        }
+        // One append's events hold consecutive positions, in order.
+        let mut stored = vec![first];
+        loop {
+            let after = stored[stored.len() - 1].position;
+            let page = self.log.read_all(after, RESUME_PAGE_EVENTS).await?;
+            let mut more = page.len() == RESUME_PAGE_EVENTS as usize;
+            for event in page {
+                if event.event_id != scope.event_id(append, stored.len()) {
+                    more = false;
+                    break;
+                }
+                stored.push(event);
+            }
+            if !more {
+                break;
+            }
+        }
+        let first = &stored[0];
+        let last = &stored[stored.len() - 1];
+        let appended = Appended {
+            first_position: first.position,
+            last_position: last.position,
+            version: last.version,
+        };
+        let events = stored
+            .iter()
+            .map(|event| codec::decode(&event.event_type, &event.payload))
+            .collect::<Result<Vec<A::Event>, _>>()?;
+        Ok(Some(Executed {
+            events,
+            appended: Some(appended),
+            // Not proven again here: waiting for every read model is right, if slower.
+            touched: self.projections.iter().map(|p| p.name()).collect(),
+        }))
+    }
+
     /// The aggregate as the log knows it now, without running a command.
     pub async fn load(&self, stream_id: &str) -> Result<(A, i64), CommandError<A::Error>> {
         let slot = self.slot(stream_id);
@@ -322,15 +476,21 @@ where
         stream_id: &str,
         mut current: Cached<A>,
     ) -> Result<Cached<A>, CommandError<A::Error>> {
-        for stored in self
-            .log
-            .read_stream(A::TYPE, stream_id, current.version)
-            .await?
-        {
-            let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
-            current.aggregate.apply(event);
-            current.version = stored.version;
-        }
+        let after_version = current.version;
+        crate::store::fold_stream(
+            self.log.as_ref(),
+            A::TYPE,
+            stream_id,
+            after_version,
+            crate::store::STREAM_PAGE_EVENTS,
+            |stored| -> Result<(), CommandError<A::Error>> {
+                let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
+                current.aggregate.apply(event);
+                current.version = stored.version;
+                Ok(())
+            },
+        )
+        .await?;
         Ok(current)
     }
 }
@@ -472,6 +632,39 @@ mod tests {
         async fn shutdown(&self) {}
         fn backend(&self) -> &'static str {
             "test"
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::store::IdempotencyStore for AlwaysBehind {
+        async fn idempotency_key(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<crate::store::idempotency::StoredKey>, StoreError> {
+            Ok(None)
+        }
+        async fn save_idempotency_response(
+            &self,
+            _: &crate::store::IdempotencyClaim,
+            _: &crate::store::idempotency::SavedResponse,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn forget_idempotency_key(
+            &self,
+            _: &crate::store::IdempotencyClaim,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn expire_idempotency_keys(
+            &self,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn read_event(&self, _: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+            Ok(None)
         }
     }
 

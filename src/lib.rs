@@ -8,7 +8,9 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
+pub mod lease;
 pub mod queries;
 pub mod read_store;
 pub mod references;
@@ -109,6 +111,11 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             post(http::misiones::complete),
         )
         .route("/api/misiones/{id}/cancelar", post(http::misiones::cancel))
+        // Keys belong to the token's `sub`: the key layer runs right inside authentication.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::idempotency::idempotency_key,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::middleware::require_token,
@@ -131,6 +138,14 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
         )
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(CatchPanicLayer::custom(http::middleware::panic_response))
+        // The envelope twice: inside the key layer, so that a key keeps (and replays) the
+        // enveloped answer byte for byte; outside it, for what authentication and the key layer
+        // refuse themselves. An answer already enveloped passes the outer one unchanged.
+        .route_layer(axum::middleware::from_fn(http::vehiculo::error_envelope))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::idempotency::idempotency_key,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::middleware::require_token,

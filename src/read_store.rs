@@ -14,12 +14,21 @@ use projections::{Cell, Change};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
 
+/// Longest a read waits for a PostgreSQL connection before it is answered 503.
+pub const OUTAGE_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadStoreError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl ReadStoreError {
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Database(error) if crate::store::is_outage(error))
+    }
 }
 
 #[derive(Clone)]
@@ -39,7 +48,13 @@ impl ReadStore {
         let options = AnyConnectOptions::from_str(database_url)?.disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(30))
+            // On PostgreSQL a read fails fast (503) while the database is out of reach, instead
+            // of holding the request; SQLite's connections are only ever busy, never gone.
+            .acquire_timeout(if is_sqlite {
+                Duration::from_secs(30)
+            } else {
+                OUTAGE_TIMEOUT
+            })
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if is_sqlite {
@@ -78,7 +93,16 @@ impl ReadStore {
         }
     }
 
+    /// The projection's stored checkpoint; a projection seen for the first time gets a row at 0,
+    /// so that every later move is a compare-and-set ([`advance_checkpoint`]).
     pub async fn checkpoint(&self, projection: &str) -> Result<i64, ReadStoreError> {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(projection)
+        .execute(&self.pool)
+        .await?;
         let position: Option<i64> =
             sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
                 .bind(projection)
@@ -87,25 +111,42 @@ impl ReadStore {
         Ok(position.unwrap_or(0))
     }
 
+    /// Every stored checkpoint, by projection name.
+    pub async fn checkpoints(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, ReadStoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, position FROM projection_checkpoints")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
 
-pub async fn save_checkpoint(
+/// Moves a projection's checkpoint from `from` to `to`, only forward and only if it still is at
+/// `from`. `false` when it is not: another instance folded these events meanwhile, and the
+/// caller must roll its transaction back instead of applying them a second time.
+pub async fn advance_checkpoint(
     tx: &mut Transaction<'_, Any>,
     projection: &str,
-    position: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    from: i64,
+    to: i64,
+) -> Result<bool, sqlx::Error> {
+    debug_assert!(to > from, "a checkpoint only moves forward");
+    let moved = sqlx::query(
+        "UPDATE projection_checkpoints SET position = $1 \
+         WHERE name = $2 AND position = $3 AND position < $1",
     )
+    .bind(to)
     .bind(projection)
-    .bind(position)
+    .bind(from)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(moved.rows_affected() == 1)
 }
 
 /// A typed placeholder. Through the `Any` driver a NULL reaches PostgreSQL as untyped text, which

@@ -21,7 +21,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::read_store::{apply_change, apply_changes, save_checkpoint, ReadStore, ReadStoreError};
+use crate::lease::{Lease, LEASE_RENEWAL};
+use crate::read_store::{
+    advance_checkpoint, apply_change, apply_changes, ReadStore, ReadStoreError,
+};
 use crate::store::{SharedLog, StoreError, StoredEvent};
 
 /// Events folded per transaction by a projection followed alone.
@@ -38,6 +41,8 @@ const UNCHANGED_EVENTS_PER_CHECKPOINT: i64 = 10_000;
 /// it doubles with each failure up to [`RETRY_DELAY_MAX`].
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
+/// Longest pause between retries while the store itself is out of reach.
+const OUTAGE_RETRY_DELAY_MAX: Duration = Duration::from_secs(4);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -49,6 +54,9 @@ pub enum RunnerError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Fold(#[from] FoldError),
+    /// Another instance moved the checkpoint since this one read it: it holds the lease now.
+    #[error("projection {0}: another instance moved its checkpoint")]
+    Fenced(&'static str),
     /// Only [`ProjectionRunner::step_then_crash`] raises it, to stand for a process dying mid-batch.
     #[error("batch abandoned after {0} events")]
     Abandoned(usize),
@@ -97,6 +105,8 @@ pub struct ProjectionRunner {
     running: Vec<Running>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
+    /// Whether this instance holds the lease and folds the log (see [`crate::lease`]).
+    leading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ProjectionRunner {
@@ -109,28 +119,28 @@ impl ProjectionRunner {
     ) -> Result<Self, RunnerError> {
         let (stop, _) = watch::channel(false);
         let mut running = Vec::new();
-        let mut members = Vec::new();
+        let mut followed = Vec::new();
         for projection in projections {
             let checkpoint = store.checkpoint(projection.name()).await?;
             let (progress, observed) = watch::channel(Progress {
                 checkpoint,
                 stalled: None,
             });
-            members.push(Member {
+            followed.push(Followed {
                 projection: projection.clone(),
-                progress,
-                checkpoint,
-                persisted: checkpoint,
+                progress: Arc::new(progress),
             });
             running.push(Running {
                 projection,
                 progress: observed,
             });
         }
-        let tasks = vec![tokio::spawn(follow_together(
+        let leading = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = vec![tokio::spawn(run_projections(
             log.clone(),
             store.clone(),
-            members,
+            followed,
+            leading.clone(),
             stop.subscribe(),
         ))];
         Ok(Self {
@@ -139,6 +149,7 @@ impl ProjectionRunner {
             running,
             tasks: std::sync::Mutex::new(tasks),
             stop,
+            leading,
         })
     }
 
@@ -227,6 +238,21 @@ impl ProjectionRunner {
         &self.store
     }
 
+    /// Whether this instance folds the log into the read models now (it holds the lease).
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops folding at once, mid-batch, without giving the lease up: what a killed process
+    /// leaves behind. Exists so tests can prove another instance takes over.
+    pub fn abandon(&self) {
+        for task in self.tasks.lock().expect("never poisoned").drain(..) {
+            task.abort();
+        }
+        self.leading
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Stops every task after its current batch.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
@@ -266,7 +292,7 @@ impl ProjectionRunner {
 /// A projection folded by [`follow_together`], and how far it has got.
 struct Member {
     projection: Arc<dyn Projection>,
-    progress: watch::Sender<Progress>,
+    progress: Arc<watch::Sender<Progress>>,
     /// The last position it has folded (committed, or one its batches left unchanged).
     checkpoint: i64,
     /// Its checkpoint as stored.
@@ -303,7 +329,92 @@ fn fold_member(member: &Member, events: &[Recorded]) -> Folded {
     folded
 }
 
-/// Follows the log for every healthy projection at once.
+/// A projection and where its progress is published, whoever folds it.
+struct Followed {
+    projection: Arc<dyn Projection>,
+    progress: Arc<watch::Sender<Progress>>,
+}
+
+/// How often an instance without the lease reads the checkpoints the holder stores, so that its
+/// reads wait for what the holder folded (read-your-writes on every instance).
+const STORED_CHECKPOINTS_POLL: Duration = Duration::from_millis(50);
+
+/// Runs the projections while this instance holds the lease; otherwise follows the checkpoints
+/// the holder stores, and takes the lease over when the holder stops renewing it.
+async fn run_projections(
+    log: SharedLog,
+    store: ReadStore,
+    followed: Vec<Followed>,
+    leading: Arc<std::sync::atomic::AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let lease = Lease::new(store.clone(), "projections");
+    let mut next_attempt = tokio::time::Instant::now();
+    while !*stop.borrow() {
+        if tokio::time::Instant::now() >= next_attempt {
+            next_attempt = tokio::time::Instant::now() + LEASE_RENEWAL;
+            match lease.hold().await {
+                Ok(true) => match members_from_store(&store, &followed).await {
+                    Ok(members) => {
+                        tracing::info!("this instance runs the projections");
+                        leading.store(true, std::sync::atomic::Ordering::Relaxed);
+                        follow_together(&log, &store, members, &lease, stop.clone()).await;
+                        leading.store(false, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(error) => tracing::warn!(%error, "checkpoints unreadable; will retry"),
+                },
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "projection lease unreachable; will retry"),
+            }
+        }
+        match store.checkpoints().await {
+            Ok(stored) => {
+                for followed in &followed {
+                    if let Some(&position) = stored.get(followed.projection.name()) {
+                        followed.progress.send_if_modified(|current| {
+                            let moved = position > current.checkpoint;
+                            current.checkpoint = current.checkpoint.max(position);
+                            moved
+                        });
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "stored checkpoints unreadable"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STORED_CHECKPOINTS_POLL) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    lease.release().await;
+}
+
+/// The projections as the lease holder starts them: each from its stored checkpoint (another
+/// holder may have moved it since this instance last looked).
+async fn members_from_store(
+    store: &ReadStore,
+    followed: &[Followed],
+) -> Result<Vec<Member>, ReadStoreError> {
+    let mut members = Vec::with_capacity(followed.len());
+    for followed in followed {
+        let checkpoint = store.checkpoint(followed.projection.name()).await?;
+        followed.progress.send_if_modified(|current| {
+            let moved = checkpoint != current.checkpoint;
+            current.checkpoint = checkpoint;
+            moved
+        });
+        members.push(Member {
+            projection: followed.projection.clone(),
+            progress: followed.progress.clone(),
+            checkpoint,
+            persisted: checkpoint,
+        });
+    }
+    Ok(members)
+}
+
+/// Follows the log for every healthy projection at once, while this instance holds `lease`.
 ///
 /// Each batch is read and decoded once, folded by every member, and committed as one
 /// transaction (all their rows and checkpoints). With one task per projection, each read and
@@ -313,24 +424,46 @@ fn fold_member(member: &Member, events: &[Recorded]) -> Folded {
 ///
 /// A member that cannot fold (or store) an event leaves the group with what came before it
 /// committed, and is followed alone by [`follow`], which reports it and retries; the others go
-/// on without it.
+/// on without it. Returns on shutdown, or when the lease is lost (it could not be renewed, or
+/// another instance moved a checkpoint).
 async fn follow_together(
-    log: SharedLog,
-    store: ReadStore,
+    log: &SharedLog,
+    store: &ReadStore,
     mut members: Vec<Member>,
+    lease: &Lease,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut head = log.watch_head();
     let mut detached: Vec<JoinHandle<()>> = Vec::new();
     let mut retry_delay = RETRY_DELAY;
-    while !*stop.borrow() && !members.is_empty() {
+    let mut renewed = tokio::time::Instant::now();
+    let lost = loop {
+        if *stop.borrow() {
+            break false;
+        }
+        if renewed.elapsed() >= LEASE_RENEWAL {
+            match lease.hold().await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => break true,
+                // Unreachable: keep going; the checkpoints fence any batch that lost the lease.
+                Err(error) => tracing::warn!(%error, "projection lease not renewed"),
+            }
+        }
+        if members.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(LEASE_RENEWAL) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
         let from = members.iter().map(|m| m.checkpoint).min().unwrap_or(0);
         let stepped = match log.read_all(from, GROUP_BATCH_EVENTS_MAX).await {
             Ok(events) if events.is_empty() => {
                 if members.iter().any(|m| m.persisted < m.checkpoint) {
                     // Idle: store how far the unchanged batches got.
-                    match persist_checkpoints(&store, &members).await {
+                    match persist_checkpoints(store, &members).await {
                         Ok(()) => members.iter_mut().for_each(|m| m.persisted = m.checkpoint),
+                        Err(RunnerError::Fenced(_)) => break true,
                         Err(error) => {
                             tracing::warn!(%error, "checkpoints not stored; will retry")
                         }
@@ -338,6 +471,7 @@ async fn follow_together(
                 }
                 tokio::select! {
                     _ = head.wait_for(|h| *h > from) => {}
+                    _ = tokio::time::sleep(LEASE_RENEWAL) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -346,12 +480,16 @@ async fn follow_together(
                 let events: Vec<Recorded> =
                     events.into_iter().map(StoredEvent::into_recorded).collect();
                 let folded: Vec<Folded> = members.iter().map(|m| fold_member(m, &events)).collect();
-                store_together(&store, &members, folded, &events).await
+                store_together(store, &members, folded, &events).await
             }
             Err(error) => Err(error.into()),
         };
         let stepped = match stepped {
             Ok(stepped) => stepped,
+            Err(RunnerError::Fenced(projection)) => {
+                tracing::warn!(projection, "another instance folds the projections now");
+                break true;
+            }
             Err(error) => {
                 // The batch as a whole failed (the store is unreachable, say): every member is
                 // stuck at its next position until a retry succeeds.
@@ -369,7 +507,9 @@ async fn follow_together(
                     _ = tokio::time::sleep(retry_delay) => {}
                     _ = stop.changed() => {}
                 }
-                retry_delay = (retry_delay * 2).min(RETRY_DELAY_MAX);
+                // An outage ends by itself: keep checking often enough that the read models
+                // resume within seconds of the store coming back.
+                retry_delay = (retry_delay * 2).min(OUTAGE_RETRY_DELAY_MAX);
                 continue;
             }
         };
@@ -409,8 +549,12 @@ async fn follow_together(
             }
         }
         members = healthy;
-    }
+    };
     for task in detached {
+        if lost {
+            // The projections belong to the new holder now, the stalled ones included.
+            task.abort();
+        }
         let _ = task.await;
     }
 }
@@ -452,6 +596,7 @@ async fn store_together(
                         store,
                         member.projection.as_ref(),
                         member.checkpoint,
+                        member.persisted,
                         events,
                     )
                     .await?,
@@ -460,7 +605,10 @@ async fn store_together(
             return Ok(alone);
         }
         if f.reached > m.persisted {
-            save_checkpoint(&mut tx, m.projection.name(), f.reached).await?;
+            let name = m.projection.name();
+            if !advance_checkpoint(&mut tx, name, m.persisted, f.reached).await? {
+                return Err(RunnerError::Fenced(name));
+            }
         }
         stepped.push(Stepped {
             reached: f.reached,
@@ -472,13 +620,17 @@ async fn store_together(
     Ok(stepped)
 }
 
-async fn persist_checkpoints(store: &ReadStore, members: &[Member]) -> Result<(), sqlx::Error> {
+async fn persist_checkpoints(store: &ReadStore, members: &[Member]) -> Result<(), RunnerError> {
     let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
     for member in members.iter().filter(|m| m.persisted < m.checkpoint) {
-        save_checkpoint(&mut tx, member.projection.name(), member.checkpoint).await?;
+        let name = member.projection.name();
+        if !advance_checkpoint(&mut tx, name, member.persisted, member.checkpoint).await? {
+            return Err(RunnerError::Fenced(name));
+        }
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Marks a projection stalled at `position` (counting the attempts while it stays there with
@@ -522,7 +674,7 @@ async fn follow(
     log: SharedLog,
     store: ReadStore,
     projection: Arc<dyn Projection>,
-    progress: watch::Sender<Progress>,
+    progress: Arc<watch::Sender<Progress>>,
     mut persisted: i64,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -576,7 +728,9 @@ async fn follow(
                 if !advanced {
                     if persisted < checkpoint {
                         // Idle: store how far the unchanged batches got.
-                        match persist_checkpoint(&store, projection.name(), checkpoint).await {
+                        match persist_checkpoint(&store, projection.name(), persisted, checkpoint)
+                            .await
+                        {
                             Ok(()) => persisted = checkpoint,
                             Err(error) => {
                                 tracing::warn!(projection = projection.name(), %error, "checkpoint not stored; will retry")
@@ -617,13 +771,17 @@ struct Stepped {
 
 async fn persist_checkpoint(
     store: &ReadStore,
-    projection: &str,
-    position: i64,
-) -> Result<(), sqlx::Error> {
+    projection: &'static str,
+    from: i64,
+    to: i64,
+) -> Result<(), RunnerError> {
     let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
-    save_checkpoint(&mut tx, projection, position).await?;
-    tx.commit().await
+    if !advance_checkpoint(&mut tx, projection, from, to).await? {
+        return Err(RunnerError::Fenced(projection));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Folds the next batch after `checkpoint` and commits it with its new checkpoint. An event the
@@ -682,9 +840,11 @@ async fn step(
         // Some row cannot be stored. Roll back and go event by event, to name the one.
         drop(tx);
         drop(turn);
-        return step_event_by_event(store, projection, checkpoint, &events).await;
+        return step_event_by_event(store, projection, checkpoint, persisted, &events).await;
     }
-    save_checkpoint(&mut tx, projection.name(), reached).await?;
+    if !advance_checkpoint(&mut tx, projection.name(), persisted, reached).await? {
+        return Err(RunnerError::Fenced(projection.name()));
+    }
     tx.commit().await?;
     Ok(Stepped {
         reached,
@@ -699,6 +859,7 @@ async fn step_event_by_event(
     store: &ReadStore,
     projection: &dyn Projection,
     checkpoint: i64,
+    persisted: i64,
     events: &[Recorded],
 ) -> Result<Stepped, RunnerError> {
     let _turn = store.write_turn().await;
@@ -732,12 +893,18 @@ async fn step_event_by_event(
         reached = event.position;
     }
     if reached > checkpoint {
-        save_checkpoint(&mut tx, projection.name(), reached).await?;
+        if !advance_checkpoint(&mut tx, projection.name(), persisted, reached).await? {
+            return Err(RunnerError::Fenced(projection.name()));
+        }
         tx.commit().await?;
     }
     Ok(Stepped {
         reached,
-        persisted: reached.max(checkpoint),
+        persisted: if reached > checkpoint {
+            reached
+        } else {
+            persisted
+        },
         blocked,
     })
 }

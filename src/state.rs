@@ -14,6 +14,7 @@ use projections::Projection;
 use crate::auth::JwtKeys;
 use crate::balances::StationBalances;
 use crate::commands::CommandBus;
+use crate::idempotency::{Idempotency, KEY_TTL};
 use crate::ids::FuelRecordIdBlocks;
 use crate::read_store::{ReadStore, ReadStoreError};
 use crate::references::References;
@@ -116,6 +117,7 @@ pub struct Ledger {
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
     pub balances: StationBalances,
+    pub idempotency: Idempotency,
 }
 
 /// What handlers hold: cheap to clone, shared by every request.
@@ -179,6 +181,7 @@ impl AppState {
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
             balances: StationBalances::new(log.clone()),
+            idempotency: Idempotency::start(log.clone(), KEY_TTL),
             log,
             read_models,
             runner,
@@ -240,8 +243,15 @@ impl AppState {
     /// is not stalled has folded what the log had committed when the read arrived, so a read
     /// sees every write acknowledged before it. `false` when one is stalled or the time ran out
     /// (the read then answers from read models that lag).
+    ///
+    /// The head is read from the database, not from this process's view of it: a write
+    /// acknowledged by another instance counts too. Should the database not answer, the read
+    /// goes on with what this process last saw (and fails on its own if the outage persists).
     pub async fn read_barrier(&self, timeout: Duration) -> bool {
-        let head = *self.log.watch_head().borrow();
+        let head = match self.log.head().await {
+            Ok(head) => head,
+            Err(_) => *self.log.watch_head().borrow(),
+        };
         self.runner.wait_for(head, timeout).await
     }
 
@@ -252,6 +262,7 @@ impl AppState {
 
     /// Finishes the writer's queue, stops the projections and closes every connection.
     pub async fn shutdown(&self) {
+        self.idempotency.stop();
         self.runner.shutdown().await;
         self.log.shutdown().await;
         self.read_models.close().await;

@@ -26,6 +26,7 @@ on_both_stores!(
     appending_a_stored_event_id_again_answers_the_original_result,
     two_command_buses_on_one_stream_never_lose_a_command,
     cqrs_es_framework_persists_through_the_log,
+    a_stream_is_read_page_by_page_in_version_order,
 );
 
 fn event(n: usize) -> NewEvent {
@@ -38,6 +39,7 @@ fn single(stream_id: &str, expected_version: i64, event: NewEvent) -> AppendRequ
         stream_id: stream_id.into(),
         expected_version,
         events: vec![event],
+        idempotency: None,
     }
 }
 
@@ -170,6 +172,7 @@ async fn a_stale_expected_version_writes_nothing(app: TestApp) {
         stream_id: "s".into(),
         expected_version: 0,
         events: vec![event(2), event(3)],
+        idempotency: None,
     };
     match log.append(stale).await {
         Err(StoreError::Conflict {
@@ -183,6 +186,63 @@ async fn a_stale_expected_version_writes_nothing(app: TestApp) {
     assert_eq!(log.head().await.unwrap(), base + 1);
 }
 
+async fn a_stream_is_read_page_by_page_in_version_order(app: TestApp) {
+    let log = &app.state.log;
+    // Two streams written in turns, so a page of one must skip the other's events.
+    for n in 0..25 {
+        log.append(single("paged", n, event(n as usize)))
+            .await
+            .unwrap();
+        log.append(single("beside", n, event(100 + n as usize)))
+            .await
+            .unwrap();
+    }
+    let versions = |events: Vec<store::StoredEvent>| -> Vec<i64> {
+        events.iter().map(|e| e.version).collect()
+    };
+    let page = |after_version, limit| log.read_stream_page("test", "paged", after_version, limit);
+    assert_eq!(
+        versions(page(0, 10).await.unwrap()),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        versions(page(10, 10).await.unwrap()),
+        (11..=20).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        versions(page(20, 10).await.unwrap()),
+        (21..=25).collect::<Vec<_>>()
+    );
+    assert_eq!(versions(page(25, 10).await.unwrap()), Vec::<i64>::new());
+    let stored = page(7, 3).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e.payload["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [7, 8, 9]
+    );
+    assert!(stored.iter().all(|e| e.stream_id == "paged"));
+
+    // Folding in pages that end exactly at the stream's end (6–15, 16–25, then an empty one)
+    // sees every event once, in order.
+    let mut folded = Vec::new();
+    let reached = store::fold_stream(log.as_ref(), "test", "paged", 5, 10, |e| {
+        folded.push(e.version);
+        Ok::<(), StoreError>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(reached, 25);
+    assert_eq!(folded, (6..=25).collect::<Vec<_>>());
+    let untouched = store::fold_stream(log.as_ref(), "test", "paged", 25, 10, |_| {
+        Err(StoreError::Closed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(untouched, 25);
+}
+
 async fn appending_a_stored_event_id_again_answers_the_original_result(app: TestApp) {
     let log = &app.state.log;
     let base = log.head().await.unwrap();
@@ -191,6 +251,7 @@ async fn appending_a_stored_event_id_again_answers_the_original_result(app: Test
         stream_id: "s".into(),
         expected_version: 0,
         events: vec![event(1), event(2)],
+        idempotency: None,
     };
     let first = log.append(request.clone()).await.unwrap();
     log.append(single("other", 0, event(3))).await.unwrap();

@@ -489,6 +489,7 @@ async fn an_unfoldable_event_stalls_only_its_projections(app: TestApp) {
             stream_id: "999".into(),
             expected_version: 0,
             events: vec![poison],
+            idempotency: None,
         })
         .await
         .unwrap();

@@ -547,6 +547,7 @@ struct Case {
     mutation: Mutation,
     content_type: Option<&'static str>,
     role: Option<Role>,
+    idempotency_key: Option<&'static str>,
 }
 
 fn case(endpoints: &[Endpoint]) -> impl Strategy<Value = Case> {
@@ -578,15 +579,23 @@ fn case(endpoints: &[Endpoint]) -> impl Strategy<Value = Case> {
                 1 => Just(Some(Role::Auditor)),
                 1 => Just(None),
             ],
+            // A few keys reused across requests: replays, and reuse with another request.
+            prop_oneof![
+                5 => Just(None),
+                1 => Just(Some("clave-1")),
+                1 => Just(Some("clave-2")),
+                1 => Just(Some("")),
+            ],
         )
             .prop_map(
-                |(endpoint, param, query, mutation, content_type, role)| Case {
+                |(endpoint, param, query, mutation, content_type, role, idempotency_key)| Case {
                     endpoint,
                     param,
                     query,
                     mutation,
                     content_type,
                     role,
+                    idempotency_key,
                 },
             )
     })
@@ -614,6 +623,9 @@ async fn check(app: &TestApp, endpoints: &[Endpoint], case: Case) -> Result<(), 
     let mut request = Request::builder().method(endpoint.method.clone()).uri(&uri);
     if let Some(role) = case.role {
         request = request.header("authorization", format!("Bearer {}", app.token(role)));
+    }
+    if let Some(key) = case.idempotency_key {
+        request = request.header("idempotency-key", key);
     }
     let body = match endpoint.body {
         Some(example) => {

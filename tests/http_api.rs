@@ -407,6 +407,7 @@ async fn readiness_is_503_while_a_projection_cannot_catch_up(app: TestApp) {
         stream_id: "all".into(),
         expected_version: 0,
         events: vec![poison],
+        idempotency: None,
     };
     app.state.log.append(request).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -11,7 +11,10 @@ use fleet_ledger::{app, AppState};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-on_both_stores!(two_instances_record_refuels_with_distinct_ids_and_exact_balances);
+on_both_stores!(
+    two_instances_record_refuels_with_distinct_ids_and_exact_balances,
+    three_instances_keep_the_read_models_exact_when_the_projection_leader_dies,
+);
 
 const STATIONS: i64 = 3;
 const REFUELS_PER_INSTANCE: usize = 40;
@@ -109,4 +112,163 @@ async fn two_instances_record_refuels_with_distinct_ids_and_exact_balances(first
         }
     }
     second_state.shutdown().await;
+}
+
+/// Sends one request through `router` with `token`; answers status and JSON body.
+async fn send_to(
+    router: &axum::Router,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(body.map_or_else(axum::body::Body::empty, axum::body::Body::from))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Three instances on one store take writes; the one folding the log into the read models dies
+/// mid-load (without giving its lease up). Another takes over; afterwards every acknowledged
+/// refuel reads back on every live instance, and the read models equal a rebuild from the log
+/// (nothing applied twice, nothing skipped).
+async fn three_instances_keep_the_read_models_exact_when_the_projection_leader_dies(
+    first: TestApp,
+) {
+    for (path, body) in [
+        ("/api/areas-operacion", json!({ "nombre": "Logística" })),
+        (
+            "/api/bombas",
+            json!([{ "bomba": "Norte", "area_operacion_id": 1 }, { "bomba": "Sur", "area_operacion_id": 1 }, { "bomba": "Centro", "area_operacion_id": 1 }]),
+        ),
+        ("/api/placas", json!({ "placa": "ABC123" })),
+        ("/api/conductores", json!({ "conductor": "Juan Pérez" })),
+    ] {
+        let (status, answer) = first.post(path, &body.to_string()).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
+    }
+    assert!(
+        first.state.runner.is_leading(),
+        "the first instance took the lease"
+    );
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let state = AppState::open(&first.location, first.keys.clone())
+            .await
+            .expect("another instance opens on the same store");
+        assert!(!state.runner.is_leading());
+        others.push((app(state.clone()), state));
+    }
+    let token = first.operador();
+    let refuel = |n: i64| {
+        json!({"fecha":"2024-03-15","conductor_id":1,"placa_id":1,"bomba_id":(n % STATIONS) + 1,
+            "area_operacion_id":1,"valor_tanqueo":1000 + n,"cantidad_galones":10})
+        .to_string()
+    };
+    let mut acknowledged = Vec::new();
+    let mut n = 0;
+    for round in 0..6 {
+        if round == 2 {
+            // The leader dies mid-load: it stops folding and never answers again.
+            first.state.runner.abandon();
+        }
+        let mut routers = vec![others[0].0.clone(), others[1].0.clone()];
+        if round < 2 {
+            routers.push(first.router.clone());
+        }
+        let mut tasks = Vec::new();
+        for router in routers {
+            for _ in 0..8 {
+                n += 1;
+                let (router, token, body) = (router.clone(), token.clone(), refuel(n));
+                tasks.push(tokio::spawn(async move {
+                    send_to(&router, &token, Method::POST, "/api/tanqueos", Some(body)).await
+                }));
+            }
+        }
+        for task in tasks {
+            let (status, answer) = task.await.unwrap();
+            assert_eq!(status, StatusCode::CREATED, "{answer}");
+            acknowledged.push(answer["id"].as_i64().unwrap());
+        }
+    }
+    // Another instance takes the lease over and catches up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !others.iter().any(|(_, state)| state.runner.is_leading()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody took the lease over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for (router, _) in &others {
+        for id in &acknowledged {
+            let (status, record) = send_to(
+                router,
+                &token,
+                Method::GET,
+                &format!("/api/tanqueos/{id}"),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "record {id}: {record}");
+        }
+    }
+    // A rebuild: the same log folded from position 0 into read models of its own.
+    let rebuilt_dir = tempfile::tempdir().unwrap();
+    let rebuilt_location = fleet_ledger::StoreLocation {
+        log_url: first.location.log_url.clone(),
+        read_models_url: format!(
+            "sqlite://{}?mode=rwc",
+            rebuilt_dir.path().join("rebuilt.db").display()
+        ),
+    };
+    let rebuilt = AppState::open(&rebuilt_location, first.keys.clone())
+        .await
+        .expect("a rebuild opens");
+    let rebuilt_router = app(rebuilt.clone());
+    for path in [
+        "/api/tanqueos?limit=500",
+        "/api/saldos-bombas",
+        "/api/bombas/1/movimientos",
+        "/api/contabilidad/cuentas/1330-anticipos-bomba-1/movimientos",
+    ] {
+        let (status, live) = send_to(&others[0].0, &token, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {live}");
+        let (_, from_scratch) = send_to(&rebuilt_router, &token, Method::GET, path, None).await;
+        assert_eq!(live, from_scratch, "{path}");
+    }
+    let (_, live) = send_to(
+        &others[1].0,
+        &token,
+        Method::GET,
+        "/api/contabilidad/balance-prueba",
+        None,
+    )
+    .await;
+    let (_, from_scratch) = send_to(
+        &rebuilt_router,
+        &token,
+        Method::GET,
+        "/api/contabilidad/balance-prueba",
+        None,
+    )
+    .await;
+    assert_eq!(live["cuentas"], from_scratch["cuentas"]);
+    assert_eq!(live["total_debe"], live["total_haber"]);
+    rebuilt.shutdown().await;
+    for (_, state) in others {
+        state.shutdown().await;
+    }
 }

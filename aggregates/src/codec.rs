@@ -210,6 +210,22 @@ mod tests {
     }
 
     #[test]
+    fn the_tagged_text_is_the_tagged_value_printed() {
+        let escaped = "Odd\"Name";
+        for (event_type, payload) in [
+            (
+                "Paid",
+                serde_json::json!({ "valor": 12.10, "nota": "a\"b", "n": null }),
+            ),
+            ("Reset", Value::Null),
+            (escaped, serde_json::json!([1, 2])),
+        ] {
+            let text = tagged_text(event_type, &payload.to_string());
+            assert_eq!(text, tagged(event_type, &payload).to_string());
+        }
+    }
+
+    #[test]
     fn a_value_that_reads_back_differently_is_named_by_its_path() {
         #[derive(Debug, Serialize, Deserialize)]
         enum Lossy {

@@ -7,8 +7,12 @@ use aggregates::fuel::{FuelEvent, FuelRecord, FuelStation, TipoOperacion};
 use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::Aggregate;
 use rust_decimal::Decimal;
+use serde_json::Value;
 
-use crate::{decode, flag, instant, int, text, Cell, Change, FoldError, Projection, Recorded, Row};
+use crate::{
+    decode, decode_parts, flag, instant, int, text, Cell, Change, FoldError, Projection, Recorded,
+    Row,
+};
 
 pub const TANQUEOS: &str = "rm_tanqueos";
 
@@ -161,115 +165,288 @@ pub fn station_balance(
     Ok(balance)
 }
 
-/// A station's balance kept current event by event, with what it was after each event, so the
+/// A station's balance kept current event by event, with what it was after each instant, so the
 /// balance now and `as_of` any instant are answered without folding the history again.
 ///
-/// It answers exactly what [`station_balance`] answers without `fecha_corte` (the property test
-/// below holds them together), in O(log n) per event and per question.
+/// It answers exactly what [`station_balance`] answers without `fecha_corte` (the property tests
+/// below hold them together), in O(log n) per question and per event (a record whose id is
+/// below the newest one also moves the records after it).
+///
+/// # Memory
+///
+/// A station with a long history is followed for as long as it is asked about, so what is kept
+/// per event bounds memory. Nothing is allocated per event, and what is kept is:
+/// - one `Checkpoint` (48 bytes) per distinct instant: `as_of` only ever answers the last event
+///   of an instant (it reads the log's prefix up to the instant), so events a commit stamped
+///   alike share one;
+/// - one `Counted` (32 bytes) per record ever recorded, to take a record back out when it is
+///   corrected or voided;
+/// - a step only where `ultimo_movimiento`, `ultimo_saldo_reportado` or a stepped-back clock
+///   change the answer, an entry of `reported` per live record that reports a balance, and one
+///   of `fechas` per date.
+///
+/// A checkpoint only every K events, with the gap replayed from per-event deltas, would save
+/// less than it seems: `ultimo_movimiento` and `ultimo_saldo_reportado` are maxima over the live
+/// records, which a delta cannot take back, so each event would still carry them next to its
+/// amount and instant.
 #[derive(Debug, Clone, Default)]
 pub struct RunningBalance {
-    /// Live records' amounts and dates, by id, to undo a record when it is corrected or voided.
-    live: BTreeMap<i64, Counted>,
+    /// Every record the station ever had, by id (voided ones stay as tombstones).
+    records: Vec<Counted>,
+    /// How many of `records` are live.
+    movimientos: u32,
     /// Dates of the live movements, with how many fall on each (for `ultimo_movimiento`).
     fechas: BTreeMap<NaiveDate, u32>,
     /// Reported balances of the live records, by (fecha, id): the last one is the station's.
     reported: BTreeMap<(NaiveDate, i64), Decimal>,
     total_anticipos: Decimal,
     total_tanqueos: Decimal,
-    /// The balance after each event, in log order, keyed by the latest `recorded_at` so far (so
-    /// the keys never decrease, even if a clock stepped back between two commits).
-    after_each: Vec<(DateTime<Utc>, StationBalance)>,
+    /// The totals after the last event of each instant, in log order.
+    checkpoints: Vec<Checkpoint>,
+    /// By checkpoint: the latest `fecha` among the live movements.
+    ultimo_movimiento: Steps<Option<NaiveDate>>,
+    /// By checkpoint: the balance the station last reported.
+    ultimo_saldo_reportado: Steps<Option<Decimal>>,
+    /// By checkpoint: the last event's own `recorded_at` where it is earlier than the
+    /// checkpoint's instant (a clock stepped back between two commits); none elsewhere.
+    stepped_back: Steps<Option<DateTime<Utc>>>,
 }
 
-/// What one live record adds to a balance.
-#[derive(Debug, Clone)]
+/// The balance after the last event of one instant.
+#[derive(Debug, Clone, Copy)]
+struct Checkpoint {
+    /// The latest `recorded_at` so far, so instants never decrease along `checkpoints` even if a
+    /// clock stepped back between two commits.
+    at: DateTime<Utc>,
+    /// Running sums as folded; normalized only when answered.
+    total_anticipos: Decimal,
+    total_tanqueos: Decimal,
+    movimientos: u32,
+}
+
+/// What one record adds to a balance.
+#[derive(Debug, Clone, Copy)]
 struct Counted {
-    tipo: TipoOperacion,
+    id: i64,
     amount: Decimal,
     fecha: NaiveDate,
-    reported: Option<Decimal>,
+    tipo: TipoOperacion,
+    live: bool,
 }
 
-impl Counted {
-    fn of(record: &FuelRecord) -> Self {
-        let (tipo, amount) = match record.tipo_operacion {
-            TipoOperacion::Anticipo => (
-                TipoOperacion::Anticipo,
-                record.valor_anticipo.unwrap_or_default(),
-            ),
-            TipoOperacion::Tanqueo => (
-                TipoOperacion::Tanqueo,
-                record.valor_tanqueo.unwrap_or_default(),
-            ),
-        };
+/// A value that changes at few of the checkpoints, kept as the checkpoint indexes where it
+/// changes: `(index, value from there on)`, indexes increasing, no two neighbours alike.
+#[derive(Debug, Clone)]
+struct Steps<T> {
+    changes: Vec<(u32, T)>,
+}
+
+impl<T> Default for Steps<T> {
+    fn default() -> Self {
         Self {
-            tipo,
-            amount,
-            fecha: record.fecha,
-            reported: record.saldo_disponible,
+            changes: Vec::new(),
         }
     }
 }
 
+impl<T: Copy + Default + PartialEq> Steps<T> {
+    /// Sets the value from checkpoint `index` on; `index` is the last checkpoint or a new one.
+    fn set(&mut self, index: u32, value: T) {
+        if let Some(&(last, _)) = self.changes.last() {
+            debug_assert!(last <= index, "steps are set in checkpoint order");
+            if last == index {
+                // The checkpoint was overwritten by a later event of its instant.
+                self.changes.pop();
+            }
+        }
+        if self.at(index) != value {
+            self.changes.push((index, value));
+        }
+    }
+
+    /// The value at checkpoint `index`.
+    fn at(&self, index: u32) -> T {
+        let changed = self.changes.partition_point(|(from, _)| *from <= index);
+        changed
+            .checked_sub(1)
+            .map(|last| self.changes[last].1)
+            .unwrap_or_default()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.changes.capacity() * std::mem::size_of::<(u32, T)>()
+    }
+}
+
+/// Records and checkpoints a station keeps at most; indexes and counts are `u32`. It lies far
+/// beyond what memory holds (4 billion checkpoints are 192 GiB).
+const KEPT_MAX: usize = u32::MAX as usize;
+
 impl RunningBalance {
     /// Folds the station's next event (events must come in log order).
     pub fn apply(&mut self, event: &Recorded) -> Result<(), FoldError> {
-        match decode::<FuelEvent>(event)? {
+        self.apply_stored(
+            event.position,
+            &event.event_type,
+            &event.payload,
+            event.recorded_at,
+        )
+    }
+
+    /// Folds the station's next event from its stored parts, decoding the payload once and
+    /// without copying it.
+    pub fn apply_stored(
+        &mut self,
+        position: i64,
+        event_type: &str,
+        payload: &Value,
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(), FoldError> {
+        if self.records.len() >= KEPT_MAX || self.checkpoints.len() >= KEPT_MAX {
+            return Err(FoldError {
+                position,
+                reason: format!(
+                    "a station's balance keeps at most {KEPT_MAX} records and instants in memory"
+                ),
+            });
+        }
+        match decode_parts::<FuelEvent>(position, event_type, payload)? {
             FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
-                self.insert(record.id, Counted::of(&record));
+                self.insert(Counted::of(record.id, &record), record.saldo_disponible);
             }
             FuelEvent::TanqueoCorrected { id, despues, .. } => {
                 self.remove(id);
-                self.insert(id, Counted::of(&despues));
+                self.insert(Counted::of(id, &despues), despues.saldo_disponible);
             }
             FuelEvent::TanqueoVoided { id, .. } => self.remove(id),
         }
-        let mut balance = self.current_totals();
-        balance.ultima_actualizacion = Some(event.recorded_at);
-        let key = self
-            .after_each
-            .last()
-            .map_or(event.recorded_at, |(latest, _)| {
-                (*latest).max(event.recorded_at)
-            });
-        self.after_each.push((key, balance));
+        self.checkpoint(recorded_at);
         Ok(())
     }
 
     /// The balance after every event folded so far.
     pub fn now(&self) -> StationBalance {
-        self.after_each
-            .last()
-            .map(|(_, balance)| balance.clone())
+        self.checkpoints
+            .len()
+            .checked_sub(1)
+            .map(|last| self.balance_at(last))
             .unwrap_or_default()
     }
 
     /// The balance as the ledger knew it at `as_of`: after the events before the first one
     /// recorded later (as [`station_balance`] reads a prefix of the log).
     pub fn as_of(&self, as_of: DateTime<Utc>) -> StationBalance {
-        let known = self.after_each.partition_point(|(at, _)| *at <= as_of);
+        let known = self.checkpoints.partition_point(|c| c.at <= as_of);
         known
             .checked_sub(1)
-            .map(|last| self.after_each[last].1.clone())
+            .map(|last| self.balance_at(last))
             .unwrap_or_default()
     }
 
-    fn insert(&mut self, id: i64, counted: Counted) {
+    /// What this balance holds on the heap, in bytes (the maps' nodes estimated).
+    pub fn heap_bytes(&self) -> usize {
+        // A B-tree node holds up to 11 entries and is about half full when keys arrive in order.
+        const BTREE_BYTES_PER_ENTRY_FACTOR: usize = 2;
+        let fechas = self.fechas.len() * std::mem::size_of::<(NaiveDate, u32)>();
+        let reported = self.reported.len() * std::mem::size_of::<((NaiveDate, i64), Decimal)>();
+        self.records.capacity() * std::mem::size_of::<Counted>()
+            + self.checkpoints.capacity() * std::mem::size_of::<Checkpoint>()
+            + (fechas + reported) * BTREE_BYTES_PER_ENTRY_FACTOR
+            + self.ultimo_movimiento.heap_bytes()
+            + self.ultimo_saldo_reportado.heap_bytes()
+            + self.stepped_back.heap_bytes()
+    }
+
+    fn balance_at(&self, index: usize) -> StationBalance {
+        let checkpoint = &self.checkpoints[index];
+        // `index` < `checkpoints.len()` ≤ KEPT_MAX, so it fits.
+        let step = index as u32;
+        // Written the way `station_balance` writes computed amounts: without trailing zeros.
+        let total_anticipos = checkpoint.total_anticipos.normalize();
+        let total_tanqueos = checkpoint.total_tanqueos.normalize();
+        StationBalance {
+            saldo: (total_anticipos - total_tanqueos).normalize(),
+            total_anticipos,
+            total_tanqueos,
+            movimientos: i64::from(checkpoint.movimientos),
+            ultimo_movimiento: self.ultimo_movimiento.at(step),
+            ultimo_saldo_reportado: self.ultimo_saldo_reportado.at(step),
+            ultima_actualizacion: Some(self.stepped_back.at(step).unwrap_or(checkpoint.at)),
+        }
+    }
+
+    /// Records the balance after an event recorded at `recorded_at`: a new checkpoint, or the
+    /// last one again when the event shares its instant.
+    fn checkpoint(&mut self, recorded_at: DateTime<Utc>) {
+        let at = self
+            .checkpoints
+            .last()
+            .map_or(recorded_at, |last| last.at.max(recorded_at));
+        let checkpoint = Checkpoint {
+            at,
+            total_anticipos: self.total_anticipos,
+            total_tanqueos: self.total_tanqueos,
+            movimientos: self.movimientos,
+        };
+        match self.checkpoints.last_mut() {
+            Some(last) if last.at == at => *last = checkpoint,
+            _ => self.checkpoints.push(checkpoint),
+        }
+        // Checked in `apply_stored` before anything was folded.
+        debug_assert!(self.checkpoints.len() <= KEPT_MAX);
+        let index = (self.checkpoints.len() - 1) as u32;
+        self.ultimo_movimiento
+            .set(index, self.fechas.keys().next_back().copied());
+        self.ultimo_saldo_reportado
+            .set(index, self.reported.values().next_back().copied());
+        self.stepped_back
+            .set(index, (recorded_at < at).then_some(recorded_at));
+    }
+
+    /// Where record `id` is (`Ok`) or would go (`Err`) in `records`.
+    fn find(&self, id: i64) -> Result<usize, usize> {
+        // Ids are handed out in increasing order, so the record asked about is usually last.
+        match self.records.last() {
+            None => Err(0),
+            Some(last) if last.id < id => Err(self.records.len()),
+            Some(last) if last.id == id => Ok(self.records.len() - 1),
+            Some(_) => self.records.binary_search_by_key(&id, |r| r.id),
+        }
+    }
+
+    fn insert(&mut self, counted: Counted, reported: Option<Decimal>) {
+        debug_assert!(counted.live);
         match counted.tipo {
             TipoOperacion::Anticipo => self.total_anticipos += counted.amount,
             TipoOperacion::Tanqueo => self.total_tanqueos += counted.amount,
         }
         *self.fechas.entry(counted.fecha).or_default() += 1;
-        if let Some(saldo) = counted.reported {
-            self.reported.insert((counted.fecha, id), saldo);
+        if let Some(saldo) = reported {
+            self.reported.insert((counted.fecha, counted.id), saldo);
         }
-        self.live.insert(id, counted);
+        match self.find(counted.id) {
+            Ok(index) => {
+                // A record comes back only after `remove` took it out (a correction).
+                debug_assert!(!self.records[index].live);
+                self.records[index] = counted;
+            }
+            // Only a record with an id below the newest one moves the records after it.
+            Err(index) => self.records.insert(index, counted),
+        }
+        self.movimientos += 1;
+        debug_assert!(self.movimientos as usize <= self.records.len());
     }
 
     fn remove(&mut self, id: i64) {
-        let Some(counted) = self.live.remove(&id) else {
+        let Ok(index) = self.find(id) else {
             return;
         };
+        let counted = &mut self.records[index];
+        if !counted.live {
+            return;
+        }
+        counted.live = false;
+        let counted = *counted;
         match counted.tipo {
             TipoOperacion::Anticipo => self.total_anticipos -= counted.amount,
             TipoOperacion::Tanqueo => self.total_tanqueos -= counted.amount,
@@ -281,20 +458,23 @@ impl RunningBalance {
             }
         }
         self.reported.remove(&(counted.fecha, id));
+        self.movimientos -= 1;
     }
+}
 
-    fn current_totals(&self) -> StationBalance {
-        // Written the way `station_balance` writes computed amounts: without trailing zeros.
-        let total_anticipos = self.total_anticipos.normalize();
-        let total_tanqueos = self.total_tanqueos.normalize();
-        StationBalance {
-            saldo: (total_anticipos - total_tanqueos).normalize(),
-            total_anticipos,
-            total_tanqueos,
-            movimientos: self.live.len() as i64,
-            ultimo_movimiento: self.fechas.keys().next_back().copied(),
-            ultimo_saldo_reportado: self.reported.values().next_back().copied(),
-            ultima_actualizacion: None,
+impl Counted {
+    /// Record `id` as `record` has it (a correction names the id it replaces).
+    fn of(id: i64, record: &FuelRecord) -> Self {
+        let amount = match record.tipo_operacion {
+            TipoOperacion::Anticipo => record.valor_anticipo,
+            TipoOperacion::Tanqueo => record.valor_tanqueo,
+        };
+        Self {
+            id,
+            amount: amount.unwrap_or_default(),
+            fecha: record.fecha,
+            tipo: record.tipo_operacion,
+            live: true,
         }
     }
 }
@@ -491,6 +671,92 @@ mod tests {
         (events, station)
     }
 
+    /// The same history with record ids that do not arrive in increasing order, and with a
+    /// reported balance on two records in three (twice the record's amount, so a correction
+    /// changes it too).
+    fn with_scrambled_ids_and_reports(events: Vec<Recorded>) -> Vec<Recorded> {
+        // 37 is invertible modulo the prime 101, and the histories have fewer than 101 ids.
+        let scramble = |record: &mut FuelRecord| {
+            record.id = record.id * 37 % 101;
+            record.saldo_disponible = (record.id % 3 != 0)
+                .then(|| record.valor_anticipo.or(record.valor_tanqueo))
+                .flatten()
+                .map(|valor| valor * Decimal::TWO);
+        };
+        events
+            .into_iter()
+            .map(|mut event| {
+                let rewritten = match decode::<FuelEvent>(&event).unwrap() {
+                    FuelEvent::TanqueoRecorded { mut record } => {
+                        scramble(&mut record);
+                        FuelEvent::TanqueoRecorded { record }
+                    }
+                    FuelEvent::AnticipoPaid { mut record } => {
+                        scramble(&mut record);
+                        FuelEvent::AnticipoPaid { record }
+                    }
+                    FuelEvent::TanqueoCorrected {
+                        mut antes,
+                        mut despues,
+                        ..
+                    } => {
+                        scramble(&mut antes);
+                        scramble(&mut despues);
+                        FuelEvent::TanqueoCorrected {
+                            id: despues.id,
+                            antes,
+                            despues,
+                        }
+                    }
+                    FuelEvent::TanqueoVoided {
+                        motivo, mut record, ..
+                    } => {
+                        scramble(&mut record);
+                        FuelEvent::TanqueoVoided {
+                            id: record.id,
+                            motivo,
+                            record,
+                        }
+                    }
+                };
+                event.payload = aggregates::codec::encode(&rewritten).unwrap().1;
+                event
+            })
+            .collect()
+    }
+
+    /// Stamps each event `seconds` after the one before (cycling through them): with 0 the
+    /// instant repeats, as for the events of one commit; below 0 the clock stepped back.
+    fn restamped(mut events: Vec<Recorded>, seconds: &[i64]) -> Vec<Recorded> {
+        let mut at = Utc.with_ymd_and_hms(2024, 4, 1, 0, 0, 0).unwrap();
+        for (event, step) in events.iter_mut().zip(seconds.iter().cycle()) {
+            at += chrono::Duration::seconds(*step);
+            event.recorded_at = at;
+        }
+        events
+    }
+
+    #[test]
+    fn steps_keep_only_the_checkpoints_where_the_value_changes() {
+        let mut steps = Steps::<Option<i32>>::default();
+        steps.set(0, None);
+        steps.set(1, Some(5));
+        steps.set(2, Some(5));
+        // Checkpoint 3 is overwritten twice, the last time back to the value before it.
+        steps.set(3, Some(6));
+        steps.set(3, Some(5));
+        steps.set(4, Some(7));
+        assert_eq!(steps.changes, [(1, Some(5)), (4, Some(7))]);
+        let values: Vec<_> = (0..6).map(|index| steps.at(index)).collect();
+        assert_eq!(values, [None, Some(5), Some(5), Some(5), Some(7), Some(7)]);
+    }
+
+    #[test]
+    fn what_a_running_balance_keeps_per_event_is_as_documented() {
+        assert_eq!(std::mem::size_of::<Checkpoint>(), 48);
+        assert_eq!(std::mem::size_of::<Counted>(), 32);
+    }
+
     proptest! {
         /// (a) the balance is Σ anticipos − Σ tanqueos of the live records, and the aggregate that
         /// enforces overdraft rules agrees with the read side; (d) an `as_of` answer equals the
@@ -531,6 +797,28 @@ mod tests {
             for event in &events {
                 let at = event.recorded_at;
                 prop_assert_eq!(running.as_of(at), station_balance(&events, Some(at), None).unwrap());
+            }
+        }
+
+        /// As above, where events share instants (the running balance keeps one checkpoint per
+        /// instant), clocks step back, ids arrive out of order and stations report balances.
+        #[test]
+        fn the_running_balance_equals_folding_the_history_whatever_the_instants_and_ids(
+            ops in proptest::collection::vec(op(), 1..40),
+            seconds in proptest::collection::vec(-2i64..=2, 1..60),
+        ) {
+            let (events, _) = history(ops);
+            let events = restamped(with_scrambled_ids_and_reports(events), &seconds);
+            let mut running = RunningBalance::default();
+            for event in &events {
+                running.apply(event).unwrap();
+            }
+            prop_assert_eq!(running.now(), station_balance(&events, None, None).unwrap());
+            let nanosecond = chrono::Duration::nanoseconds(1);
+            for event in &events {
+                for at in [event.recorded_at - nanosecond, event.recorded_at, event.recorded_at + nanosecond] {
+                    prop_assert_eq!(running.as_of(at), station_balance(&events, Some(at), None).unwrap());
+                }
             }
         }
 

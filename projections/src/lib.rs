@@ -107,8 +107,18 @@ impl std::error::Error for FoldError {}
 
 /// Deserializes an event payload into the domain's event type, naming the position on failure.
 pub fn decode<E: serde::de::DeserializeOwned>(event: &Recorded) -> Result<E, FoldError> {
-    aggregates::codec::decode(&event.event_type, &event.payload).map_err(|e| FoldError {
-        position: event.position,
+    decode_parts(event.position, &event.event_type, &event.payload)
+}
+
+/// [`decode`] from an event's parts, for a caller that holds them without a [`Recorded`] (and
+/// should not copy a payload to make one).
+pub fn decode_parts<E: serde::de::DeserializeOwned>(
+    position: i64,
+    event_type: &str,
+    payload: &Value,
+) -> Result<E, FoldError> {
+    aggregates::codec::decode(event_type, payload).map_err(|e| FoldError {
+        position,
         reason: e.to_string(),
     })
 }

@@ -68,6 +68,7 @@ pub async fn append(
                             ..Default::default()
                         },
                     )],
+                    idempotency: None,
                 };
                 let sent = Instant::now();
                 log.append(request).await?;

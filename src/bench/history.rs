@@ -213,6 +213,7 @@ impl HistoryWriter {
                 stream_id: ID_STREAM_ID.to_string(),
                 expected_version: self.id_stream_version,
                 events: vec![NewEvent::new(event_type, payload, self.metadata.clone())],
+                idempotency: None,
             })
             .await?;
         self.id_stream_version += 1;
@@ -232,6 +233,7 @@ impl HistoryWriter {
                 stream_id: self.fleet.stations[station_index].id.to_string(),
                 expected_version,
                 events,
+                idempotency: None,
             });
         }
         let log = &self.log;

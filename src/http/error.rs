@@ -10,6 +10,7 @@ use aggregates::fleet::FleetError;
 use aggregates::registry::RegistryError;
 
 use crate::commands::CommandError;
+use crate::idempotency::IdempotencyError;
 use crate::queries::QueryError;
 use crate::read_store::ReadStoreError;
 use crate::store::StoreError;
@@ -17,6 +18,7 @@ use crate::store::StoreError;
 pub const AUTHENTICATION_REQUIRED: &str = "Authentication required";
 pub const PERMISSION_DENIED: &str = "Permiso denegado";
 pub const SERVER_ERROR: &str = "Error en el servidor";
+pub const SERVICE_UNAVAILABLE: &str = "Servicio no disponible";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,6 +32,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A 409 that says nothing about the request itself: it collided with another one, and the
+    /// same request sent again may succeed. Its answer is never kept for an Idempotency-Key.
+    #[error("{0}")]
+    Contended(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("Método no permitido")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -42,7 +50,11 @@ pub enum ApiError {
     /// The request ran longer than the configured timeout and was abandoned.
     #[error("La solicitud superó el tiempo límite ({0:?})")]
     TimedOut(std::time::Duration),
-    /// A bug or an outage. The text is logged, never sent.
+    /// The store is out of reach: nothing was done, and the request may be retried. The cause
+    /// is logged, never sent.
+    #[error("{SERVICE_UNAVAILABLE}")]
+    Unavailable(String),
+    /// A bug. The text is logged, never sent.
     #[error("{0}")]
     Internal(String),
 }
@@ -54,11 +66,14 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Contended(_) => StatusCode::CONFLICT,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Overloaded | Self::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::TimedOut(_) | Self::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,8 +93,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(%cause, "request failed");
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "store unavailable"),
+            _ => {}
         }
         let mut response = (
             self.status(),
@@ -92,25 +109,57 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if matches!(self, Self::Contended(_)) {
+            response.extensions_mut().insert(Retryable);
+        }
         response
+    }
+}
+
+/// Marks an answer that a retry of the same request may not get: it is not kept for replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Retryable;
+
+impl From<IdempotencyError> for ApiError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::Reused => Self::Unprocessable(error.to_string()),
+            IdempotencyError::InFlight => Self::Contended(error.to_string()),
+            IdempotencyError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// 503 when `outage`, else 500: both logged with `cause`, neither sends it.
+    fn server_side(outage: bool, cause: impl std::fmt::Display) -> Self {
+        if outage {
+            Self::Unavailable(cause.to_string())
+        } else {
+            Self::internal(cause)
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        Self::internal(error)
+        if let StoreError::KeyClaimed { .. } = error {
+            // Another instance runs a request with this Idempotency-Key.
+            return IdempotencyError::InFlight.into();
+        }
+        Self::server_side(error.is_outage(), error)
     }
 }
 
 impl From<ReadStoreError> for ApiError {
     fn from(error: ReadStoreError) -> Self {
-        Self::internal(error)
+        Self::server_side(error.is_outage(), error)
     }
 }
 
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
-        Self::internal(error)
+        Self::server_side(error.is_outage(), error)
     }
 }
 
@@ -131,9 +180,10 @@ pub fn command_error<E: std::error::Error>(
         CommandError::Unrepresentable(value) => {
             ApiError::BadRequest(format!("Invalid value: {}", value.reason))
         }
-        CommandError::Conflict { .. } => ApiError::Conflict(
+        CommandError::Conflict { .. } => ApiError::Contended(
             "El registro cambió mientras se procesaba la solicitud; intente de nuevo".to_string(),
         ),
+        CommandError::Store(store) => store.into(),
         other => ApiError::internal(other),
     }
 }

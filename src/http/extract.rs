@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
@@ -10,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::auth::Actor;
+use crate::idempotency::IdempotencyScope;
 use crate::store::EventMetadata;
 
 /// Largest request body accepted, unless the route says otherwise with [`BodyLimit`]: every
@@ -44,27 +46,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .extensions()
             .get::<BodyLimit>()
             .map_or(BODY_BYTES_MAX, |l| l.0);
-        let too_large =
-            || ApiError::PayloadTooLarge(format!("Request body too large: at most {limit} bytes"));
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limit as u64) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|e| {
-                let over_limit = std::error::Error::source(&e)
-                    .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
-                if over_limit {
-                    too_large()
-                } else {
-                    ApiError::BadRequest(format!("Invalid request body: {e}"))
-                }
-            })?;
+        let (parts, body) = request.into_parts();
+        let bytes = read_body(&parts.headers, body, limit).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("Request body is required".to_string()));
         }
@@ -77,6 +60,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .map(JsonBody)
             .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))
     }
+}
+
+/// Reads a whole request body of at most `limit` bytes: a 413 past it (at once when the
+/// `Content-Length` says so), a 400 when the body cannot be read.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large =
+        || ApiError::PayloadTooLarge(format!("Request body too large: at most {limit} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_large()
+        } else {
+            ApiError::BadRequest(format!("Invalid request body: {e}"))
+        }
+    })
 }
 
 /// Refuses a body declared as anything but JSON (`application/json`, `application/…+json`,
@@ -198,6 +204,9 @@ pub struct CommandContext {
     pub actor: Actor,
     pub metadata: EventMetadata,
     pub lag: ReadModelsLag,
+    /// The request's Idempotency-Key, when it sent one: its commands derive their event ids from
+    /// it (see [`crate::idempotency`]).
+    pub idempotency: Option<Arc<IdempotencyScope>>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
@@ -229,10 +238,12 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             .get::<ReadModelsLag>()
             .cloned()
             .unwrap_or_default();
+        let idempotency = parts.extensions.get::<Arc<IdempotencyScope>>().cloned();
         Ok(Self {
             actor,
             metadata,
             lag,
+            idempotency,
         })
     }
 }

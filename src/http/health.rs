@@ -34,6 +34,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             );
         }
     };
+    if let Some(reason) = state.log.writer_unhealthy() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reason": reason })),
+        );
+    }
     let projections = state.runner.statuses(head);
     let mut body = json!({ "status": "ready", "head": head, "projections": projections });
     // `catching_up` means behind the head for whatever reason; a stalled projection says so in
@@ -76,7 +82,9 @@ pub async fn projections(
         return Err(ApiError::Forbidden);
     }
     let head = state.log.head().await?;
-    Ok(Json(
-        json!({ "head": head, "projections": state.runner.statuses(head) }),
-    ))
+    Ok(Json(json!({
+        "head": head,
+        "leading": state.runner.is_leading(),
+        "projections": state.runner.statuses(head),
+    })))
 }

@@ -253,6 +253,7 @@ pub async fn import(
             record.id = first_id + offset as i64;
         }
         let stream = bomba_id.to_string();
+        let scope = context.idempotency.as_deref();
         let mut last_position = None;
         let mut touched = Vec::new();
         if atomic {
@@ -263,10 +264,10 @@ pub async fn import(
             };
             match state
                 .fuel_stations
-                .execute(&stream, command, &context.metadata)
+                .execute_keyed(&stream, command, &context.metadata, scope, |_| ())
                 .await
             {
-                Ok(executed) => {
+                Ok((executed, ())) => {
                     imported = valid.len();
                     last_position = executed.position();
                     touched = executed.touched;
@@ -290,10 +291,10 @@ pub async fn import(
                 };
                 match state
                     .fuel_stations
-                    .execute(&stream, command, &context.metadata)
+                    .execute_keyed(&stream, command, &context.metadata, scope, |_| ())
                     .await
                 {
-                    Ok(executed) => {
+                    Ok((executed, ())) => {
                         imported += 1;
                         last_position = executed.position().or(last_position);
                         for name in executed.touched {

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod fields;
 pub mod flota;
 pub mod health;
+pub mod idempotency;
 pub mod import;
 pub mod limits;
 pub mod lookup;
@@ -79,8 +80,14 @@ where
     A: Aggregate + Clone + 'static,
     A::Command: Clone,
 {
-    let executed = bus
-        .execute(stream_id, command, &context.metadata)
+    let (executed, ()) = bus
+        .execute_keyed(
+            stream_id,
+            command,
+            &context.metadata,
+            context.idempotency.as_deref(),
+            |_| (),
+        )
         .await
         .map_err(|e| error::command_error(e, refused))?;
     if executed.appended.is_some() {
@@ -107,7 +114,13 @@ where
     A::Command: Clone,
 {
     let (executed, viewed) = bus
-        .execute_viewing(stream_id, command, &context.metadata, view)
+        .execute_keyed(
+            stream_id,
+            command,
+            &context.metadata,
+            context.idempotency.as_deref(),
+            view,
+        )
         .await
         .map_err(|e| error::command_error(e, refused))?;
     if executed.appended.is_some() {

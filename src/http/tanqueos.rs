@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use aggregates::amount::{parse_amount, DecimalError, AMOUNT_ABS_MAX};
 use aggregates::codec;
 use aggregates::fuel::{
-    costo_por_galon, Concepto, FuelCommand, FuelError, FuelRecord, FuelStation, TipoOperacion,
+    costo_por_galon, Concepto, FuelCommand, FuelError, FuelEvent, FuelRecord, FuelStation,
+    TipoOperacion,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -422,6 +423,17 @@ pub async fn create(
         },
     )
     .await?;
+    // A resumed keyed request answers the record its first run appended, under that run's id.
+    let id = executed
+        .events
+        .iter()
+        .find_map(|event| match event {
+            FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
+                Some(record.id)
+            }
+            _ => None,
+        })
+        .unwrap_or(id);
     let events = decided_events(&executed, &context, bomba_id)?;
     let row = row_after(RecordRow::new(), id, &events)?;
     Ok((

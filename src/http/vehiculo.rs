@@ -41,8 +41,11 @@ fn envelope(status: StatusCode, message: &str, data: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Rewrites every `{"error": …}` answer of this family (401, 403, 400, 404, 409, 500) into the
-/// seed's envelope, so the family has one format whatever layer refused the request.
+/// Rewrites every `{"error": …}` answer of this family (401, 403, 400, 404, 409, 422, 500) into
+/// the seed's envelope, so the family has one format whatever layer refused the request. An
+/// answer already in the envelope passes as it is, so the layer can wrap the Idempotency-Key
+/// layer (whose own refusals it must envelop) and sit inside it too (so that what is kept for a
+/// key is the enveloped answer, and its replay is the same bytes).
 pub async fn error_envelope(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status().is_success() {
@@ -52,8 +55,11 @@ pub async fn error_envelope(request: Request, next: Next) -> Response {
     let bytes = axum::body::to_bytes(body, ERROR_BODY_LEN_MAX)
         .await
         .unwrap_or_default();
-    let message = serde_json::from_slice::<Value>(&bytes)
-        .ok()
+    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+    if parsed.as_ref().is_some_and(|v| v.get("success").is_some()) {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let message = parsed
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
     let message = if message.trim().is_empty() {

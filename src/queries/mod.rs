@@ -15,8 +15,8 @@ use sqlx::Row;
 
 use crate::read_store::ReadStore;
 
-/// The query layer's one error type. Either way the caller gets a 500: the read models are the
-/// service's own, so a failure to read them is never the caller's fault.
+/// The query layer's one error type. Never the caller's fault: the read models are the
+/// service's own. An unreachable database is a 503 (retry later), anything else a 500.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("read models: {0}")]
@@ -24,6 +24,12 @@ pub enum QueryError {
     /// A stored value that its column's type cannot hold (the projection never writes one).
     #[error("read models: stored {0}")]
     Corrupt(String),
+}
+
+impl QueryError {
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Database(error) if crate::store::is_outage(error))
+    }
 }
 
 /// Every row `sql` (without placeholders) selects, each read by `read`.

@@ -129,6 +129,7 @@ impl PersistedEventRepository for LogRepository {
             stream_id: first.aggregate_id.clone(),
             expected_version: i64::try_from(first.sequence).unwrap_or(i64::MAX) - 1,
             events: new_events,
+            idempotency: None,
         };
         self.log.append(request).await.map_err(persistence_error)?;
         Ok(())

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -38,6 +39,8 @@ pub struct BatchContext {
     pub versions: HashMap<(String, String), i64>,
     /// Already-stored events among the batch's event ids.
     pub known: HashMap<Uuid, KnownEvent>,
+    /// The epoch each Idempotency-Key the batch claims is already claimed with (actor, key).
+    pub claims: HashMap<(String, String), Uuid>,
 }
 
 /// A row the batch will insert.
@@ -124,6 +127,7 @@ fn plan_one<'a>(
     if let Some(original) = already_appended(request, &context.known)? {
         return Ok(original);
     }
+    check_claim(request, &context.claims)?;
     let key = (request.stream_type.clone(), request.stream_id.clone());
     let actual = context.versions.get(&key).copied().unwrap_or(0);
     if actual != request.expected_version {
@@ -157,11 +161,35 @@ fn plan_one<'a>(
         });
     }
     context.versions.insert(key, version);
+    if let Some(claim) = &request.idempotency {
+        // Later appends of this batch see the claim as if it were stored.
+        context
+            .claims
+            .insert((claim.actor.clone(), claim.key.clone()), claim.epoch);
+    }
     Ok(Appended {
         first_position,
         last_position: *head,
         version,
     })
+}
+
+/// An append that claims an Idempotency-Key another use of it (another epoch) claimed first is
+/// refused: two processes that each took a retry of one request cannot both commit it.
+fn check_claim(
+    request: &AppendRequest,
+    claims: &HashMap<(String, String), Uuid>,
+) -> Result<(), StoreError> {
+    let Some(claim) = &request.idempotency else {
+        return Ok(());
+    };
+    match claims.get(&(claim.actor.clone(), claim.key.clone())) {
+        Some(epoch) if *epoch != claim.epoch => Err(StoreError::KeyClaimed {
+            actor: claim.actor.clone(),
+            key: claim.key.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// An append whose events are all stored already, in its stream and in its order, is a retry of
@@ -216,7 +244,28 @@ pub trait BatchWriter: Send + 'static {
         batch: &[AppendRequest],
         dependencies: &Dependencies,
     ) -> impl Future<Output = Result<(Vec<Result<Appended, StoreError>>, i64), StoreError>> + Send;
+
+    /// Whether the writer holds a connection it believes usable.
+    fn is_connected(&self) -> bool {
+        true
+    }
+
+    /// Drops the connection after a failure: its state is unknown (a transaction half-way, a
+    /// server that restarted), so the next batch starts on a fresh one.
+    fn discard_connection(&mut self) {}
+
+    /// Opens a fresh connection.
+    fn reconnect(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
+
+/// Longest the writer waits to connect before it answers the waiting appends "unavailable".
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Pauses between reconnection attempts while the store is out of reach: from the first up to
+/// the last, doubling. Appends that arrive meanwhile are refused at once, not queued.
+const RECONNECT_DELAY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const RECONNECT_DELAY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Pending {
     request: AppendRequest,
@@ -254,16 +303,35 @@ const FAILED_REMEMBERED_MAX: usize = 16 * 1024;
 pub struct GroupCommit {
     sender: Mutex<Option<mpsc::Sender<Pending>>>,
     writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// `None` while the writer can commit; otherwise why it cannot (for `/readyz`).
+    health: watch::Receiver<Option<String>>,
 }
 
 impl GroupCommit {
     pub fn start<W: BatchWriter>(writer: W, head: watch::Sender<i64>) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(run_writer(writer, receiver, head));
+        let (health_sender, health) = watch::channel(None);
+        let task = tokio::spawn(run_writer(writer, receiver, head, health_sender));
         Self {
             sender: Mutex::new(Some(sender)),
             writer: tokio::sync::Mutex::new(Some(task)),
+            health,
         }
+    }
+
+    /// `None` while the writer commits; otherwise why it cannot (the store is out of reach, or
+    /// its task ended).
+    pub fn unhealthy(&self) -> Option<String> {
+        if self
+            .sender
+            .lock()
+            .expect("the sender lock is never poisoned")
+            .as_ref()
+            .is_some_and(|sender| sender.is_closed())
+        {
+            return Some("the event log writer stopped".to_string());
+        }
+        self.health.borrow().clone()
     }
 
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
@@ -310,15 +378,72 @@ impl GroupCommit {
     }
 }
 
+/// Answers every append in `pending` "unavailable": the store cannot take them now.
+fn refuse_all(pending: &mut Vec<Pending>, reason: &str) {
+    for queued in pending.drain(..) {
+        let _ = queued
+            .reply
+            .send(Err(StoreError::Unavailable(reason.to_string())));
+    }
+}
+
+/// Gets the writer a connection, retrying with a growing pause; appends that arrive meanwhile
+/// are answered "unavailable" at once (a caller must not wait out an outage). `false` when the
+/// queue closed (shutdown) first.
+async fn reconnect<W: BatchWriter>(
+    writer: &mut W,
+    receiver: &mut mpsc::Receiver<Pending>,
+    health: &watch::Sender<Option<String>>,
+) -> bool {
+    let mut delay = RECONNECT_DELAY_MIN;
+    loop {
+        let reason = match tokio::time::timeout(CONNECT_TIMEOUT, writer.reconnect()).await {
+            Ok(Ok(())) => {
+                if health.borrow().is_some() {
+                    tracing::info!("event log writer reconnected");
+                }
+                health.send_replace(None);
+                return true;
+            }
+            Ok(Err(error)) => format!("the event log is unreachable: {error}"),
+            Err(_) => "the event log is unreachable: connecting timed out".to_string(),
+        };
+        tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "event log writer cannot connect");
+        health.send_replace(Some(reason.clone()));
+        let mut refused = Vec::new();
+        let deadline = tokio::time::sleep(delay);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                received = receiver.recv_many(&mut refused, BATCH_APPENDS_MAX) => {
+                    if received == 0 {
+                        return false;
+                    }
+                    refuse_all(&mut refused, &reason);
+                }
+            }
+        }
+        delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+    }
+}
+
 async fn run_writer<W: BatchWriter>(
     mut writer: W,
     mut receiver: mpsc::Receiver<Pending>,
     head: watch::Sender<i64>,
+    health: watch::Sender<Option<String>>,
 ) {
     let mut pending = Vec::new();
     let mut dependencies = Dependencies::default();
     let mut failed_order: VecDeque<Uuid> = VecDeque::new();
-    while receiver.recv_many(&mut pending, BATCH_APPENDS_MAX).await > 0 {
+    loop {
+        if !writer.is_connected() && !reconnect(&mut writer, &mut receiver, &health).await {
+            return;
+        }
+        if receiver.recv_many(&mut pending, BATCH_APPENDS_MAX).await == 0 {
+            return;
+        }
         // Callers answered by the previous batch are usually about to append again. Letting them
         // run first puts them in this batch instead of the next: without it, batches alternate
         // between a few appends and many, and each caller waits through two commits.
@@ -346,7 +471,28 @@ async fn run_writer<W: BatchWriter>(
             replies.push(queued.reply);
         }
         let started = std::time::Instant::now();
-        let written = writer.write_batch(&requests, &dependencies).await;
+        // A panic while writing (a bug on a stored row, say) must not end the only writer: the
+        // batch fails like any other failure, and the next one starts on a fresh connection.
+        let written =
+            match std::panic::AssertUnwindSafe(writer.write_batch(&requests, &dependencies))
+                .catch_unwind()
+                .await
+            {
+                Ok(written) => written,
+                Err(panic) => {
+                    let cause = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".to_string());
+                    Err(StoreError::Unavailable(format!(
+                        "the event log writer failed: {cause}"
+                    )))
+                }
+            };
+        if written.is_err() {
+            writer.discard_connection();
+        }
         // Remember what failed, so that appends decided after it (queued behind) fail too.
         let failed_now: Vec<Uuid> = match &written {
             Ok((outcomes, _)) => requests
@@ -400,6 +546,111 @@ async fn run_writer<W: BatchWriter>(
 mod tests {
     use super::*;
     use crate::store::EventMetadata;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A writer that panics on chosen batches, or cannot connect a number of times.
+    struct Flaky {
+        batches: Arc<AtomicUsize>,
+        panic_on_batch: Option<usize>,
+        connected: bool,
+        refusals_left: Arc<AtomicUsize>,
+    }
+
+    impl BatchWriter for Flaky {
+        async fn write_batch(
+            &mut self,
+            batch: &[AppendRequest],
+            _: &Dependencies,
+        ) -> Result<(Vec<Result<Appended, StoreError>>, i64), StoreError> {
+            let number = self.batches.fetch_add(1, Ordering::SeqCst);
+            if Some(number) == self.panic_on_batch {
+                panic!("a stored row could not be read");
+            }
+            let outcomes = batch
+                .iter()
+                .map(|_| {
+                    Ok(Appended {
+                        first_position: 1,
+                        last_position: 1,
+                        version: 1,
+                    })
+                })
+                .collect();
+            Ok((outcomes, 1))
+        }
+
+        fn is_connected(&self) -> bool {
+            self.connected
+        }
+
+        fn discard_connection(&mut self) {
+            self.connected = false;
+        }
+
+        async fn reconnect(&mut self) -> Result<(), StoreError> {
+            let left = self.refusals_left.load(Ordering::SeqCst);
+            if left > 0 {
+                self.refusals_left.store(left - 1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable("connection refused".into()));
+            }
+            self.connected = true;
+            Ok(())
+        }
+    }
+
+    fn flaky(panic_on_batch: Option<usize>, connected: bool, refusals: usize) -> Flaky {
+        Flaky {
+            batches: Arc::new(AtomicUsize::new(0)),
+            panic_on_batch,
+            connected,
+            refusals_left: Arc::new(AtomicUsize::new(refusals)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_writer_fails_its_batch_and_the_next_append_commits() {
+        let log = GroupCommit::start(flaky(Some(0), true, 0), watch::channel(0).0);
+        let failed = log.append(request("a", 0, &[Uuid::now_v7()])).await;
+        match failed {
+            Err(StoreError::Unavailable(reason)) => {
+                assert!(
+                    reason.contains("a stored row could not be read"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected the batch to fail, got {other:?}"),
+        }
+        let next = log.append(request("a", 0, &[Uuid::now_v7()])).await;
+        assert!(next.is_ok(), "{next:?}");
+        assert_eq!(log.unhealthy(), None);
+    }
+
+    #[tokio::test]
+    async fn while_the_store_is_unreachable_appends_fail_fast_and_resume_after_it_returns() {
+        let writer = flaky(None, false, 3);
+        let refusals_left = writer.refusals_left.clone();
+        let log = GroupCommit::start(writer, watch::channel(0).0);
+        let started = std::time::Instant::now();
+        let refused = log.append(request("a", 0, &[Uuid::now_v7()])).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(log.unhealthy().is_some_and(|r| r.contains("unreachable")));
+        // The writer keeps trying on its own; once the store answers, appends commit again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if log.append(request("a", 0, &[Uuid::now_v7()])).await.is_ok() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never reconnected");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(refusals_left.load(Ordering::SeqCst), 0);
+        assert_eq!(log.unhealthy(), None);
+    }
 
     fn request(stream: &str, expected: i64, ids: &[Uuid]) -> AppendRequest {
         AppendRequest {
@@ -416,6 +667,7 @@ mod tests {
                     metadata: EventMetadata::default(),
                 })
                 .collect(),
+            idempotency: None,
         }
     }
 
@@ -535,6 +787,44 @@ mod tests {
         let plan = plan_batch(&batch, context);
         assert!(matches!(plan.outcomes[0], Err(StoreError::EventIdReused(id)) if id == stored));
         assert!(plan.rows.is_empty());
+    }
+
+    /// Two processes that each took a retry of one keyed request: whichever commits first
+    /// claims the key, and the other use of it (another epoch) is refused, in the same batch or
+    /// a later one. A later append of the same use goes through.
+    #[test]
+    fn an_append_claiming_a_key_another_use_claimed_is_refused() {
+        let claim = |epoch| crate::store::IdempotencyClaim {
+            actor: "ana".into(),
+            key: "k".into(),
+            fingerprint: String::new(),
+            epoch,
+            created_at: chrono::Utc::now(),
+        };
+        let (ours, theirs) = (Uuid::now_v7(), Uuid::now_v7());
+        let keyed = |stream: &str, epoch| AppendRequest {
+            idempotency: Some(claim(epoch)),
+            ..request(stream, 0, &[Uuid::now_v7()])
+        };
+        let batch = vec![keyed("a", ours), keyed("b", theirs), keyed("c", ours)];
+        let plan = plan_batch(&batch, BatchContext::default());
+        assert!(plan.outcomes[0].is_ok());
+        assert!(matches!(
+            plan.outcomes[1],
+            Err(StoreError::KeyClaimed { .. })
+        ));
+        assert!(plan.outcomes[2].is_ok());
+        assert_eq!(plan.rows.len(), 2);
+
+        let mut context = BatchContext::default();
+        context.claims.insert(("ana".into(), "k".into()), theirs);
+        let batch = vec![keyed("a", ours), keyed("b", theirs)];
+        let plan = plan_batch(&batch, context);
+        assert!(matches!(
+            plan.outcomes[0],
+            Err(StoreError::KeyClaimed { .. })
+        ));
+        assert!(plan.outcomes[1].is_ok());
     }
 
     /// Another process wrote exactly one event to the stream, so the version an append decided

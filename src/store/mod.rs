@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use idempotency::{IdempotencyClaim, IdempotencyStore};
+
 /// Who caused an event and in answer to what; stored with every event.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EventMetadata {
@@ -100,6 +102,8 @@ pub struct AppendRequest {
     pub stream_id: String,
     pub expected_version: i64,
     pub events: Vec<NewEvent>,
+    /// The Idempotency-Key this append answers, written in the same transaction as its events.
+    pub idempotency: Option<IdempotencyClaim>,
 }
 
 /// Where an accepted append landed.
@@ -124,6 +128,9 @@ pub enum StoreError {
     EmptyAppend,
     #[error("event {0} is already stored in another stream or at another version")]
     EventIdReused(Uuid),
+    /// Another request (another use of the key) already claimed it: see [`idempotency`].
+    #[error("idempotency key {key} of {actor} is claimed by another request")]
+    KeyClaimed { actor: String, key: String },
     #[error("the event log is shut down")]
     Closed,
     #[error("the event log could not commit: {0}")]
@@ -140,11 +147,38 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }
+
+    /// The store could not be reached (or is shutting down): nothing was decided, and the same
+    /// request may succeed once it is back.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::Closed => true,
+            Self::Database(error) => is_outage(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error means the database is out of reach (down, restarting, refusing
+/// connections, or every connection is busy past the timeout) rather than a statement's fault.
+pub fn is_outage(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception) and 57P (the server is shutting down or starting).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
 }
 
 /// The global, ordered, durable log of every event.
 #[async_trait]
-pub trait EventLog: Send + Sync {
+pub trait EventLog: IdempotencyStore + Send + Sync {
     /// Appends atomically, or writes nothing. Appending events whose ids are already stored as
     /// exactly that append is a no-op answering the original positions.
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
@@ -169,6 +203,25 @@ pub trait EventLog: Send + Sync {
         stream_id: &str,
         after_version: i64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Up to `limit` of a stream's events with `version > after_version`, in version order: a
+    /// long stream read page by page never holds more than one page of decoded events.
+    ///
+    /// Both stores override this with one indexed range read; the default, for logs that cannot
+    /// page (test doubles), reads the whole tail and keeps its first `limit` events.
+    async fn read_stream_page(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_version: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = self
+            .read_stream(stream_type, stream_id, after_version)
+            .await?;
+        events.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(events)
+    }
 
     /// Up to `limit` events with `position > after_position`, in position order. Never skips an
     /// event: see each implementation for why.
@@ -198,9 +251,54 @@ pub trait EventLog: Send + Sync {
 
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// `None` while appends can commit; otherwise why they cannot (the writer lost its
+    /// connection and is reconnecting, or it stopped).
+    fn writer_unhealthy(&self) -> Option<String> {
+        None
+    }
 }
 
 pub type SharedLog = Arc<dyn EventLog>;
+
+/// Events one read of a long stream holds at most (each decoded, with its JSON payload). Pages
+/// of 10,000 raised the resident set by ~190 MB while a 200,000-event station was folded, pages
+/// of 2,000 by ~11 MB, and were no slower (`bench --scenario as-of --events 200000`: 4.2 s
+/// against 4.8 s for the whole fold, one indexed range read per page).
+pub const STREAM_PAGE_EVENTS: i64 = 2_000;
+
+/// Folds a stream's events with `version > after_version` into `fold`, in version order, reading
+/// `page_events` (at least one; [`STREAM_PAGE_EVENTS`] unless testing) at a time. Answers the
+/// version reached; when `fold` or a read fails, the events before it have been folded (the
+/// caller's own record of the version, kept in `fold`, says how far).
+pub async fn fold_stream<E: From<StoreError>>(
+    log: &dyn EventLog,
+    stream_type: &str,
+    stream_id: &str,
+    after_version: i64,
+    page_events: i64,
+    mut fold: impl FnMut(&StoredEvent) -> Result<(), E>,
+) -> Result<i64, E> {
+    // A page of none would never reach the end of the stream.
+    let page_events = page_events.max(1);
+    let mut version = after_version;
+    loop {
+        let page = log
+            .read_stream_page(stream_type, stream_id, version, page_events)
+            .await?;
+        for stored in &page {
+            debug_assert!(
+                stored.version > version,
+                "a stream is read in version order"
+            );
+            fold(stored)?;
+            version = stored.version;
+        }
+        if (page.len() as i64) < page_events {
+            return Ok(version);
+        }
+    }
+}
 
 /// Opens the log `database_url` names: `postgres://…` or `sqlite://…` / a file path.
 pub async fn open(database_url: &str) -> Result<SharedLog, StoreError> {
@@ -271,6 +369,25 @@ macro_rules! impl_event_log {
                 query.fetch_all(&self.readers).await?.into_iter().map(decode_row).collect()
             }
 
+            async fn read_stream_page(
+                &self,
+                stream_type: &str,
+                stream_id: &str,
+                after_version: i64,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::StoredEvent>, $crate::store::StoreError> {
+                let sql = format!(
+                    "{SELECT_EVENTS} WHERE stream_type = $1 AND stream_id = $2 AND version > $3 \
+                     ORDER BY version LIMIT $4"
+                );
+                let query = sqlx::query(&sql)
+                    .bind(stream_type)
+                    .bind(stream_id)
+                    .bind(after_version)
+                    .bind(limit);
+                query.fetch_all(&self.readers).await?.into_iter().map(decode_row).collect()
+            }
+
             async fn read_all(
                 &self,
                 after_position: i64,
@@ -311,12 +428,18 @@ macro_rules! impl_event_log {
             fn backend(&self) -> &'static str {
                 $backend
             }
+
+            fn writer_unhealthy(&self) -> Option<String> {
+                self.writer.unhealthy()
+            }
         }
     };
 }
 
 pub mod cqrs_adapter;
 pub mod group_commit;
+#[macro_use]
+pub mod idempotency;
 
 pub use group_commit::PendingAppend;
 pub mod postgres;

@@ -46,27 +46,30 @@ pub struct PostgresLog {
 impl PostgresLog {
     pub async fn open(database_url: &str) -> Result<Self, StoreError> {
         let options: PgConnectOptions = database_url.parse()?;
-        let mut connection = PgConnection::connect_with(&options).await?;
+        let mut connection = writer_connection(&options).await?;
         sqlx::migrate!("./migrations/postgres")
             .set_ignore_missing(true)
             .run(&mut connection)
             .await?;
-        // A generic plan made while `events` was empty is a sequential scan, and it stays cached
-        // as the table grows: appends slowed from thousands to hundreds per second over one
-        // 100k-event run. Custom plans are re-made against the table's real size each time.
-        sqlx::query("SET plan_cache_mode = force_custom_plan")
-            .execute(&mut connection)
-            .await?;
         let head = current_head(&mut connection).await?;
         let readers = PgPoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            // While the database is out of reach, a read fails within this (a 503) instead of
+            // queueing for a connection; the pool reconnects by itself once it is back.
+            .acquire_timeout(crate::read_store::OUTAGE_TIMEOUT)
+            .connect_with(options.clone())
             .await?;
         let (head_sender, head_receiver) = watch::channel(head);
         let listener = tokio::spawn(follow_other_writers(readers.clone(), head_sender.clone()));
         Ok(Self {
             readers,
-            writer: GroupCommit::start(PostgresBatchWriter { connection }, head_sender),
+            writer: GroupCommit::start(
+                PostgresBatchWriter {
+                    options,
+                    connection: Some(connection),
+                },
+                head_sender,
+            ),
             head: head_receiver,
             listener,
         })
@@ -117,22 +120,54 @@ async fn follow_other_writers(pool: PgPool, head: watch::Sender<i64>) {
     }
 }
 
+/// The writer's own connection, set up for appends.
+async fn writer_connection(options: &PgConnectOptions) -> Result<PgConnection, StoreError> {
+    let mut connection = PgConnection::connect_with(options).await?;
+    // A generic plan made while `events` was empty is a sequential scan, and it stays cached
+    // as the table grows: appends slowed from thousands to hundreds per second over one
+    // 100k-event run. Custom plans are re-made against the table's real size each time.
+    sqlx::query("SET plan_cache_mode = force_custom_plan")
+        .execute(&mut connection)
+        .await?;
+    Ok(connection)
+}
+
 struct PostgresBatchWriter {
-    connection: PgConnection,
+    options: PgConnectOptions,
+    /// `None` after a failure, until [`BatchWriter::reconnect`] opens a fresh one.
+    connection: Option<PgConnection>,
 }
 
 impl BatchWriter for PostgresBatchWriter {
+    fn is_connected(&self) -> bool {
+        self.connection.is_some()
+    }
+
+    fn discard_connection(&mut self) {
+        self.connection = None;
+    }
+
+    async fn reconnect(&mut self) -> Result<(), StoreError> {
+        self.connection = Some(writer_connection(&self.options).await?);
+        Ok(())
+    }
+
     async fn write_batch(
         &mut self,
         batch: &[AppendRequest],
         dependencies: &Dependencies,
     ) -> Result<(Vec<Result<Appended, StoreError>>, i64), StoreError> {
-        let mut tx = self.connection.begin().await?;
+        let connection = self
+            .connection
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("the event log is unreachable".to_string()))?;
+        let mut tx = connection.begin().await?;
         let head: i64 =
             sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
                 .fetch_one(&mut *tx)
                 .await?;
-        let context = load_context(&mut tx, batch, head).await?;
+        let mut context = load_context(&mut tx, batch, head).await?;
+        context.claims = load_claims(&mut tx, batch).await?;
         let plan = plan_batch_after(batch, context, dependencies);
         let Some(last) = plan.rows.last() else {
             tx.rollback().await?;
@@ -178,6 +213,7 @@ impl BatchWriter for PostgresBatchWriter {
             }
             insert.build().execute(&mut *tx).await?;
         }
+        insert_claims(&mut tx, batch, &plan.outcomes).await?;
         tx.commit().await?;
         Ok((plan.outcomes, new_head))
     }
@@ -253,6 +289,7 @@ async fn load_context(
         head,
         versions,
         known,
+        claims: HashMap::new(),
     })
 }
 
@@ -272,3 +309,11 @@ impl_event_log!(
     backend = "postgres",
     head_sql = "SELECT position FROM event_log_head WHERE id = 1"
 );
+
+impl_idempotency_store!(
+    PostgresLog,
+    row = sqlx::postgres::PgRow,
+    event_id_is = "event_id = $1::uuid"
+);
+
+claims_in_transaction!(Postgres);

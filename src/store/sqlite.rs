@@ -81,7 +81,8 @@ impl BatchWriter for SqliteBatchWriter {
         // IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
         // writes later fails with SQLITE_BUSY when another process wrote in between.
         let mut tx = self.connection.begin_with("BEGIN IMMEDIATE").await?;
-        let context = load_context(&mut tx, batch).await?;
+        let mut context = load_context(&mut tx, batch).await?;
+        context.claims = load_claims(&mut tx, batch).await?;
         let plan = plan_batch_after(batch, context, dependencies);
         let mut head = None;
         for chunk in plan
@@ -107,6 +108,9 @@ impl BatchWriter for SqliteBatchWriter {
             });
             insert.build().execute(&mut *tx).await?;
             head = chunk.last().map(|row| row.position);
+        }
+        if head.is_some() {
+            insert_claims(&mut tx, batch, &plan.outcomes).await?;
         }
         tx.commit().await?;
         let head = match head {
@@ -204,6 +208,7 @@ async fn load_context(
         head,
         versions,
         known,
+        claims: HashMap::new(),
     })
 }
 
@@ -222,3 +227,11 @@ impl_event_log!(
     backend = "sqlite",
     head_sql = "SELECT COALESCE(MAX(position), 0) FROM events"
 );
+
+impl_idempotency_store!(
+    SqliteLog,
+    row = sqlx::sqlite::SqliteRow,
+    event_id_is = "event_id = $1"
+);
+
+claims_in_transaction!(Sqlite);

@@ -101,18 +101,27 @@ impl TestApp {
     pub async fn start(backend: Backend) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let location = fresh_location(backend, dir.path()).await?;
+        Some(Self::start_at(backend, location, dir).await)
+    }
+
+    /// The service on `location` (a store another instance may share).
+    pub async fn start_at(
+        backend: Backend,
+        location: StoreLocation,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let keys = JwtKeys::new(TEST_SECRET);
         let state = AppState::open(&location, keys.clone())
             .await
             .expect("the ledger opens on a fresh store");
-        Some(Self {
+        Self {
             router: app(state.clone()),
             state,
             keys,
             location,
             backend,
             _dir: dir,
-        })
+        }
     }
 
     /// Stops this instance and opens a new one on the same store, as a restart would.
@@ -155,20 +164,7 @@ impl TestApp {
     /// Sends one request through the real router; answers status, headers and the JSON body
     /// (`Value::Null` for an empty body, a string for a non-JSON one).
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router always answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, headers, bytes) = respond(&self.router, request).await;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -293,3 +289,24 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/vehiculo/{id}"),
     ("DELETE", "/vehiculo/{id}"),
 ];
+
+/// Sends one request through `router`; answers status, headers and the body's bytes.
+pub async fn respond(
+    router: &Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, axum::body::Bytes) {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router always answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, headers, bytes)
+}
