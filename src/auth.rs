@@ -1,21 +1,31 @@
-//! Bearer JWTs, HS256 only, and the roles they carry.
+//! Bearer JWTs, verified by `jsonwebtoken`, and the roles they carry.
 //!
-//! The algorithm is pinned: a token whose header names anything but HS256 (`none` included) is
-//! refused before its signature is even looked at, so no "algorithm confusion" is possible.
+//! One algorithm is accepted at a time, and it is pinned: HS256 with the service's secret (the
+//! default) or RS256 with a configured public key. A token whose header names anything else
+//! (`none` included) is refused before its signature is even looked at, so no "algorithm
+//! confusion" is possible. A token is never logged: refusals log only an [`AuthError`].
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 pub const SECRET_ENV: &str = "FLEET_LEDGER_JWT_SECRET";
+/// An HS256 secret is as strong as its length: RFC 7518 §3.2 asks for at least the hash's
+/// 256 bits, so a shorter one given by an operator stops the service at startup.
+pub const SECRET_LEN_MIN: usize = 32;
+/// Clock skew tolerated on `exp` and `nbf` between the issuer and this service.
+pub const LEEWAY_S: i64 = 30;
 const SECRET_FILE: &str = "jwt_secret";
+/// Longest `alg` name repeated in a log line: the header is the caller's text.
+const ALG_LOGGED_LEN_MAX: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -69,10 +79,21 @@ impl Actor {
     }
 }
 
+/// The claims this service reads. `exp` and `nbf` are read here rather than by jsonwebtoken:
+/// with serde_json's `arbitrary_precision` (money must never pass through f64) its numeric
+/// claim parser sees every number as a map and would refuse every token.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
-    exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+    /// Written into issued tokens; jsonwebtoken checks a received one (string or list).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     roles: Option<Roles>,
 }
@@ -85,11 +106,7 @@ enum Roles {
     One(String),
 }
 
-#[derive(Debug, Deserialize)]
-struct Header {
-    alg: String,
-}
-
+/// Why a token was refused. Every variant is safe to log: none carries the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("malformed token")]
@@ -100,99 +117,214 @@ pub enum AuthError {
     Signature,
     #[error("token expired")]
     Expired,
+    #[error("token has no exp claim")]
+    MissingExpiry,
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
+    #[error("token issuer is not accepted")]
+    Issuer,
+    #[error("token audience is not accepted")]
+    Audience,
+    #[error("these keys only verify tokens (RS256); tokens come from the identity provider")]
+    CannotSign,
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(error: jsonwebtoken::errors::Error) -> Self {
+        match error.kind() {
+            ErrorKind::InvalidSignature => Self::Signature,
+            ErrorKind::ExpiredSignature => Self::Expired,
+            ErrorKind::ImmatureSignature => Self::NotYetValid,
+            ErrorKind::InvalidIssuer => Self::Issuer,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => Self::Issuer,
+            ErrorKind::InvalidAudience => Self::Audience,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => Self::Audience,
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// Why the configured keys cannot be used: the service does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "{SECRET_ENV} is {len_bytes} bytes long; an HS256 secret needs at least {SECRET_LEN_MIN} \
+         (e.g. `openssl rand -hex 32`)"
+    )]
+    SecretTooShort { len_bytes: usize },
+    #[error("JWT public key {path}: {reason}")]
+    PublicKey { path: PathBuf, reason: String },
+    #[error("JWT secret in {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("jsonwebtoken was built with no single crypto backend")]
+    NoCryptoBackend,
+}
+
+/// How tokens are checked, from flags and environment (`serve` and `token` share it).
+#[derive(Debug, Clone, Default)]
+pub struct JwtSettings {
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// PEM file of an RSA public key: switches verification from HS256 to RS256.
+    pub public_key: Option<PathBuf>,
 }
 
 #[derive(Clone)]
 pub struct JwtKeys {
-    secret: Vec<u8>,
+    algorithm: Algorithm,
+    decoding: DecodingKey,
+    /// Only an HS256 secret signs; an RS256 public key only verifies.
+    encoding: Option<EncodingKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtKeys(…)")
+        write!(f, "JwtKeys({:?}, …)", self.algorithm)
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
 impl JwtKeys {
+    /// HS256 keys for `secret`, of any length: tests and the bench sign with short ones. An
+    /// operator's secret goes through [`JwtKeys::load`], which refuses short ones.
+    ///
+    /// # Panics
+    /// On an empty secret, which no caller passes ([`JwtKeys::load`] never yields one).
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        let secret = secret.into();
         Self {
-            secret: secret.into(),
+            algorithm: Algorithm::HS256,
+            decoding: DecodingKey::from_secret(&secret).expect("a non-empty HS256 secret"),
+            encoding: Some(EncodingKey::from_secret(&secret).expect("a non-empty HS256 secret")),
+            issuer: None,
+            audience: None,
         }
     }
 
-    /// The secret from `FLEET_LEDGER_JWT_SECRET`, or else the one kept in `data_dir`, generated
-    /// (mode 0600) the first time.
-    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        if let Ok(secret) = std::env::var(SECRET_ENV) {
-            if !secret.is_empty() {
-                return Ok(Self::new(secret));
+    /// RS256 keys that verify tokens signed by the holder of this public key's private half.
+    pub fn rs256(public_key_pem: &[u8]) -> Result<Self, jsonwebtoken::errors::Error> {
+        Ok(Self {
+            algorithm: Algorithm::RS256,
+            decoding: DecodingKey::from_rsa_pem(public_key_pem)?,
+            encoding: None,
+            issuer: None,
+            audience: None,
+        })
+    }
+
+    /// Tokens must carry this `iss` (and issued ones do).
+    pub fn with_issuer(mut self, issuer: Option<String>) -> Self {
+        self.issuer = issuer;
+        self
+    }
+
+    /// Tokens must carry this `aud` (and issued ones do).
+    pub fn with_audience(mut self, audience: Option<String>) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// The keys `settings` describe: RS256 with the configured public key, or else HS256 with
+    /// the secret from `FLEET_LEDGER_JWT_SECRET` (at least [`SECRET_LEN_MIN`] bytes), or else the
+    /// one kept in `data_dir`, generated (mode 0600) the first time.
+    pub fn load(settings: &JwtSettings, data_dir: &Path) -> Result<Self, KeyError> {
+        // jsonwebtoken panics at the first token when its features name no single backend;
+        // better to stop here with a message.
+        if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
+            return Err(KeyError::NoCryptoBackend);
+        }
+        let keys = match &settings.public_key {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| KeyError::PublicKey {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                Self::rs256(&pem).map_err(|e| KeyError::PublicKey {
+                    path: path.clone(),
+                    reason: format!("not an RSA public key in PEM: {e}"),
+                })?
             }
-        }
-        let path = data_dir.join(SECRET_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(secret) if !secret.trim().is_empty() => return Ok(Self::new(secret.trim())),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        std::fs::create_dir_all(data_dir)?;
-        let mut bytes = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, &secret)?;
-        Ok(Self::new(secret))
+            None => Self::new(load_secret(data_dir)?),
+        };
+        Ok(keys
+            .with_issuer(settings.issuer.clone())
+            .with_audience(settings.audience.clone()))
     }
 
-    fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts keys of any length")
-    }
-
-    pub fn issue(&self, sub: &str, roles: &[Role], ttl: Duration) -> String {
+    /// A token for `sub` with `roles`, valid for `ttl`; the configured `iss` and `aud` included.
+    pub fn try_issue(&self, sub: &str, roles: &[Role], ttl: Duration) -> Result<String, AuthError> {
+        let encoding = self.encoding.as_ref().ok_or(AuthError::CannotSign)?;
         let exp = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
             sub: sub.to_string(),
-            exp,
+            exp: Some(exp),
+            nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
             roles: (!roles.is_empty())
                 .then(|| Roles::Many(roles.iter().map(|r| r.as_str().to_string()).collect())),
         };
-        self.sign(&claims)
+        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, encoding)
+            .map_err(|_| AuthError::CannotSign)
     }
 
-    fn sign(&self, claims: &Claims) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"));
-        let signing_input = format!("{header}.{body}");
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{signing_input}.{signature}")
+    /// [`JwtKeys::try_issue`] for HS256 keys, which always sign.
+    ///
+    /// # Panics
+    /// On RS256 keys, which hold no private key.
+    pub fn issue(&self, sub: &str, roles: &[Role], ttl: Duration) -> String {
+        self.try_issue(sub, roles, ttl)
+            .expect("HS256 keys sign; RS256 keys only verify")
+    }
+
+    fn validation(&self) -> Validation {
+        let mut validation = Validation::new(self.algorithm);
+        // `exp` and `nbf` are checked in `verify` (see `Claims`).
+        validation.required_spec_claims = HashSet::new();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_string());
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                validation.required_spec_claims.insert("aud".to_string());
+            }
+            // Without a configured audience, a token's `aud` is not this service's concern.
+            None => validation.validate_aud = false,
+        }
+        validation
     }
 
     pub fn verify(&self, token: &str) -> Result<Actor, AuthError> {
-        let mut parts = token.split('.');
-        let (Some(header_part), Some(body_part), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(AuthError::Malformed);
-        };
-        let header: Header = decode_part(header_part)?;
-        if header.alg != "HS256" {
-            return Err(AuthError::Algorithm(header.alg));
+        // Pinned before anything else, and named even when jsonwebtoken does not know the name.
+        let alg = header_alg(token)?;
+        if alg != format!("{:?}", self.algorithm) {
+            return Err(AuthError::Algorithm(
+                alg.chars().take(ALG_LOGGED_LEN_MAX).collect(),
+            ));
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| AuthError::Signature)?;
-        let mut mac = self.mac();
-        mac.update(header_part.as_bytes());
-        mac.update(b".");
-        mac.update(body_part.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| AuthError::Signature)?;
-        let claims: Claims = decode_part(body_part)?;
-        if claims.exp <= Utc::now().timestamp() {
-            return Err(AuthError::Expired);
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation())?.claims;
+        let now = Utc::now().timestamp();
+        match claims.exp {
+            None => return Err(AuthError::MissingExpiry),
+            Some(exp) if exp.saturating_add(LEEWAY_S) <= now => return Err(AuthError::Expired),
+            Some(_) => {}
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_S))
+        {
+            return Err(AuthError::NotYetValid);
         }
         if claims.sub.trim().is_empty() {
             return Err(AuthError::Malformed);
@@ -210,11 +342,50 @@ impl JwtKeys {
     }
 }
 
-fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, AuthError> {
+/// The `alg` a token's header names, whatever it is.
+fn header_alg(token: &str) -> Result<String, AuthError> {
+    #[derive(Deserialize)]
+    struct RawHeader {
+        alg: String,
+    }
+    let header = token.split('.').next().ok_or(AuthError::Malformed)?;
     let bytes = URL_SAFE_NO_PAD
-        .decode(part)
+        .decode(header)
         .map_err(|_| AuthError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)
+    serde_json::from_slice::<RawHeader>(&bytes)
+        .map(|h| h.alg)
+        .map_err(|_| AuthError::Malformed)
+}
+
+/// The HS256 secret: `FLEET_LEDGER_JWT_SECRET`, or the one kept in `data_dir`.
+fn load_secret(data_dir: &Path) -> Result<String, KeyError> {
+    if let Ok(secret) = std::env::var(SECRET_ENV) {
+        if !secret.is_empty() {
+            if secret.len() < SECRET_LEN_MIN {
+                return Err(KeyError::SecretTooShort {
+                    len_bytes: secret.len(),
+                });
+            }
+            return Ok(secret);
+        }
+    }
+    let path = data_dir.join(SECRET_FILE);
+    let file_error = |source| KeyError::SecretFile {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(e)),
+    }
+    std::fs::create_dir_all(data_dir).map_err(file_error)?;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &secret).map_err(file_error)?;
+    Ok(secret)
 }
 
 #[cfg(unix)]
@@ -257,6 +428,10 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    type HmacSha256 = Hmac<Sha256>;
 
     fn keys() -> JwtKeys {
         JwtKeys::new("test-secret")
@@ -355,5 +530,99 @@ mod tests {
         assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
         assert!(parse_ttl("soon").is_err());
         assert!(parse_ttl("0h").is_err());
+    }
+
+    const RS256_PRIVATE: &[u8] = include_bytes!("../tests/fixtures/jwt_rs256_test_private.pem");
+    const RS256_PUBLIC: &[u8] = include_bytes!("../tests/fixtures/jwt_rs256_test_public.pem");
+
+    fn hs256(claims: &str) -> String {
+        forge(r#"{"alg":"HS256","typ":"JWT"}"#, claims, b"test-secret")
+    }
+
+    #[test]
+    fn a_token_without_exp_is_refused() {
+        assert_eq!(
+            keys().verify(&hs256(r#"{"sub":"a"}"#)),
+            Err(AuthError::MissingExpiry)
+        );
+    }
+
+    #[test]
+    fn exp_and_nbf_allow_thirty_seconds_of_clock_skew() {
+        let now = Utc::now().timestamp();
+        let just_expired = hs256(&format!(r#"{{"sub":"a","exp":{}}}"#, now - 20));
+        assert!(keys().verify(&just_expired).is_ok());
+        let long_expired = hs256(&format!(r#"{{"sub":"a","exp":{}}}"#, now - 40));
+        assert_eq!(keys().verify(&long_expired), Err(AuthError::Expired));
+        let exp = now + 600;
+        let soon = hs256(&format!(r#"{{"sub":"a","exp":{exp},"nbf":{}}}"#, now + 20));
+        assert!(keys().verify(&soon).is_ok());
+        let later = hs256(&format!(r#"{{"sub":"a","exp":{exp},"nbf":{}}}"#, now + 60));
+        assert_eq!(keys().verify(&later), Err(AuthError::NotYetValid));
+    }
+
+    #[test]
+    fn a_configured_issuer_and_audience_are_required() {
+        let strict = keys()
+            .with_issuer(Some("https://id.flota.co".into()))
+            .with_audience(Some("fleet-ledger".into()));
+        let exp = Utc::now().timestamp() + 60;
+        let no_issuer = hs256(&format!(
+            r#"{{"sub":"a","exp":{exp},"aud":"fleet-ledger"}}"#
+        ));
+        assert_eq!(strict.verify(&no_issuer), Err(AuthError::Issuer));
+        let no_audience = hs256(&format!(
+            r#"{{"sub":"a","exp":{exp},"iss":"https://id.flota.co"}}"#
+        ));
+        assert_eq!(strict.verify(&no_audience), Err(AuthError::Audience));
+        let other_issuer = hs256(&format!(
+            r#"{{"sub":"a","exp":{exp},"iss":"https://evil","aud":"fleet-ledger"}}"#
+        ));
+        assert_eq!(strict.verify(&other_issuer), Err(AuthError::Issuer));
+        let other_audience = hs256(&format!(
+            r#"{{"sub":"a","exp":{exp},"iss":"https://id.flota.co","aud":["billing"]}}"#
+        ));
+        assert_eq!(strict.verify(&other_audience), Err(AuthError::Audience));
+        let issued = strict.issue("ana", &[Role::Admin], Duration::from_secs(60));
+        assert_eq!(strict.verify(&issued).unwrap().roles, vec![Role::Admin]);
+        // Without a configured audience a token's `aud` is not refused.
+        assert!(keys().verify(&other_audience).is_ok());
+    }
+
+    #[test]
+    fn rs256_keys_verify_their_issuer_and_refuse_hs256_signed_with_the_public_key() {
+        let keys = JwtKeys::rs256(RS256_PUBLIC).unwrap();
+        let claims = serde_json::json!({"sub": "ana", "exp": Utc::now().timestamp() + 60, "roles": "auditor"});
+        let private = EncodingKey::from_rsa_pem(RS256_PRIVATE).unwrap();
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &private).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().roles, vec![Role::Auditor]);
+        // The classic confusion: an HS256 token keyed with the (public) PEM text.
+        let confused = forge(r#"{"alg":"HS256"}"#, &claims.to_string(), RS256_PUBLIC);
+        assert_eq!(
+            keys.verify(&confused),
+            Err(AuthError::Algorithm("HS256".into()))
+        );
+        assert_eq!(
+            keys.try_issue("ana", &[], Duration::from_secs(60)),
+            Err(AuthError::CannotSign)
+        );
+    }
+
+    #[test]
+    fn a_short_secret_file_or_env_is_told_apart_from_a_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = load_secret(dir.path()).unwrap();
+        assert!(generated.len() >= SECRET_LEN_MIN);
+        assert_eq!(
+            load_secret(dir.path()).unwrap(),
+            generated,
+            "kept, not regenerated"
+        );
+        let message = KeyError::SecretTooShort { len_bytes: 22 }.to_string();
+        assert!(
+            message.starts_with("FLEET_LEDGER_JWT_SECRET is 22 bytes long"),
+            "{message}"
+        );
     }
 }

@@ -51,6 +51,56 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
 }
 
+/// How bearer tokens are checked; `serve` and `token` read the same flags, so `token` signs what
+/// `serve` accepts.
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// Require this `iss` in every token (and write it into tokens `token` signs).
+    #[arg(long, env = "FLEET_LEDGER_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Require this `aud` in every token (and write it into tokens `token` signs).
+    #[arg(long, env = "FLEET_LEDGER_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// PEM file with an RSA public key: accept RS256 tokens signed with its private key instead
+    /// of HS256 ones (the secret is then not used).
+    #[arg(long, env = "FLEET_LEDGER_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+}
+
+impl JwtArgs {
+    pub fn settings(&self) -> crate::auth::JwtSettings {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        crate::auth::JwtSettings {
+            issuer: given(&self.jwt_issuer),
+            audience: given(&self.jwt_audience),
+            public_key: self.jwt_public_key.clone(),
+        }
+    }
+}
+
+/// How many requests `serve` works on at once, and for how long each.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Requests worked on at once; past it a request is answered 503 at once (load shedding).
+    #[arg(long, env = "FLEET_LEDGER_MAX_IN_FLIGHT", default_value_t = crate::http::limits::IN_FLIGHT_MAX_DEFAULT, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Longest a request may run (e.g. 30s, 2m) before it is abandoned with a 503.
+    #[arg(long, env = "FLEET_LEDGER_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::auth::parse_ttl)]
+    pub request_timeout: std::time::Duration,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::HttpLimits {
+        crate::HttpLimits {
+            in_flight_max: self.max_in_flight,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -59,6 +109,12 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
     /// Time zone in which a plain date given as `as_of` ends (IANA name of a zone without
     /// daylight saving, e.g. America/Bogota, or an offset such as -05:00).
@@ -93,6 +149,9 @@ pub struct TokenArgs {
     /// Directory holding the generated JWT secret (ignored when FLEET_LEDGER_JWT_SECRET is set).
     #[arg(long, env = "FLEET_LEDGER_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
 }
 
 /// `bench --scenario …` runs scenarios; `bench append …` is the log's own benchmark.

@@ -19,15 +19,22 @@ pub mod settings;
 pub mod state;
 pub mod store;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use http::limits::HttpLimits;
 pub use state::{AppState, StoreLocation};
 
-/// The whole HTTP API over `state`.
+/// The whole HTTP API over `state`, with the default [`HttpLimits`].
 pub fn app(state: AppState) -> Router {
+    app_with_limits(state, HttpLimits::default())
+}
+
+/// The whole HTTP API over `state`, admitting requests within `limits`.
+pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
+    let admission = http::limits::Admission::new(limits);
     let api = Router::new()
         .route("/api/eventos", get(http::eventos::list))
         .route("/api/admin/proyecciones", get(http::health::projections))
@@ -73,8 +80,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tanqueos/{id}/anular", post(http::tanqueos::void))
         .route(
             "/api/tanqueos/import",
-            // 5,000 spreadsheet rows of wide text cells need more than axum's 2 MB default.
-            post(http::import::import).layer(DefaultBodyLimit::max(http::import::BODY_BYTES_MAX)),
+            // 5,000 spreadsheet rows of wide text cells need more than the 1 MiB of the rest.
+            post(http::import::import).layer(Extension(http::extract::BodyLimit(
+                http::import::BODY_BYTES_MAX,
+            ))),
         )
         .route("/api/bombas/{id}/saldo", get(http::saldos::station_balance))
         .route("/api/saldos-bombas", get(http::saldos::all_balances))
@@ -110,6 +119,10 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::middleware::require_token,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admission.clone(),
+            http::limits::admit,
         ));
     // Seed 002's family answers everything, refusals included, in its own envelope.
     let vehiculo = Router::new()
@@ -136,6 +149,10 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::middleware::require_token,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admission,
+            http::limits::admit,
         ))
         .route_layer(axum::middleware::from_fn(http::vehiculo::error_envelope));
     Router::new()

@@ -41,7 +41,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
 async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Serve(args) => {
-            let keys = auth::JwtKeys::load_or_create(&args.store.data_dir)?;
+            let keys = auth::JwtKeys::load(&args.jwt.settings(), &args.store.data_dir)?;
             let location =
                 StoreLocation::resolve(&args.store.data_dir, args.store.database_url.as_deref());
             let settings = LedgerSettings {
@@ -52,16 +52,19 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
 
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
             tracing::info!(listen = %listener.local_addr()?, store = state.log.backend(), "fleet-ledger serving");
-            axum::serve(listener, fleet_ledger::app(state.clone()))
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            axum::serve(
+                listener,
+                fleet_ledger::app_with_limits(state.clone(), args.limits.limits()),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
             tracing::info!("stopped accepting requests; flushing the event log");
             state.shutdown().await;
             tracing::info!("shut down cleanly");
             Ok(())
         }
         Command::Token(args) => {
-            let keys = auth::JwtKeys::load_or_create(&args.data_dir)?;
+            let keys = auth::JwtKeys::load(&args.jwt.settings(), &args.data_dir)?;
             let roles = args
                 .roles
                 .iter()
@@ -72,7 +75,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let ttl = auth::parse_ttl(&args.ttl)?;
-            println!("{}", keys.issue(&args.sub, &roles, ttl));
+            println!("{}", keys.try_issue(&args.sub, &roles, ttl)?);
             Ok(())
         }
         Command::Bench(BenchArgs {

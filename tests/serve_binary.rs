@@ -25,7 +25,10 @@ fn command(dir: &Path) -> Command {
         .env_remove("FLEET_LEDGER_JWT_SECRET")
         .env_remove("FLEET_LEDGER_DATA_DIR")
         .env_remove("FLEET_LEDGER_LISTEN")
-        .env_remove("FLEET_LEDGER_LOG_FORMAT");
+        .env_remove("FLEET_LEDGER_LOG_FORMAT")
+        .env_remove("FLEET_LEDGER_JWT_ISSUER")
+        .env_remove("FLEET_LEDGER_JWT_AUDIENCE")
+        .env_remove("FLEET_LEDGER_JWT_PUBLIC_KEY");
     command
 }
 
@@ -180,13 +183,17 @@ fn serve_with_no_configuration_keeps_data_across_a_clean_sigterm_restart() {
     assert!(lines >= 2, "serving and shutting down are logged");
 }
 
-#[test]
-fn help_documents_every_option() {
+fn serve_help() -> String {
     let help = command(Path::new("."))
         .args(["serve", "--help"])
         .output()
         .unwrap();
-    let text = String::from_utf8(help.stdout).unwrap();
+    String::from_utf8(help.stdout).unwrap()
+}
+
+#[test]
+fn help_documents_every_option() {
+    let text = serve_help();
     for option in [
         "--listen",
         "--data-dir",
@@ -199,4 +206,104 @@ fn help_documents_every_option() {
             "serve --help mentions {option}:\n{text}"
         );
     }
+}
+
+#[test]
+fn a_short_jwt_secret_stops_serve_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .env("FLEET_LEDGER_JWT_SECRET", "test-secret-do-not-use")
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "error: FLEET_LEDGER_JWT_SECRET is 22 bytes long; an HS256 secret needs at least 32"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("data/ledger.db").exists(),
+        "nothing is opened before the keys are good"
+    );
+}
+
+#[test]
+fn tokens_are_never_logged_even_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "0123456789abcdef0123456789abcdef-logged-never";
+    let port = free_port();
+    let mut serve = command(dir.path())
+        .env("FLEET_LEDGER_JWT_SECRET", secret)
+        .env("RUST_LOG", "debug")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(port, &mut serve);
+    let token = command(dir.path())
+        .env("FLEET_LEDGER_JWT_SECRET", secret)
+        .args(["token", "--sub", "ana@flota.co", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let tampered = format!("{token}x");
+    assert_eq!(
+        http(port, "GET", "/api/areas-operacion", Some(&token), "").map(|(s, _)| s),
+        Some(200)
+    );
+    assert_eq!(
+        http(port, "GET", "/api/areas-operacion", Some(&tampered), "").map(|(s, _)| s),
+        Some(401)
+    );
+    assert_eq!(terminate(&mut serve).code(), Some(0));
+    let mut logs = String::new();
+    serve
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("token refused"),
+        "the refusal is logged:\n{logs}"
+    );
+    for (part, text) in token.split('.').enumerate() {
+        assert!(
+            !logs.contains(text),
+            "token part {part} appears in the logs"
+        );
+    }
+    assert!(!logs.contains(secret), "the secret appears in the logs");
+}
+
+#[test]
+fn help_documents_the_limits_and_token_options() {
+    let text = serve_help();
+    for option in [
+        "--max-in-flight",
+        "FLEET_LEDGER_MAX_IN_FLIGHT",
+        "--request-timeout",
+        "FLEET_LEDGER_REQUEST_TIMEOUT",
+        "--jwt-issuer",
+        "FLEET_LEDGER_JWT_ISSUER",
+        "--jwt-audience",
+        "FLEET_LEDGER_JWT_AUDIENCE",
+        "--jwt-public-key",
+        "FLEET_LEDGER_JWT_PUBLIC_KEY",
+    ] {
+        assert!(
+            text.contains(option),
+            "serve --help mentions {option}:\n{text}"
+        );
+    }
+    let zero = command(Path::new("."))
+        .args(["serve", "--max-in-flight", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2), "a cap of 0 is refused");
 }

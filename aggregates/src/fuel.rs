@@ -20,6 +20,8 @@ pub enum TipoOperacion {
 }
 
 impl TipoOperacion {
+    pub const ALL: [Self; 2] = [Self::Tanqueo, Self::Anticipo];
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "TANQUEO" => Some(Self::Tanqueo),
@@ -45,6 +47,8 @@ pub enum Concepto {
 }
 
 impl Concepto {
+    pub const ALL: [Self; 2] = [Self::Operativo, Self::Administrativo];
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "OPERATIVO" => Some(Self::Operativo),

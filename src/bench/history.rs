@@ -304,7 +304,8 @@ impl HistoryWriter {
         };
         *self.expected.balances.entry(station.id).or_default() += acknowledged.effect();
         self.expected.acknowledged += 1;
-        if self.records % self.read_back_every == 0 && self.expected.read_back.len() < READ_BACK_MAX
+        if self.records.is_multiple_of(self.read_back_every)
+            && self.expected.read_back.len() < READ_BACK_MAX
         {
             self.expected.read_back.push(acknowledged);
         }

@@ -2,13 +2,13 @@
 
 use aggregates::operation_area::OPERATION_AREAS_STREAM_ID;
 use aggregates::{OperationAreaCommand, OperationAreaEvent};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{CommandContext, JsonBody};
+use super::extract::{CommandContext, JsonBody, Path};
 use super::fields::{created, read_items, registry_refusal};
 use super::parse_id;
 use super::run_command;
@@ -24,7 +24,7 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (nombres, many) = read_items(&body, BATCH_MAX, |fields| {
+    let (nombres, many) = read_items(&body, BATCH_MAX, &["nombre"], |fields| {
         fields.required("nombre", |f, n| f.text(n, 10_000))
     })?;
     let executed = run_command(

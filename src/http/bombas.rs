@@ -3,13 +3,13 @@
 use aggregates::registry::{
     NewStation, RegistryError, StationChanges, StationCommand, StationEvent, REGISTRY_STREAM_ID,
 };
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{CommandContext, JsonBody};
+use super::extract::{CommandContext, JsonBody, Path};
 use super::fields::{created, read_items, registry_refusal, require_each, Fields};
 use super::lookup::{require, station_not_found};
 use super::parse_id;
@@ -18,13 +18,15 @@ use crate::queries::registry::{self, Reference, Station};
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
+/// A registration's fields, and those a change may give.
+const STATION_FIELDS: [&str; 3] = ["bomba", "area_operacion_id", "permitir_saldo_negativo"];
 
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (stations, many) = read_items(&body, BATCH_MAX, |fields| {
+    let (stations, many) = read_items(&body, BATCH_MAX, &STATION_FIELDS, |fields| {
         Ok(NewStation {
             bomba: fields.required("bomba", |f, n| f.text(n, 10_000))?,
             area_operacion_id: fields.id("area_operacion_id")?,
@@ -77,7 +79,7 @@ pub async fn update(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Station>, ApiError> {
     let id = parse_id(&raw_id, "la bomba")?;
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(&body, &STATION_FIELDS)?;
     let changes = StationChanges {
         bomba: fields.text("bomba", 10_000)?,
         area_operacion_id: fields.id("area_operacion_id")?,

@@ -1,13 +1,13 @@
 //! Vehicle catalogues: `GET /api/catalogos/{catalogo}` for everyone, `POST` for admins.
 
 use aggregates::registry::{CatalogCommand, CatalogKind};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{CommandContext, JsonBody};
+use super::extract::{CommandContext, JsonBody, Path};
 use super::fields::Fields;
 use super::run_command;
 use crate::queries::registry::{self, CatalogEntry};
@@ -43,7 +43,7 @@ pub async fn create(
         return Err(ApiError::Forbidden);
     }
     let kind = kind(&slug)?;
-    let nombre = Fields::of(&body)?.required("nombre", |f, n| f.text(n, 10_000))?;
+    let nombre = Fields::of(&body, &["nombre"])?.required("nombre", |f, n| f.text(n, 10_000))?;
     let command = CatalogCommand::Add {
         catalogo: kind.slug().to_string(),
         nombre,

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
+use super::extract::{Path, Query};
 use aggregates::fuel::TipoOperacion;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;

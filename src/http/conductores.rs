@@ -1,13 +1,13 @@
 //! Drivers (`conductores`): register (one or an array), list and read.
 
 use aggregates::registry::{DriverCommand, DriverEvent, NewDriver, REGISTRY_STREAM_ID};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{CommandContext, JsonBody};
+use super::extract::{CommandContext, JsonBody, Path};
 use super::fields::{created, read_items, registry_refusal, require_each};
 use super::parse_id;
 use super::run_command;
@@ -15,13 +15,14 @@ use crate::queries::registry::{self, Driver, Reference};
 use crate::AppState;
 
 pub const BATCH_MAX: usize = 5000;
+const DRIVER_FIELDS: [&str; 2] = ["conductor", "area_principal"];
 
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (drivers, many) = read_items(&body, BATCH_MAX, |fields| {
+    let (drivers, many) = read_items(&body, BATCH_MAX, &DRIVER_FIELDS, |fields| {
         Ok(NewDriver {
             conductor: fields.required("conductor", |f, n| f.text(n, 10_000))?,
             area_principal: fields.id("area_principal")?,

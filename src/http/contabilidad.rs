@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use super::extract::{echo, Path, Query};
+use axum::extract::State;
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
 use rust_decimal::Decimal;
@@ -12,6 +13,9 @@ use super::error::ApiError;
 use super::fields::as_of_param;
 use crate::queries::ledger;
 use crate::AppState;
+
+/// Longest account name: a code, a word and a plate or an id or two.
+const ACCOUNT_LEN_MAX: usize = 128;
 
 /// `GET /api/contabilidad/balance-prueba?as_of=`: totals per account of every entry the ledger
 /// had recorded by `as_of` (now by default). Σ debe = Σ haber, always.
@@ -42,6 +46,16 @@ pub async fn account_movements(
     State(state): State<AppState>,
     Path(cuenta): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // Accounts are named with letters, digits and hyphens (`1330-anticipos-bomba-1`); any other
+    // name has no movements, and is not sent to the database (PostgreSQL refuses a NUL in text).
+    let nameable = cuenta.chars().count() <= ACCOUNT_LEN_MAX
+        && cuenta.chars().all(|c| c.is_alphanumeric() || c == '-');
+    if !nameable {
+        return Err(ApiError::NotFound(format!(
+            "No hay movimientos en la cuenta {}",
+            echo(&cuenta)
+        )));
+    }
     let entries = ledger::account_entries(&state.read_models, &cuenta).await?;
     if entries.is_empty() {
         return Err(ApiError::NotFound(format!(

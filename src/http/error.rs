@@ -1,7 +1,7 @@
 //! The HTTP layer's one error type. Each variant maps to one status and the seed's body
 //! `{"error": "..."}`; a 500 never carries its cause, which is logged instead.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -40,6 +40,16 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("Método no permitido")]
     MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Load shedding: more requests in flight than the service takes at once.
+    #[error("Servicio sobrecargado; intente de nuevo en un momento")]
+    Overloaded,
+    /// The request ran longer than the configured timeout and was abandoned.
+    #[error("La solicitud superó el tiempo límite ({0:?})")]
+    TimedOut(std::time::Duration),
     /// The store is out of reach: nothing was done, and the request may be retried. The cause
     /// is logged, never sent.
     #[error("{SERVICE_UNAVAILABLE}")]
@@ -59,7 +69,11 @@ impl ApiError {
             Self::Conflict(_) | Self::Contended(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Overloaded | Self::TimedOut(_) | Self::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +103,12 @@ impl IntoResponse for ApiError {
             Json(json!({ "error": self.public_message() })),
         )
             .into_response();
+        if matches!(self, Self::Overloaded) {
+            // Shed load is over in moments; a client that honours this spreads its retries.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if matches!(self, Self::Contended(_)) {
             response.extensions_mut().insert(Retryable);
         }

@@ -12,25 +12,50 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::error::ApiError;
+use super::extract::echo;
 
-/// A JSON object whose fields are read with named, typed refusals.
+/// A JSON object whose fields are read with named, typed refusals. It knows the fields its
+/// endpoint accepts, and refuses any other (see [`reject_unknown`]).
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
+    accepted: &'a [&'a str],
 }
 
 fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
 }
 
+/// Most values in one comma-separated list filter: each becomes a bind parameter.
+pub const LIST_VALUES_MAX: usize = 100;
+
+/// Refuses a field of the object `body` that is not in `accepted`, naming the first one: as on
+/// Stripe's API, a typo (`kilometraje_actual` for `kilometrajeActual`) must not be a silent
+/// no-op answered 200. A body that is not an object is left to the endpoint's own refusal.
+pub fn reject_unknown(body: &Value, accepted: &[&str]) -> Result<(), ApiError> {
+    let Some(map) = body.as_object() else {
+        return Ok(());
+    };
+    match map.keys().find(|name| !accepted.contains(&name.as_str())) {
+        Some(unknown) => Err(bad(format!("Unknown field: {}", echo(unknown)))),
+        None => Ok(()),
+    }
+}
+
 impl<'a> Fields<'a> {
-    pub fn of(value: &'a Value) -> Result<Self, ApiError> {
-        value
+    /// The object `value`, whose fields must all be among `accepted`.
+    pub fn of(value: &'a Value, accepted: &'a [&'a str]) -> Result<Self, ApiError> {
+        let map = value
             .as_object()
-            .map(|map| Self { map })
-            .ok_or_else(|| bad("El cuerpo debe ser un objeto JSON".to_string()))
+            .ok_or_else(|| bad("El cuerpo debe ser un objeto JSON".to_string()))?;
+        reject_unknown(value, accepted)?;
+        Ok(Self { map, accepted })
     }
 
     fn present(&self, name: &str) -> Option<&'a Value> {
+        debug_assert!(
+            self.accepted.contains(&name),
+            "field {name} is read but not among the endpoint's accepted fields"
+        );
         self.map.get(name).filter(|v| !v.is_null())
     }
 
@@ -209,11 +234,13 @@ pub fn registry_refusal(many: bool) -> impl FnOnce(RegistryError) -> ApiError {
     }
 }
 
-/// Reads a body that is one object or an array of them, each item with `read`. A refusal of an
-/// array's item names its position. Answers the items and whether the body was an array.
+/// Reads a body that is one object or an array of them, each item with `read` and with only the
+/// `accepted` fields. A refusal of an array's item names its position. Answers the items and
+/// whether the body was an array.
 pub fn read_items<T>(
     body: &Value,
     items_max: usize,
+    accepted: &[&str],
     read: impl Fn(&Fields<'_>) -> Result<T, ApiError>,
 ) -> Result<(Vec<T>, bool), ApiError> {
     let (items, many) = one_or_many(body, items_max)?;
@@ -221,7 +248,7 @@ pub fn read_items<T>(
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            Fields::of(item)
+            Fields::of(item, accepted)
                 .and_then(|fields| read(&fields))
                 .map_err(|e| at_index(many, index, e))
         })
@@ -263,18 +290,42 @@ pub fn date_param(
 }
 
 /// A comma-separated query parameter (`a,b,c`), its blank items dropped; `None` when the
-/// parameter is absent or blank.
-pub fn text_list_param(params: &HashMap<String, String>, name: &str) -> Option<Vec<String>> {
-    let raw = params
-        .get(name)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())?;
-    Some(
-        raw.split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect(),
-    )
+/// parameter is absent or blank. A list of only commas is refused with `empty`: it would match
+/// nothing, and is never what the caller meant.
+fn list_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    empty: impl FnOnce() -> ApiError,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(raw) = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let values: Vec<String> = raw
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return Err(empty());
+    }
+    if values.len() > LIST_VALUES_MAX {
+        return Err(bad(format!(
+            "Invalid value for {name}: at most {LIST_VALUES_MAX} values"
+        )));
+    }
+    Ok(Some(values))
+}
+
+/// A comma-separated list of text values (see [`list_param`]).
+pub fn text_list_param(
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<Vec<String>>, ApiError> {
+    list_param(params, name, || {
+        bad(format!(
+            "Invalid value for {name}: expected a comma-separated list of values"
+        ))
+    })
 }
 
 /// A comma-separated list of integers, or a 400 naming the parameter.
@@ -282,19 +333,47 @@ pub fn id_list_param(
     params: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<Vec<i64>>, ApiError> {
-    text_list_param(params, name)
+    let expected = || {
+        bad(format!(
+            "Invalid value for {name}: expected comma-separated integers"
+        ))
+    };
+    list_param(params, name, expected)?
         .map(|values| {
             values
                 .iter()
                 .map(|v| v.parse::<i64>())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| {
-                    bad(format!(
-                        "Invalid value for {name}: expected comma-separated integers"
-                    ))
-                })
+                .map_err(|_| expected())
         })
         .transpose()
+}
+
+/// A comma-separated list of values of an enumeration (`parse` knows them, case-insensitively),
+/// or a 400 listing the `accepted` ones: a filter on a value that cannot exist is a mistake,
+/// not an empty page.
+pub fn choice_list_param<T>(
+    params: &HashMap<String, String>,
+    name: &str,
+    accepted: &[&str],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<Vec<T>>, ApiError> {
+    let Some(values) = text_list_param(params, name)? else {
+        return Ok(None);
+    };
+    values
+        .iter()
+        .map(|value| {
+            parse(&value.to_uppercase()).ok_or_else(|| {
+                bad(format!(
+                    "Invalid value for {name}: {}; accepted values: {}",
+                    echo(value),
+                    accepted.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// A positive integer query parameter, `default` when absent or blank.

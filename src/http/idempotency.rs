@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, Retryable};
+use super::extract::read_body;
 use crate::auth::Actor;
 use crate::idempotency::{fingerprint, Begun, KEY_LEN_MAX};
 use crate::store::idempotency::SavedResponse;
@@ -46,11 +47,9 @@ pub async fn idempotency_key(
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, REQUEST_BYTES_MAX).await {
+    let body = match read_body(&parts.headers, body, REQUEST_BYTES_MAX).await {
         Ok(body) => body,
-        Err(e) => {
-            return ApiError::BadRequest(format!("Invalid request body: {e}")).into_response()
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let path = parts
         .uri

@@ -8,15 +8,15 @@ use aggregates::fleet::PlateStatus;
 use aggregates::fuel::{FuelCommand, FuelError, FuelRecord};
 use aggregates::import::{fecha, money, name_key, quantity};
 use aggregates::placa::Placa;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use super::error::{command_error, ApiError};
-use super::extract::{CommandContext, JsonBody};
-use super::fields::Fields;
+use super::extract::{CommandContext, JsonBody, Query};
+use super::fields::{at_index, reject_unknown, Fields};
 use super::tanqueos::{foreign_key, parse_record, reserve_ids};
 use crate::queries::registry::{self, exists, Reference};
 use crate::queries::{fleet, tanqueos};
@@ -24,6 +24,15 @@ use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
 pub const RECORDS_MAX: usize = 5000;
+/// The spreadsheet's columns a row may have.
+const COLUMNS: [&str; 6] = [
+    "FECHA",
+    "NOMBRE CONDUCTOR",
+    "PLACA",
+    "TIPO COMBUSTIBLE",
+    "VALOR TANQUEO",
+    "CANTIDAD GALONES",
+];
 /// Largest import request accepted.
 pub const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
@@ -167,7 +176,7 @@ pub async fn import(
             )))
         }
     };
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(&body, &["bomba_id", "area_operacion_id", "records"])?;
     let bomba_id = fields.required("bomba_id", Fields::id)?;
     let area_operacion_id = fields.required("area_operacion_id", Fields::id)?;
     // Every row would fail on these alike, so they are the request's error, as on POST.
@@ -197,6 +206,11 @@ pub async fn import(
             ))
         }
     };
+    // A misspelt optional column (`TIPO COMBUSTIBE`) would otherwise import every row with the
+    // default product: the whole request is refused before anything is recorded.
+    for (index, row) in rows.iter().enumerate() {
+        reject_unknown(row, &COLUMNS).map_err(|e| at_index(true, index, e))?;
+    }
     let mut lookups = lookups(&state, bomba_id).await?;
     let mut errors: Vec<(usize, RowError)> = Vec::new();
     let mut valid: Vec<(usize, FuelRecord)> = Vec::new();

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{ReadModelsLag, RequestId};
+use super::extract::{ReadModelsLag, RequestId, TRACE_ID_LEN_MAX};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
@@ -18,8 +18,6 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Present (`true`) when a write was answered while a read model it touches is stalled, or a
 /// read was answered from read models that had not yet folded every acknowledged write.
 pub const READ_MODELS_LAG_HEADER: &str = "x-read-models-lag";
-/// Longest request id taken from a caller; longer ones are replaced by a generated one.
-const REQUEST_ID_LEN_MAX: usize = 128;
 
 /// Takes `x-request-id` from the request or generates one, echoes it in the response and logs the
 /// request under it.
@@ -28,7 +26,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_LEN_MAX)
+        .filter(|v| !v.is_empty() && v.len() <= TRACE_ID_LEN_MAX)
         .map(str::to_string)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));

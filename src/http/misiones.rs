@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 
 use aggregates::fleet::{FleetCommand, FleetEvent, MissionStatus, FLEET_STREAM_ID};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{CommandContext, JsonBody};
+use super::extract::{CommandContext, JsonBody, Path, Query};
 use super::fields::{query_id, Fields};
 use super::lookup::require;
 use super::parse_id;
@@ -42,7 +42,15 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Mission>), ApiError> {
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(
+        &body,
+        &[
+            "vehiculo_id",
+            "conductor_id",
+            "descripcion",
+            "fecha_programada",
+        ],
+    )?;
     let vehicle_id = fields.required("vehiculo_id", Fields::id)?;
     let conductor_id = fields.required("conductor_id", Fields::id)?;
     let descripcion = fields.required("descripcion", |f, n| f.text(n, DESCRIPCION_LEN_MAX))?;
@@ -85,7 +93,10 @@ pub async fn start(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Mission>, ApiError> {
     let mission_id = mission_id(&raw_id)?;
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(
+        &body,
+        &["kilometraje_inicial", "combustible_inicial_galones"],
+    )?;
     let kilometraje_inicial = fields.required("kilometraje_inicial", Fields::count)?;
     let combustible_inicial_galones =
         fields.required("combustible_inicial_galones", Fields::quantity)?;
@@ -105,7 +116,7 @@ pub async fn complete(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Mission>, ApiError> {
     let mission_id = mission_id(&raw_id)?;
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(&body, &["kilometraje_final", "combustible_final_galones"])?;
     let kilometraje_final = fields.required("kilometraje_final", Fields::count)?;
     let combustible_final_galones =
         fields.required("combustible_final_galones", Fields::quantity)?;
@@ -125,7 +136,8 @@ pub async fn cancel(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Mission>, ApiError> {
     let mission_id = mission_id(&raw_id)?;
-    let motivo = Fields::of(&body)?.required("motivo", |f, n| f.text(n, DESCRIPCION_LEN_MAX))?;
+    let motivo = Fields::of(&body, &["motivo"])?
+        .required("motivo", |f, n| f.text(n, DESCRIPCION_LEN_MAX))?;
     if motivo.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "El campo motivo es obligatorio".into(),

@@ -14,6 +14,7 @@ pub mod flota;
 pub mod health;
 pub mod idempotency;
 pub mod import;
+pub mod limits;
 pub mod lookup;
 pub mod middleware;
 pub mod misiones;

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use aggregates::fleet::{FleetCommand, FleetError, FleetEvent, PlateStatus, FLEET_STREAM_ID};
 use aggregates::placa::Placa;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::extract::{CommandContext, JsonBody};
+use super::extract::{CommandContext, JsonBody, Path, Query};
 use super::fields::{at_index, created, read_items, Fields};
 use super::parse_id;
 use super::{run_command, run_command_viewing};
@@ -39,7 +39,7 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (plates, many) = read_items(&body, BATCH_MAX, |fields| {
+    let (plates, many) = read_items(&body, BATCH_MAX, &["placa", "estado"], |fields| {
         let placa = parse_placa(fields)?;
         let estado = estado(fields, "estado")?.unwrap_or(PlateStatus::Activada);
         Ok((placa, estado))
@@ -84,7 +84,7 @@ pub async fn update(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Plate>, ApiError> {
     let plate_id = parse_id(&raw_id, "la placa")?;
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(&body, &["estado"])?;
     let estado = fields.required("estado", estado)?;
     let (_, plate) = run_command_viewing(
         &state,

@@ -9,7 +9,7 @@ use aggregates::fuel::{
     costo_por_galon, Concepto, FuelCommand, FuelError, FuelEvent, FuelRecord, FuelStation,
     TipoOperacion,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -19,8 +19,11 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use super::error::{command_error, ApiError};
-use super::extract::{CommandContext, JsonBody};
-use super::fields::{date_param, id_list_param, parse_date, positive_param, text_list_param};
+use super::extract::{CommandContext, JsonBody, Path, Query};
+use super::fields::{
+    choice_list_param, date_param, id_list_param, parse_date, positive_param, reject_unknown,
+    text_list_param,
+};
 use super::parse_id;
 use super::run_command_answering_from_events;
 use crate::commands::Executed;
@@ -33,6 +36,26 @@ use crate::AppState;
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 500;
 const OBSERVACION_LEN_MAX: usize = 2000;
+const MOTIVO_LEN_MAX: usize = 2000;
+
+/// What `POST` takes and `PUT` may change: the record's own fields. Its id and the derived and
+/// audit columns (`costo_por_galon`, `creado_por`, …) are the ledger's to write.
+const WRITABLE_FIELDS: [&str; 14] = [
+    "fecha",
+    "bomba_id",
+    "area_operacion_id",
+    "tipo_operacion",
+    "concepto",
+    "observacion",
+    "saldo_disponible",
+    "conductor_id",
+    "placa_id",
+    "tipo_combustible",
+    "valor_tanqueo",
+    "cantidad_galones",
+    "horometro",
+    "valor_anticipo",
+];
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
@@ -305,6 +328,37 @@ async fn fuel_product(state: &AppState, raw: Option<String>) -> Result<String, A
         .ok_or_else(|| bad(format!("Invalid value for tipo_combustible: {raw}")))
 }
 
+/// The `tipo_combustible` filter: products of the `combustibles` catalogue, or a 400 listing
+/// them.
+async fn fuel_products_param(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(values) = text_list_param(params, "tipo_combustible")? else {
+        return Ok(None);
+    };
+    let mut products = Vec::with_capacity(values.len());
+    for value in values {
+        match state.references.fuel_product(&value).await? {
+            Some(product) => products.push(product),
+            None => {
+                let known = crate::queries::registry::catalog_entries(
+                    &state.read_models,
+                    aggregates::registry::CatalogKind::FuelProduct.slug(),
+                )
+                .await?;
+                let names: Vec<String> = known.into_iter().map(|entry| entry.nombre).collect();
+                return Err(bad(format!(
+                    "Invalid value for tipo_combustible: {}; accepted values: {}",
+                    super::extract::echo(&value),
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(Some(products))
+}
+
 pub(super) fn refusal(error: FuelError) -> ApiError {
     match error {
         FuelError::InBatch { reason, .. } => refusal(*reason),
@@ -354,6 +408,7 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    reject_unknown(&body, &WRITABLE_FIELDS)?;
     let (mut record, permitir_saldo_negativo) = parse_record(&state, &body).await?;
     let id = reserve_ids(&state, 1, &context).await?;
     record.id = id;
@@ -397,6 +452,7 @@ pub async fn correct(
     let changes = body
         .as_object()
         .ok_or_else(|| bad("Request body must be a JSON object"))?;
+    reject_unknown(&body, &WRITABLE_FIELDS)?;
     let current_row = record_to_change(&state, id).await?;
     let current = Value::Object(record_json(&current_row, true));
     if current["anulado"] == true {
@@ -449,10 +505,16 @@ pub async fn void(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw_id, "el tanqueo")?;
+    reject_unknown(&body, &["motivo"])?;
     let motivo = match body.get("motivo") {
         Some(Value::String(m)) if !m.trim().is_empty() => m.trim().to_string(),
         _ => return Err(bad("Missing required field: motivo")),
     };
+    if motivo.chars().count() > MOTIVO_LEN_MAX {
+        return Err(bad(format!(
+            "Invalid value for motivo: at most {MOTIVO_LEN_MAX} characters"
+        )));
+    }
     let current = record_to_change(&state, id).await?;
     let bomba_id = match current.get("bomba_id") {
         Some(Cell::Int(Some(bomba_id))) => *bomba_id,
@@ -661,9 +723,19 @@ pub async fn list(
         placa_id: id_list_param(&params, "placa_id")?,
         conductor_id: id_list_param(&params, "conductor_id")?,
         area_operacion_id: id_list_param(&params, "area_operacion_id")?,
-        tipo_operacion: text_list_param(&params, "tipo_operacion"),
-        concepto: text_list_param(&params, "concepto"),
-        tipo_combustible: text_list_param(&params, "tipo_combustible"),
+        tipo_operacion: choice_list_param(
+            &params,
+            "tipo_operacion",
+            &TipoOperacion::ALL.map(TipoOperacion::as_str),
+            |v| TipoOperacion::parse(v).map(|t| t.as_str().to_string()),
+        )?,
+        concepto: choice_list_param(
+            &params,
+            "concepto",
+            &Concepto::ALL.map(Concepto::as_str),
+            |v| Concepto::parse(v).map(|c| c.as_str().to_string()),
+        )?,
+        tipo_combustible: fuel_products_param(&state, &params).await?,
     };
     let summary = records::summary(&state.read_models, &filter).await?;
     let offset = (page - 1).saturating_mul(limit);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aggregates::fleet::{FleetCommand, FleetEvent, VehicleFields, FLEET_STREAM_ID};
 use aggregates::placa::Placa;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use super::error::{command_error, ApiError};
-use super::extract::{CommandContext, JsonBody};
+use super::extract::{CommandContext, JsonBody, Path, Query};
 use super::fields::{query_id, Fields};
 use super::lookup::require;
 use super::run_command;
@@ -80,6 +80,35 @@ pub async fn error_envelope(request: Request, next: Next) -> Response {
     );
     Response::from_parts(parts, Body::from(body.to_string()))
 }
+
+/// What `POST` and `PUT /vehiculo` take: the plate (fixed once registered) and the writable
+/// fields [`read_fields`] reads, camelCase as the seed's service takes them.
+const BODY_FIELDS: [&str; 24] = [
+    "placa",
+    "idClaseVehiculo",
+    "idEstadoVehiculo",
+    "idTipoCombustible",
+    "idMotoristaPorDefecto",
+    "idDepartamentoAsignado",
+    "marca",
+    "modelo",
+    "anio",
+    "color",
+    "numeroMotor",
+    "numeroChasis",
+    "numeroVin",
+    "capacidadPasajeros",
+    "capacidadCombustibleGalones",
+    "kilometrajeActual",
+    "fechaUltimaRevision",
+    "fechaProximoMantenimiento",
+    "fechaTarjetaCirculacion",
+    "numeroPolizaSeguro",
+    "fechaVencimientoSeguro",
+    "observaciones",
+    "idEmpresa",
+    "idOperacion",
+];
 
 /// The writable fields of a request body (camelCase, as the seed's service takes them).
 async fn read_fields(state: &AppState, fields: &Fields<'_>) -> Result<VehicleFields, ApiError> {
@@ -156,7 +185,7 @@ pub async fn create(
     context: CommandContext,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(&body, &BODY_FIELDS)?;
     // The 20-character limit is the normalised plate's (`Placa::parse`); the raw text may carry
     // spaces and hyphens.
     let raw_placa = fields.required("placa", |f, n| f.text(n, RAW_PLACA_LEN_MAX))?;
@@ -205,7 +234,7 @@ pub async fn update(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let vehicle_id = vehicle_id(&raw_id)?;
-    let fields = Fields::of(&body)?;
+    let fields = Fields::of(&body, &BODY_FIELDS)?;
     // Clients often send the whole vehicle back: its own plate is fine, another one is not.
     if let Some(raw) = fields.text("placa", RAW_PLACA_LEN_MAX)? {
         let placa = Placa::parse(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;

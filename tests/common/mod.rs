@@ -205,7 +205,90 @@ impl TestApp {
         self.call(Method::POST, path, Some(&token), Some(body))
             .await
     }
+
+    /// A small fleet every kind of request can act on: area 1, station 1 (overdraft allowed)
+    /// and station 2 (not), plate 1 `ABC123`, driver 1, vehicle 1 (synced from the plate),
+    /// mission 1 (scheduled) and record 1, an ANTICIPO of 500000 to station 1.
+    pub async fn seed_fleet(&self) {
+        for (path, body) in [
+            ("/api/areas-operacion", r#"{"nombre":"Logística"}"#),
+            (
+                "/api/bombas",
+                r#"{"bomba":"Central","area_operacion_id":1}"#,
+            ),
+            (
+                "/api/bombas",
+                r#"{"bomba":"Estricta","area_operacion_id":1,"permitir_saldo_negativo":false}"#,
+            ),
+            ("/api/placas", r#"{"placa":"ABC123"}"#),
+            (
+                "/api/conductores",
+                r#"{"conductor":"Juan Pérez","area_principal":1}"#,
+            ),
+            ("/api/flota/sync", ""),
+            (
+                "/api/misiones",
+                r#"{"vehiculo_id":1,"conductor_id":1,"descripcion":"Ruta","fecha_programada":"2026-03-01"}"#,
+            ),
+            (
+                "/api/tanqueos",
+                r#"{"fecha":"2024-03-15","bomba_id":1,"area_operacion_id":1,"tipo_operacion":"ANTICIPO","valor_anticipo":500000}"#,
+            ),
+        ] {
+            let (status, answer) = self.post(path, body).await;
+            assert!(status.is_success(), "{path}: {status} {answer}");
+        }
+    }
 }
+
+/// Every route `app()` lists (src/lib.rs), as `(method, path)` with its path parameters as
+/// written there. The role table in README.md and the property test are checked against it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/api/eventos"),
+    ("GET", "/api/admin/proyecciones"),
+    ("GET", "/api/areas-operacion"),
+    ("POST", "/api/areas-operacion"),
+    ("GET", "/api/areas-operacion/{id}"),
+    ("GET", "/api/placas"),
+    ("POST", "/api/placas"),
+    ("GET", "/api/placas/{id}"),
+    ("PATCH", "/api/placas/{id}"),
+    ("GET", "/api/conductores"),
+    ("POST", "/api/conductores"),
+    ("GET", "/api/conductores/{id}"),
+    ("GET", "/api/bombas"),
+    ("POST", "/api/bombas"),
+    ("GET", "/api/bombas/{id}"),
+    ("PATCH", "/api/bombas/{id}"),
+    ("GET", "/api/catalogos/{catalogo}"),
+    ("POST", "/api/catalogos/{catalogo}"),
+    ("POST", "/api/flota/sync"),
+    ("GET", "/api/tanqueos"),
+    ("POST", "/api/tanqueos"),
+    ("GET", "/api/tanqueos/{id}"),
+    ("PUT", "/api/tanqueos/{id}"),
+    ("POST", "/api/tanqueos/{id}/anular"),
+    ("POST", "/api/tanqueos/import"),
+    ("GET", "/api/bombas/{id}/saldo"),
+    ("GET", "/api/saldos-bombas"),
+    ("GET", "/api/bombas/{id}/movimientos"),
+    ("GET", "/api/reconciliacion"),
+    ("GET", "/api/contabilidad/balance-prueba"),
+    ("GET", "/api/contabilidad/cuentas/{cuenta}/movimientos"),
+    ("GET", "/api/misiones"),
+    ("POST", "/api/misiones"),
+    ("GET", "/api/misiones/{id}"),
+    ("POST", "/api/misiones/{id}/iniciar"),
+    ("POST", "/api/misiones/{id}/finalizar"),
+    ("POST", "/api/misiones/{id}/cancelar"),
+    ("GET", "/vehiculo"),
+    ("POST", "/vehiculo"),
+    ("GET", "/vehiculo/{id}"),
+    ("PUT", "/vehiculo/{id}"),
+    ("DELETE", "/vehiculo/{id}"),
+];
 
 /// Sends one request through `router`; answers status, headers and the body's bytes.
 pub async fn respond(
