@@ -155,11 +155,41 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             http::limits::admit,
         ))
         .route_layer(axum::middleware::from_fn(http::vehiculo::error_envelope));
+    // Seed 001's family answers every refusal, authentication's included, in its own error
+    // format, and a lookup is a read whatever its method: it has its own authentication.
+    let scraping = Router::new()
+        .route(
+            "/api/scraping/resultados",
+            // Keys belong to the token's `sub`: the key layer runs inside authentication. A
+            // lookup sent as POST is a read, and is not keyed.
+            post(http::scraping::record).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                http::idempotency::idempotency_key,
+            )),
+        )
+        .route(
+            "/api/batch/scraping",
+            get(http::scraping::lookup).post(http::scraping::lookup),
+        )
+        .route(
+            "/api/batch/scraping/",
+            get(http::scraping::lookup).post(http::scraping::lookup),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(CatchPanicLayer::custom(http::middleware::panic_response))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::scraping::require_token,
+        ))
+        // Outermost, so it formats what every layer refuses. It has no timestamp: a kept answer
+        // replayed for an Idempotency-Key is formatted into the same bytes again.
+        .route_layer(axum::middleware::from_fn(http::scraping::error_format));
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .merge(api)
         .merge(vehiculo)
+        .merge(scraping)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(http::middleware::panic_response))

@@ -85,6 +85,18 @@ impl ReadStore {
         &self.pool
     }
 
+    /// `count` bind placeholders numbered from `first`, for a statement whose parameters are
+    /// bound in the order they appear. On SQLite they are anonymous `?`: SQLite looks a
+    /// numbered `$n` up among all of a statement's names on every bind, which is quadratic in
+    /// their number (a 500-vehicle lookup spent most of its time there).
+    pub fn placeholders(&self, first: usize, count: usize) -> Vec<String> {
+        if self.writer.is_some() {
+            vec!["?".to_string(); count]
+        } else {
+            (first..first + count).map(|n| format!("${n}")).collect()
+        }
+    }
+
     /// Waits for the turn to write (SQLite), and answers the guard that holds it.
     pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.writer {

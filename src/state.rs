@@ -8,6 +8,7 @@ use std::time::Duration;
 use aggregates::fleet::Fleet;
 use aggregates::fuel::FuelStation;
 use aggregates::registry::{Catalog, CatalogCommand, CatalogKind, Drivers, Stations};
+use aggregates::vehicle_check::VehicleChecks;
 use aggregates::OperationAreas;
 use projections::Projection;
 
@@ -99,6 +100,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::fleet::FleetProjection),
         Arc::new(projections::ledger::FuelLedgerProjection),
         Arc::new(projections::journal::JournalProjection),
+        Arc::new(projections::vehicle_checks::VehicleChecksProjection),
     ]
 }
 
@@ -114,6 +116,7 @@ pub struct Ledger {
     pub catalogs: CommandBus<Catalog>,
     pub fleet: CommandBus<Fleet>,
     pub fuel_stations: CommandBus<FuelStation>,
+    pub vehicle_checks: CommandBus<VehicleChecks>,
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
     pub balances: StationBalances,
@@ -178,6 +181,7 @@ impl AppState {
             catalogs: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fleet: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fuel_stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            vehicle_checks: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
             balances: StationBalances::new(log.clone()),

@@ -84,6 +84,8 @@ async fn every_scenario_runs_and_verifies_on_sqlite() {
                     scenario.events
                 );
             }
+            // Not asked for here: the vehicle checks' lookup has its own test below.
+            Scenario::Lookup => unreachable!("lookup was not asked for"),
         }
     }
 
@@ -108,4 +110,34 @@ async fn scenarios_that_write_the_log_directly_refuse_a_remote_service() {
         .await
         .expect_err("rebuild needs the service in process");
     assert!(refused.to_string().contains("rebuild"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lookup_scenario_runs_and_verifies_on_sqlite() {
+    let config = BenchConfig {
+        scenarios: vec![Scenario::Lookup],
+        connections: 4,
+        duration: Duration::from_millis(1000),
+        events: 4_000,
+        progress: false,
+        ..BenchConfig::default()
+    };
+    let report = bench::run(config).await.expect("the lookup scenario runs");
+    assert!(
+        report.verified(),
+        "the verification found differences:\n{report}"
+    );
+    let [lookup] = report.scenarios.as_slice() else {
+        panic!("one scenario ran:\n{report}");
+    };
+    assert_eq!(lookup.scenario, Scenario::Lookup);
+    assert_eq!(lookup.store, "sqlite");
+    assert!(lookup.requests > 0 && lookup.requests_per_s > 0.0);
+    assert_eq!(lookup.errors(), 0, "errors\n{report}");
+    assert_eq!(lookup.events, 4_000);
+    assert!(lookup.latency_ms.is_some_and(|l| l.p99_ms > 0.0));
+    let verification = lookup.verification.as_ref().expect("verified");
+    assert_eq!(verification.records_acknowledged, 4_000);
+    assert!(verification.records_read_back > 0);
+    assert!(report.to_string().contains("p99 ≤ 20 ms"), "{report}");
 }

@@ -11,6 +11,7 @@ pub mod import;
 pub mod operation_area;
 pub mod placa;
 pub mod registry;
+pub mod vehicle_check;
 
 pub use operation_area::{OperationAreaCommand, OperationAreaEvent, OperationAreas};
 

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod ledger;
 pub mod operation_areas;
 pub mod registry;
+pub mod vehicle_checks;
 
 /// An event as the log recorded it, which is all a projection may look at.
 #[derive(Debug, Clone, PartialEq)]

@@ -102,7 +102,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    fn merge(&mut self, other: Outcome) {
+    pub(crate) fn merge(&mut self, other: Outcome) {
         self.latencies.extend(other.latencies);
         for (status, count) in other.non_2xx {
             *self.non_2xx.entry(status).or_default() += count;

@@ -13,6 +13,7 @@ mod client;
 mod fleet;
 mod history;
 mod load;
+mod lookup;
 mod memory;
 mod progress;
 mod report;
@@ -49,18 +50,31 @@ pub enum Scenario {
     AsOf,
     /// From opening the ledger on `events` stored events to `/readyz` answering 200.
     Startup,
+    /// Seed 001's batch lookup of 500 vehicles against `events` recorded check results.
+    Lookup,
 }
 
 impl Scenario {
-    /// Every scenario, in the order [`run`] runs them: startup right after rebuild (it reuses the
-    /// store the rebuild leaves, and its memory figure is not inflated by as-of's), as-of last
-    /// (one station's whole history is the most memory any scenario takes).
+    /// The fuel ledger's scenarios, in the order [`run`] runs them: startup right after rebuild
+    /// (it reuses the store the rebuild leaves, and its memory figure is not inflated by
+    /// as-of's), as-of last of them (one station's whole history is the most memory any of them
+    /// takes). [`Self::EVERY`] adds the vehicle checks' lookup.
     pub const ALL: [Scenario; 5] = [
         Scenario::Tanqueos,
         Scenario::Mixed,
         Scenario::Rebuild,
         Scenario::Startup,
         Scenario::AsOf,
+    ];
+
+    /// [`Self::ALL`] and the vehicle checks' lookup, last: what `--scenario all` runs.
+    pub const EVERY: [Scenario; 6] = [
+        Scenario::Tanqueos,
+        Scenario::Mixed,
+        Scenario::Rebuild,
+        Scenario::Startup,
+        Scenario::AsOf,
+        Scenario::Lookup,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,13 +84,17 @@ impl Scenario {
             Self::Rebuild => "rebuild",
             Self::AsOf => "as-of",
             Self::Startup => "startup",
+            Self::Lookup => "lookup",
         }
     }
 
     /// Scenarios that write to the log directly or restart the service, which only an
     /// in-process service allows.
     pub fn needs_in_process(self) -> bool {
-        matches!(self, Self::Rebuild | Self::AsOf | Self::Startup)
+        matches!(
+            self,
+            Self::Rebuild | Self::AsOf | Self::Startup | Self::Lookup
+        )
     }
 }
 
@@ -119,7 +137,7 @@ impl Default for FleetSize {
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// Run in [`Scenario::ALL`]'s order, each once however often it is named.
+    /// Run in [`Scenario::EVERY`]'s order, each once however often it is named.
     pub scenarios: Vec<Scenario>,
     pub target: Target,
     /// Concurrent keep-alive connections of the load scenarios, each issuing requests back to back.
@@ -179,7 +197,7 @@ impl BenchConfig {
             return refuse("the fleet needs at least one area, station, plate and driver");
         }
         if self.events == 0 && self.scenarios.iter().any(|s| s.needs_in_process()) {
-            return refuse("--events must be at least 1 for rebuild, as-of and startup");
+            return refuse("--events must be at least 1 for rebuild, as-of, startup and lookup");
         }
         if self.as_of_requests == 0 && self.scenarios.contains(&Scenario::AsOf) {
             return refuse("--as-of-requests must be at least 1");
@@ -250,7 +268,7 @@ impl BenchError {
 /// Runs every scenario of `config` and reports their figures.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
     config.validate()?;
-    let scenarios: Vec<Scenario> = Scenario::ALL
+    let scenarios: Vec<Scenario> = Scenario::EVERY
         .into_iter()
         .filter(|scenario| config.scenarios.contains(scenario))
         .collect();
@@ -278,6 +296,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             }
             Scenario::AsOf => scenarios::as_of(&config).await?,
             Scenario::Startup => scenarios::startup(&config, caught_up_history.take()).await?,
+            Scenario::Lookup => lookup::lookup(&config).await?,
         };
         if config.progress {
             eprintln!("[{scenario}] {}", report.summary());

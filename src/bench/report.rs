@@ -147,6 +147,10 @@ pub(crate) fn target_for(report: &ScenarioReport) -> TargetVerdict {
         )],
         Scenario::AsOf => vec![check("p99 ≤ 10 ms", p99 <= 10.0)],
         Scenario::Startup => vec![check("≤ 1 s", report.elapsed_s <= 1.0)],
+        Scenario::Lookup => vec![
+            check("p99 ≤ 20 ms", p99 <= 20.0),
+            check("0 errors", report.errors() == 0),
+        ],
     };
     TargetVerdict::of(checks)
 }

@@ -35,7 +35,7 @@ const READY_POLL: Duration = Duration::from_millis(5);
 /// Connections the verification's reads use.
 const VERIFY_CONNECTIONS: usize = 16;
 
-fn blank_report(scenario: Scenario, store: &str, connections: usize) -> ScenarioReport {
+pub(super) fn blank_report(scenario: Scenario, store: &str, connections: usize) -> ScenarioReport {
     ScenarioReport {
         scenario,
         store: store.to_string(),
@@ -64,7 +64,7 @@ fn blank_report(scenario: Scenario, store: &str, connections: usize) -> Scenario
 }
 
 /// Fills the HTTP figures of `report` from what the requests of a phase answered.
-fn with_outcome(report: &mut ScenarioReport, mut outcome: Outcome, elapsed: Duration) {
+pub(super) fn with_outcome(report: &mut ScenarioReport, mut outcome: Outcome, elapsed: Duration) {
     report.elapsed_s = elapsed.as_secs_f64();
     report.requests = outcome.requests();
     report.requests_per_s = outcome.requests() as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -81,7 +81,7 @@ fn with_outcome(report: &mut ScenarioReport, mut outcome: Outcome, elapsed: Dura
     }
 }
 
-fn finished(mut report: ScenarioReport) -> ScenarioReport {
+pub(super) fn finished(mut report: ScenarioReport) -> ScenarioReport {
     report.target = target_for(&report);
     report
 }
@@ -277,7 +277,7 @@ impl History {
 
 /// Waits until every projection has folded the log's head; answers the head and the highest
 /// resident set sampled. On failure the state is shut down.
-async fn catch_up(
+pub(super) async fn catch_up(
     state: &AppState,
     label: &'static str,
     progress: bool,

@@ -20,6 +20,7 @@ pub mod middleware;
 pub mod misiones;
 pub mod placas;
 pub mod saldos;
+pub mod scraping;
 pub mod tanqueos;
 pub mod vehiculo;
 

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod ledger;
 pub mod registry;
 pub mod tanqueos;
+pub mod vehicle_checks;
 
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;

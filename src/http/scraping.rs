@@ -1,0 +1,455 @@
+//! Vehicle check results (seed 001): `POST /api/scraping/resultados` records what a resource
+//! found about vehicles, and `/api/batch/scraping` answers the latest result of every resource
+//! for up to 500 vehicles.
+//!
+//! The family answers every refusal, authentication's included, in the seed's error format
+//! `{"errorType","errorDetail","message"}`. Its refusals are [`ScrapingError`]; what other layers
+//! refuse in the service's `{"error"}` format is rewritten by [`error_format`].
+
+use std::collections::HashMap;
+
+use aggregates::vehicle_check::{
+    CheckTime, CheckedVehicle, VehicleCheck, VehicleCheckCommand, VehiclePlate, Vin,
+};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::extract::{CommandContext, ReadModelsLag};
+use super::run_command_answering_from_events;
+use crate::auth::Actor;
+use crate::queries::vehicle_checks::{self as checks, CheckRow};
+use crate::state::READ_YOUR_WRITES_TIMEOUT;
+use crate::AppState;
+
+/// Seed 001: "The maximum number of vehicles that can be requested in one request is 500."
+pub const LOOKUP_VEHICLES_MAX: usize = 500;
+/// Results recorded by one request; the same bound as a lookup's.
+pub const RECORD_RESULTS_MAX: usize = 500;
+
+pub const NO_VEHICLE: &str = "You must specify at least one vehicle.";
+pub const NO_RESULT: &str = "You must specify at least one result.";
+pub const INVALID_VEHICLE: &str = "VIN and/or plate is not valid.";
+pub const NOT_ALLOWED: &str = "The requester is not allowed to use this request.";
+/// Error bodies are short JSON; anything longer is not ours to rewrite.
+const ERROR_BODY_LEN_MAX: usize = 64 * 1024;
+
+/// How this family refuses a request; each variant is one status and one seed-format body.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapingError {
+    /// Seed 001's `BadRequest`: the request's shape is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Seed 001's `BadParameters`: a VIN or plate is not valid.
+    #[error("{0}")]
+    BadParameters(String),
+    #[error("{NOT_ALLOWED}")]
+    Unauthorized,
+    #[error("{NOT_ALLOWED}")]
+    Forbidden,
+    #[error("{0}")]
+    TooLarge(String),
+    /// What the service's shared layers refuse (outages, bugs, Idempotency-Key conflicts): they
+    /// answer in `{"error"}` and [`error_format`] rewrites it.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// The seed's error type and detail for a status (seed 001 names 400 and 401; the rest follow
+/// the same pattern).
+fn categories(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::BAD_REQUEST => ("badRequest", "BadRequest"),
+        StatusCode::UNAUTHORIZED => ("unauthorize", "Unauthorize"),
+        StatusCode::FORBIDDEN => ("forbidden", "Forbidden"),
+        StatusCode::NOT_FOUND => ("notFound", "NotFound"),
+        StatusCode::METHOD_NOT_ALLOWED => ("methodNotAllowed", "MethodNotAllowed"),
+        StatusCode::CONFLICT => ("conflict", "Conflict"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payloadTooLarge", "PayloadTooLarge"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("unprocessableEntity", "UnprocessableEntity"),
+        StatusCode::SERVICE_UNAVAILABLE => ("serviceUnavailable", "ServiceUnavailable"),
+        _ => ("internalServerError", "InternalServerError"),
+    }
+}
+
+fn error_body(error_type: &str, error_detail: &str, message: &str) -> Value {
+    json!({ "errorType": error_type, "errorDetail": error_detail, "message": message })
+}
+
+impl IntoResponse for ScrapingError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let (status, detail) = match self {
+            Self::Api(error) => return error.into_response(),
+            Self::BadParameters(_) => (StatusCode::BAD_REQUEST, Some("BadParameters")),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            Self::Forbidden => (StatusCode::FORBIDDEN, None),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, None),
+        };
+        let (error_type, default_detail) = categories(status);
+        let body = error_body(error_type, detail.unwrap_or(default_detail), &message);
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Rewrites a `{"error": …}` answer of the shared layers (the Idempotency-Key layer, outages,
+/// panics, 405) into the family's format; an answer already in it passes as it is.
+pub async fn error_format(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, ERROR_BODY_LEN_MAX)
+        .await
+        .unwrap_or_default();
+    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+    if parsed
+        .as_ref()
+        .is_some_and(|v| v.get("errorType").is_some())
+    {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let (error_type, error_detail) = categories(parts.status);
+    let message = match parts.status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => NOT_ALLOWED.to_string(),
+        status => parsed
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string()),
+    };
+    let body = error_body(error_type, error_detail, &message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// Requires a valid bearer token and remembers its actor. Roles are checked by each handler:
+/// a lookup sent as POST is still a read, which the service's own layer would take for a write.
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token else {
+        return ScrapingError::Unauthorized.into_response();
+    };
+    match state.keys().verify(token) {
+        Ok(actor) => {
+            request.extensions_mut().insert(actor);
+            next.run(request).await
+        }
+        Err(reason) => {
+            tracing::info!(%reason, "token refused");
+            ScrapingError::Unauthorized.into_response()
+        }
+    }
+}
+
+/// The family's one body reader: the JSON value sent, or `None` for an empty body (a GET sent
+/// without one). Every content type is read as JSON, as the rest of the service does.
+///
+/// Strict bodies (unknown fields, content types, sizes) are to be aligned here and in
+/// [`parse_lookup`] / [`parse_results`], which name every field the family reads.
+pub struct ScrapingBody(pub Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for ScrapingBody {
+    type Rejection = ScrapingError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ScrapingError::TooLarge(rejection.body_text()),
+                    _ => ScrapingError::BadRequest(format!(
+                        "Invalid request body: {}",
+                        rejection.body_text()
+                    )),
+                })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|value| Self(Some(value)))
+            .map_err(|e| ScrapingError::BadRequest(format!("Invalid JSON: {e}")))
+    }
+}
+
+/// A VIN and plate as sent, or `BadParameters` naming where they were.
+fn vehicle_at(
+    entry: &Map<String, Value>,
+    at: impl FnOnce() -> String,
+) -> Result<CheckedVehicle, ScrapingError> {
+    let text = |name: &str| entry.get(name).and_then(Value::as_str);
+    let vin = text("vin").and_then(|raw| Vin::parse(raw).ok());
+    let plate = text("plate").and_then(|raw| VehiclePlate::parse(raw).ok());
+    match (vin, plate) {
+        (Some(vin), Some(plate)) => Ok(CheckedVehicle { vin, plate }),
+        _ => Err(ScrapingError::BadParameters(format!(
+            "{INVALID_VEHICLE} {}.",
+            at()
+        ))),
+    }
+}
+
+/// A lookup's body into its vehicles, each once, in the order first asked for.
+pub fn parse_lookup(body: Option<&Value>) -> Result<Vec<CheckedVehicle>, ScrapingError> {
+    let listed = body
+        .and_then(|body| body.get("vehicles"))
+        .and_then(Value::as_array)
+        .filter(|list| !list.is_empty())
+        .ok_or_else(|| ScrapingError::BadRequest(NO_VEHICLE.to_string()))?;
+    if listed.len() > LOOKUP_VEHICLES_MAX {
+        return Err(ScrapingError::BadRequest(format!(
+            "The maximum number of vehicles that can be requested in one request is {LOOKUP_VEHICLES_MAX}."
+        )));
+    }
+    let mut vehicles: Vec<CheckedVehicle> = Vec::with_capacity(listed.len());
+    let mut seen = std::collections::HashSet::with_capacity(listed.len());
+    for (index, entry) in listed.iter().enumerate() {
+        let at = || format!("Vehicle at index {index} (vehicles[{index}])");
+        let vehicle = match entry.as_object() {
+            Some(entry) => vehicle_at(entry, at)?,
+            None => {
+                return Err(ScrapingError::BadParameters(format!(
+                    "{INVALID_VEHICLE} {}.",
+                    at()
+                )))
+            }
+        };
+        if seen.insert(vehicle.clone()) {
+            vehicles.push(vehicle);
+        }
+    }
+    Ok(vehicles)
+}
+
+/// A recording's body (one result or an array of them) into results; `true` when it was an
+/// array, which is how the answer is shaped.
+pub fn parse_results(body: Option<&Value>) -> Result<(Vec<VehicleCheck>, bool), ScrapingError> {
+    let (entries, many) = match body {
+        Some(Value::Array(entries)) => (entries.as_slice(), true),
+        Some(one @ Value::Object(_)) => (std::slice::from_ref(one), false),
+        Some(_) => {
+            return Err(ScrapingError::BadRequest(
+                "The body must be a result or an array of results.".to_string(),
+            ))
+        }
+        None => return Err(ScrapingError::BadRequest(NO_RESULT.to_string())),
+    };
+    if entries.is_empty() {
+        return Err(ScrapingError::BadRequest(NO_RESULT.to_string()));
+    }
+    if entries.len() > RECORD_RESULTS_MAX {
+        return Err(ScrapingError::BadRequest(format!(
+            "The maximum number of results that can be recorded in one request is {RECORD_RESULTS_MAX}."
+        )));
+    }
+    let checks = entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| parse_result(index, entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((checks, many))
+}
+
+fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingError> {
+    let at = format!("Result at index {index}");
+    let bad = |what: &str| ScrapingError::BadRequest(format!("{what} {at}."));
+    let entry = entry
+        .as_object()
+        .ok_or_else(|| bad("Each result must be an object."))?;
+    let vehicle = vehicle_at(entry, || at.clone())?;
+    let present = |name: &str| entry.get(name).filter(|v| !v.is_null());
+    let resource_id = present("resourceId")
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| bad("resourceId must be a positive integer."))?;
+    let result = present("result")
+        .filter(|r| r.is_array())
+        .cloned()
+        .ok_or_else(|| bad("result must be an array."))?;
+    let time = |name: &str| -> Result<Option<CheckTime>, ScrapingError> {
+        present(name)
+            .map(|raw| {
+                raw.as_str()
+                    .and_then(|raw| CheckTime::parse(raw).ok())
+                    .ok_or_else(|| bad(&format!("{name} must be a date and time.")))
+            })
+            .transpose()
+    };
+    let creation_date_time = time("creationDateTime")?
+        .ok_or_else(|| bad("creationDateTime must be a date and time."))?;
+    let finished_date_time = time("finishedDateTime")?;
+    Ok(VehicleCheck {
+        resource_id,
+        vehicle,
+        status: present("status").cloned(),
+        result,
+        creation_date_time,
+        finished_date_time,
+    })
+}
+
+/// Seed 001's stored entry, in the seed's field order.
+fn entry_json(
+    id: String,
+    vehicle: (&str, &str),
+    resource_id: i64,
+    status: Value,
+    result: Value,
+    times: (&str, Option<&str>),
+) -> Value {
+    json!({
+        "_id": id,
+        "plate": vehicle.1,
+        "vin": vehicle.0,
+        "resourceId": resource_id,
+        "status": status,
+        "result": result,
+        "creationDateTime": times.0,
+        "finishedDateTime": times.1,
+    })
+}
+
+fn check_json(check: &VehicleCheck) -> Value {
+    entry_json(
+        check.id(),
+        (check.vehicle.vin.as_str(), check.vehicle.plate.as_str()),
+        check.resource_id,
+        check.status.clone().unwrap_or(Value::Null),
+        check.result.clone(),
+        (
+            check.creation_date_time.as_str(),
+            check.finished_date_time.as_ref().map(CheckTime::as_str),
+        ),
+    )
+}
+
+fn row_json(row: &CheckRow) -> Result<Value, ScrapingError> {
+    // The projection stored what the command proved it could read back: unreadable text is a bug.
+    let stored = |text: &str| {
+        serde_json::from_str::<Value>(text).map_err(|e| {
+            ScrapingError::Api(ApiError::internal(format!(
+                "stored result of {}-{}: {e}",
+                row.resource_id, row.vehicle
+            )))
+        })
+    };
+    let status = match &row.status {
+        Some(text) => stored(text)?,
+        None => Value::Null,
+    };
+    Ok(entry_json(
+        format!("{}-{}", row.resource_id, row.vehicle),
+        (&row.vin, &row.plate),
+        row.resource_id,
+        status,
+        stored(&row.result)?,
+        (&row.creation_date_time, row.finished_date_time.as_deref()),
+    ))
+}
+
+/// `POST /api/scraping/resultados`: one result or an array → 201 with the stored entries.
+pub async fn record(
+    State(state): State<AppState>,
+    context: CommandContext,
+    ScrapingBody(body): ScrapingBody,
+) -> Result<(StatusCode, Json<Value>), ScrapingError> {
+    if !context.actor.can_write() {
+        return Err(ScrapingError::Forbidden);
+    }
+    let (checks, many) = parse_results(body.as_ref())?;
+    let rendered: Vec<Value> = checks.iter().map(check_json).collect();
+    // One command per vehicle, in the order vehicles first appear: a keyed retry makes the same
+    // appends in the same order (its event ids depend on it). Every result is parsed before the
+    // first append, so only an outage can leave a request half recorded, and a retry with its
+    // Idempotency-Key completes it.
+    let mut by_vehicle: Vec<(String, Vec<VehicleCheck>)> = Vec::new();
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    for check in checks {
+        let key = check.vehicle.key();
+        let index = *slot.entry(key.clone()).or_insert_with(|| {
+            by_vehicle.push((key, Vec::new()));
+            by_vehicle.len() - 1
+        });
+        by_vehicle[index].1.push(check);
+    }
+    for (stream_id, checks) in by_vehicle {
+        run_command_answering_from_events(
+            &state,
+            &state.vehicle_checks,
+            &stream_id,
+            VehicleCheckCommand::Record { checks },
+            &context,
+            // The results were grouped by vehicle just above: a refusal is a bug here.
+            ApiError::internal,
+        )
+        .await?;
+    }
+    let answer = if many {
+        Value::Array(rendered)
+    } else {
+        rendered.into_iter().next().unwrap_or(Value::Null)
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// `GET` (with a body, as seed 001 sends it) or `POST /api/batch/scraping[/]`: the latest result
+/// of every resource for each vehicle asked for that some resource processed.
+pub async fn lookup(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    lag: Option<Extension<ReadModelsLag>>,
+    ScrapingBody(body): ScrapingBody,
+) -> Result<Json<Value>, ScrapingError> {
+    if !actor.can_read() {
+        return Err(ScrapingError::Forbidden);
+    }
+    let vehicles = parse_lookup(body.as_ref())?;
+    // Read-your-writes: a lookup sees every result recorded before it arrived.
+    if !state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await {
+        if let Some(Extension(lag)) = lag {
+            lag.mark();
+        }
+    }
+    let keys: Vec<String> = vehicles.iter().map(CheckedVehicle::key).collect();
+    let rows = checks::latest(&state.read_models, &keys)
+        .await
+        .map_err(ApiError::from)?;
+    let mut info: HashMap<&str, Vec<Value>> = HashMap::with_capacity(keys.len());
+    for row in &rows {
+        info.entry(row.vehicle.as_str())
+            .or_default()
+            .push(row_json(row)?);
+    }
+    let vehicle_data: Vec<Value> = vehicles
+        .iter()
+        .zip(&keys)
+        .filter_map(|(vehicle, key)| {
+            info.remove(key.as_str()).map(|info| {
+                json!({ "vin": vehicle.vin.as_str(), "plate": vehicle.plate.as_str(), "info": info })
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "vehicleData": vehicle_data })))
+}
