@@ -55,6 +55,18 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// The token of an `Authorization: Bearer …` header, if there is one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
 /// Requires a valid bearer token; reads need any role, writes `admin` or `operador`.
 ///
 /// A read first waits for the read models to fold every write acknowledged before it arrived
@@ -65,16 +77,7 @@ pub async fn require_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token else {
+    let Some(token) = bearer_token(request.headers()) else {
         return ApiError::Unauthorized.into_response();
     };
     let actor = match state.keys().verify(token) {

@@ -140,16 +140,7 @@ pub async fn require_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token else {
+    let Some(token) = super::middleware::bearer_token(request.headers()) else {
         return ScrapingError::Unauthorized.into_response();
     };
     match state.keys().verify(token) {
