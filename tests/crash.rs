@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use common::{fresh_location, Backend};
+use common::{free_port, fresh_location, Backend};
 use fleet_ledger::auth::{JwtKeys, Role};
 use fleet_ledger::{app, AppState, StoreLocation};
 use serde_json::{json, Value};
@@ -24,14 +24,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_fleet-ledger");
 const SECRET: &str = "crash-test-secret-of-at-least-32-bytes!";
 const ROUNDS: usize = 3;
 const WORKERS: usize = 4;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One request over a fresh connection: `(status, body)`, or `None` if the service is gone.
 fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> Option<(u16, Value)> {

@@ -19,7 +19,8 @@ on_both_stores!(
 const STATIONS: i64 = 3;
 const REFUELS_PER_INSTANCE: usize = 40;
 
-async fn two_instances_record_refuels_with_distinct_ids_and_exact_balances(first: TestApp) {
+/// An area, `STATIONS` stations, a plate and a driver: what the refuels below refer to.
+async fn register_three_stations(app: &TestApp) {
     for (path, body) in [
         ("/api/areas-operacion", json!({ "nombre": "Logística" })),
         (
@@ -29,9 +30,13 @@ async fn two_instances_record_refuels_with_distinct_ids_and_exact_balances(first
         ("/api/placas", json!({ "placa": "ABC123" })),
         ("/api/conductores", json!({ "conductor": "Juan Pérez" })),
     ] {
-        let (status, answer) = first.post(path, &body.to_string()).await;
+        let (status, answer) = app.post(path, &body.to_string()).await;
         assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
     }
+}
+
+async fn two_instances_record_refuels_with_distinct_ids_and_exact_balances(first: TestApp) {
+    register_three_stations(&first).await;
     // A second instance on the same store, as a second `serve` process would be.
     let second_state = AppState::open(&first.location, first.keys.clone())
         .await
@@ -146,18 +151,7 @@ async fn send_to(
 async fn three_instances_keep_the_read_models_exact_when_the_projection_leader_dies(
     first: TestApp,
 ) {
-    for (path, body) in [
-        ("/api/areas-operacion", json!({ "nombre": "Logística" })),
-        (
-            "/api/bombas",
-            json!([{ "bomba": "Norte", "area_operacion_id": 1 }, { "bomba": "Sur", "area_operacion_id": 1 }, { "bomba": "Centro", "area_operacion_id": 1 }]),
-        ),
-        ("/api/placas", json!({ "placa": "ABC123" })),
-        ("/api/conductores", json!({ "conductor": "Juan Pérez" })),
-    ] {
-        let (status, answer) = first.post(path, &body.to_string()).await;
-        assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
-    }
+    register_three_stations(&first).await;
     assert!(
         first.state.runner.is_leading(),
         "the first instance took the lease"

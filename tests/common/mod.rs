@@ -20,6 +20,15 @@ use tower::ServiceExt;
 
 pub const TEST_SECRET: &str = "test-secret-do-not-use";
 
+/// A TCP port nothing listens on right now, for a service binary under test.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
 /// Runs each named `async fn(TestApp)` once per store.
 #[macro_export]
 macro_rules! on_both_stores {
