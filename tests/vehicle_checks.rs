@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 on_both_stores!(
     one_result_is_recorded_and_answered_with_its_id,
+    an_unknown_field_of_a_result_is_a_400_naming_it,
     an_array_of_results_is_answered_as_an_array,
     the_lookup_answers_the_latest_result_of_each_resource,
     the_lookup_answers_on_get_and_post_with_and_without_the_slash,
@@ -641,4 +642,24 @@ proptest! {
             .collect();
         prop_assert_eq!(folded, expected);
     }
+}
+
+/// Strict bodies: a misspelled field of a recorded result is refused, naming it, and nothing is
+/// appended.
+async fn an_unknown_field_of_a_result_is_a_400_naming_it(app: TestApp) {
+    let head = app.state.log.head().await.unwrap();
+    let (status, answer) = app
+        .post(
+            "/api/scraping/resultados",
+            r#"{"vin":"VIN1","plate":"PLACA1","resourceId":5,"result":[],"creationDateTime":"2024-03-01T10:00:00Z","resourceID":6}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"errorType":"badRequest","errorDetail":"BadRequest","message":"Unknown field: resourceID. Result at index 0."})
+        )
+    );
+    assert_eq!(app.state.log.head().await.unwrap(), head);
 }

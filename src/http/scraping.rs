@@ -263,14 +263,31 @@ pub fn parse_results(body: Option<&Value>) -> Result<(Vec<VehicleCheck>, bool), 
     Ok((checks, many))
 }
 
+/// The fields a recorded result may carry (seed 001).
+const RESULT_FIELDS: [&str; 7] = [
+    "vin",
+    "plate",
+    "resourceId",
+    "status",
+    "result",
+    "creationDateTime",
+    "finishedDateTime",
+];
+
 fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingError> {
     let at = format!("Result at index {index}");
     let bad = |what: &str| ScrapingError::BadRequest(format!("{what} {at}."));
     let entry = entry
         .as_object()
         .ok_or_else(|| bad("Each result must be an object."))?;
+    // Strict bodies, as on every other endpoint: a misspelled field is refused, not dropped.
+    if let Some(unknown) = entry.keys().find(|k| !RESULT_FIELDS.contains(&k.as_str())) {
+        return Err(bad(&format!("Unknown field: {unknown}.")));
+    }
     let vehicle = vehicle_at(entry, || at.clone())?;
     let present = |name: &str| entry.get(name).filter(|v| !v.is_null());
+    // Any JSON a resource reports as its status is kept as sent (seed 001 shows none fixed).
+    let status = present("status").cloned();
     let resource_id = present("resourceId")
         .and_then(Value::as_i64)
         .filter(|id| *id > 0)
@@ -294,7 +311,7 @@ fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingErr
     Ok(VehicleCheck {
         resource_id,
         vehicle,
-        status: present("status").cloned(),
+        status,
         result,
         creation_date_time,
         finished_date_time,
