@@ -1,14 +1,19 @@
 //! What a fuel record may point at, known in memory: which drivers, plates, stations, operation
-//! areas and fuel products exist, and each station's overdraft policy.
+//! areas and fuel products exist, and the overdraft policy each station was registered with.
 //!
 //! Checking a refuel's references against the read models costs several database round trips per
 //! request; this index answers from memory. It is fed by the log itself (the registry streams,
 //! not the read models), so it never lags behind a projection, and it refreshes itself on a miss
-//! (a record another process has just created is found) and at least every
-//! [`POLICY_STALENESS_MAX`] (a policy another process has just changed is seen).
+//! (a record another process has just created is found).
+//!
+//! Nothing here goes stale: what it holds never changes once recorded. A station's policy
+//! *changes* are recorded in the station's own stream, where the command deciding a refuel reads
+//! them (`aggregates::fuel`); the registered policy only applies until the first change. (Policy
+//! changes recorded in the registry by earlier versions are still folded here, as the registered
+//! policy they replaced.)
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aggregates::codec;
 use aggregates::fleet::{Fleet, FleetEvent, FLEET_STREAM_ID};
@@ -22,9 +27,6 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, RwLock};
 
 use crate::store::{SharedLog, StoreError};
-
-/// How old the index may be when it answers a station's overdraft policy.
-pub const POLICY_STALENESS_MAX: Duration = Duration::from_secs(1);
 
 /// The `tipo_combustible` catalogue's stream (`CatalogKind::FuelProduct.slug()`).
 const FUEL_PRODUCTS_STREAM_ID: &str = "combustibles";
@@ -85,17 +87,11 @@ impl References {
         Ok(self.index.read().await.knows(reference))
     }
 
-    /// The station's overdraft policy (`None`: no such station), at most
-    /// [`POLICY_STALENESS_MAX`] old.
-    pub async fn overdraft_policy(&self, bomba_id: i64) -> Result<Option<bool>, StoreError> {
-        {
-            let index = self.index.read().await;
-            let fresh = index
-                .refreshed
-                .is_some_and(|at| at.elapsed() <= POLICY_STALENESS_MAX);
-            if let (true, Some(policy)) = (fresh, index.stations.get(&bomba_id)) {
-                return Ok(Some(*policy));
-            }
+    /// The overdraft policy the station was registered with (`None`: no such station),
+    /// refreshing from the log once if the index does not know the station.
+    pub async fn registered_policy(&self, bomba_id: i64) -> Result<Option<bool>, StoreError> {
+        if let Some(policy) = self.index.read().await.stations.get(&bomba_id) {
+            return Ok(Some(*policy));
         }
         self.refresh().await?;
         Ok(self.index.read().await.stations.get(&bomba_id).copied())

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 on_both_stores!(
     two_instances_record_refuels_with_distinct_ids_and_exact_balances,
+    a_policy_changed_on_one_instance_binds_the_next_refuel_on_another,
     three_instances_keep_the_read_models_exact_when_the_projection_leader_dies,
 );
 
@@ -116,6 +117,96 @@ async fn two_instances_record_refuels_with_distinct_ids_and_exact_balances(first
             );
         }
     }
+    second_state.shutdown().await;
+}
+
+/// The overdraft policy lives in the station's stream: an instance that has already decided
+/// refuels on the station (its aggregate and the registered policy cached) refuses the very next
+/// overdraft after another instance forbids it, with no staleness window.
+async fn a_policy_changed_on_one_instance_binds_the_next_refuel_on_another(first: TestApp) {
+    register_three_stations(&first).await;
+    let second_state = AppState::open(&first.location, first.keys.clone())
+        .await
+        .expect("a second instance opens on the same store");
+    let second = app(second_state.clone());
+    let token = first.operador();
+    let tanqueo = |valor: i64| {
+        json!({"fecha":"2024-03-15","conductor_id":1,"placa_id":1,"bomba_id":1,
+            "area_operacion_id":1,"valor_tanqueo":valor,"cantidad_galones":10})
+        .to_string()
+    };
+    let (status, answer) = send_to(
+        &second,
+        &token,
+        Method::POST,
+        "/api/tanqueos",
+        Some(tanqueo(1000)),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "overdraft allowed at registration: {answer}"
+    );
+
+    let (status, station) = send_to(
+        &first.router,
+        &token,
+        Method::PATCH,
+        "/api/bombas/1",
+        Some(r#"{"permitir_saldo_negativo":false}"#.into()),
+    )
+    .await;
+    assert_eq!(
+        (status, station.to_string()),
+        (
+            StatusCode::OK,
+            r#"{"id":1,"bomba":"Norte","area_operacion_id":1,"permitir_saldo_negativo":false}"#
+                .into()
+        )
+    );
+    let (status, answer) = send_to(
+        &second,
+        &token,
+        Method::POST,
+        "/api/tanqueos",
+        Some(tanqueo(500)),
+    )
+    .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::CONFLICT,
+            json!({ "error": "Saldo insuficiente en la bomba 1: disponible -1000, requerido 500" })
+        )
+    );
+    // The other stations keep the policy they were registered with.
+    let (status, answer) = send_to(
+        &second,
+        &token,
+        Method::POST,
+        "/api/tanqueos",
+        Some(tanqueo(500).replace(r#""bomba_id":1"#, r#""bomba_id":2"#)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (_, listed) = send_to(&second, &token, Method::GET, "/api/bombas/1", None).await;
+    assert_eq!(listed["permitir_saldo_negativo"], false, "{listed}");
+
+    // Allowed again from the second instance: the first decides on it at once.
+    let (status, _) = send_to(
+        &second,
+        &token,
+        Method::PATCH,
+        "/api/bombas/1",
+        Some(r#"{"permitir_saldo_negativo":true}"#.into()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = first.post("/api/tanqueos", &tanqueo(500)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (_, balance) = first.get("/api/bombas/1/saldo").await;
+    assert_eq!(balance["saldo"], json!(-1500), "{balance}");
     second_state.shutdown().await;
 }
 

@@ -1,7 +1,9 @@
 //! The fuel ledger (seed 004): refuels (TANQUEO) and advance payments (ANTICIPO) on the stream of
 //! the station they concern. The station aggregate owns the balance — Σ anticipos − Σ tanqueos of
 //! its live records — so the overdraft rule is decided on one consistent state and concurrent
-//! refuels can never overdraw a station together.
+//! refuels can never overdraw a station together. The station's overdraft policy lives in the
+//! same stream ([`FuelEvent::OverdraftPolicyChanged`]), so the rule and the balance it is applied
+//! to are one state: a policy change and a refuel can never be decided on different versions.
 
 use std::collections::BTreeMap;
 
@@ -146,32 +148,43 @@ fn fingerprint(record: &FuelRecord) -> u64 {
 pub struct FuelStation {
     saldo: Decimal,
     records: BTreeMap<i64, StationRecord>,
+    /// May the balance go below zero, as the stream last said; `None` until a policy change is
+    /// recorded here (the policy the station was registered with applies until then).
+    permitir_saldo_negativo: Option<bool>,
 }
 
 // A correction names the record before and after; a command lives for one request, so boxing
 // would only add an indirection.
+//
+// `registered_policy` is the overdraft policy the station was registered with (from the
+// registry): it applies only while the station's own stream has recorded no policy change.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum FuelCommand {
     Record {
         record: FuelRecord,
-        permitir_saldo_negativo: bool,
+        registered_policy: bool,
     },
     /// Records every one or none (an atomic spreadsheet import).
     RecordAll {
         records: Vec<FuelRecord>,
-        permitir_saldo_negativo: bool,
+        registered_policy: bool,
     },
     /// Replaces `antes` (the record as the caller read it) with `corrected`.
     Correct {
         antes: FuelRecord,
         corrected: FuelRecord,
-        permitir_saldo_negativo: bool,
+        registered_policy: bool,
     },
     /// Voids `antes` (the record as the caller read it).
     Void {
         antes: FuelRecord,
         motivo: String,
+        registered_policy: bool,
+    },
+    /// Sets whether the station's balance may go below zero from now on.
+    ChangeOverdraftPolicy {
+        bomba_id: i64,
         permitir_saldo_negativo: bool,
     },
 }
@@ -197,6 +210,19 @@ pub enum FuelEvent {
         motivo: String,
         record: FuelRecord,
     },
+    /// The station's overdraft policy from this event on; it changes no balance.
+    OverdraftPolicyChanged {
+        bomba_id: i64,
+        permitir_saldo_negativo: bool,
+    },
+}
+
+impl FuelEvent {
+    /// Whether an event of this type moves the station's money (every type but a policy
+    /// change), read from the stored type so a fold can tell without decoding.
+    pub fn moves_balance(event_type: &str) -> bool {
+        event_type != "OverdraftPolicyChanged"
+    }
 }
 
 impl DomainEvent for FuelEvent {
@@ -206,6 +232,7 @@ impl DomainEvent for FuelEvent {
             Self::AnticipoPaid { .. } => "AnticipoPaid",
             Self::TanqueoCorrected { .. } => "TanqueoCorrected",
             Self::TanqueoVoided { .. } => "TanqueoVoided",
+            Self::OverdraftPolicyChanged { .. } => "OverdraftPolicyChanged",
         }
         .to_string()
     }
@@ -251,13 +278,20 @@ impl FuelStation {
         self.records.get(&id)
     }
 
-    /// Refuses a change that would leave a no-overdraft station below zero.
+    /// The policy recorded in the station's stream, if any change was.
+    pub fn overdraft_policy(&self) -> Option<bool> {
+        self.permitir_saldo_negativo
+    }
+
+    /// Refuses a change that would leave a no-overdraft station below zero. The stream's own
+    /// policy wins over `registered_policy`.
     fn check_balance(
         &self,
         change: Decimal,
         record: &FuelRecord,
-        permitir: bool,
+        registered_policy: bool,
     ) -> Result<(), FuelError> {
+        let permitir = self.permitir_saldo_negativo.unwrap_or(registered_policy);
         if permitir || change >= Decimal::ZERO || self.saldo + change >= Decimal::ZERO {
             return Ok(());
         }
@@ -273,9 +307,9 @@ impl FuelStation {
         match command {
             FuelCommand::Record {
                 record,
-                permitir_saldo_negativo,
+                registered_policy,
             } => {
-                self.check_balance(record.effect(), &record, permitir_saldo_negativo)?;
+                self.check_balance(record.effect(), &record, registered_policy)?;
                 Ok(vec![match record.tipo_operacion {
                     TipoOperacion::Tanqueo => FuelEvent::TanqueoRecorded { record },
                     TipoOperacion::Anticipo => FuelEvent::AnticipoPaid { record },
@@ -283,14 +317,14 @@ impl FuelStation {
             }
             FuelCommand::RecordAll {
                 records,
-                permitir_saldo_negativo,
+                registered_policy,
             } => {
                 let mut projected = self.clone();
                 let mut events = Vec::with_capacity(records.len());
                 for (index, record) in records.into_iter().enumerate() {
                     let command = FuelCommand::Record {
                         record,
-                        permitir_saldo_negativo,
+                        registered_policy,
                     };
                     let decided =
                         projected
@@ -309,7 +343,7 @@ impl FuelStation {
             FuelCommand::Correct {
                 antes,
                 corrected,
-                permitir_saldo_negativo,
+                registered_policy,
             } => {
                 let id = corrected.id;
                 let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
@@ -323,7 +357,7 @@ impl FuelStation {
                     return Ok(Vec::new());
                 }
                 let change = corrected.effect() - current.effect;
-                self.check_balance(change, &corrected, permitir_saldo_negativo)?;
+                self.check_balance(change, &corrected, registered_policy)?;
                 Ok(vec![FuelEvent::TanqueoCorrected {
                     id,
                     antes,
@@ -333,7 +367,7 @@ impl FuelStation {
             FuelCommand::Void {
                 antes,
                 motivo,
-                permitir_saldo_negativo,
+                registered_policy,
             } => {
                 let id = antes.id;
                 let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
@@ -344,11 +378,25 @@ impl FuelStation {
                     return Err(FuelError::Stale { id });
                 }
                 // Voiding an anticipo takes its money back out of the station.
-                self.check_balance(-current.effect, &antes, permitir_saldo_negativo)?;
+                self.check_balance(-current.effect, &antes, registered_policy)?;
                 Ok(vec![FuelEvent::TanqueoVoided {
                     id,
                     motivo,
                     record: antes,
+                }])
+            }
+            FuelCommand::ChangeOverdraftPolicy {
+                bomba_id,
+                permitir_saldo_negativo,
+            } => {
+                // Repeating the policy the stream already holds records nothing; the first
+                // change is always recorded, since the registered policy is not in this stream.
+                if self.permitir_saldo_negativo == Some(permitir_saldo_negativo) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![FuelEvent::OverdraftPolicyChanged {
+                    bomba_id,
+                    permitir_saldo_negativo,
                 }])
             }
         }
@@ -389,6 +437,12 @@ impl Aggregate for FuelStation {
                 if let Some(stored) = self.records.get_mut(&id) {
                     stored.voided = true;
                 }
+            }
+            FuelEvent::OverdraftPolicyChanged {
+                permitir_saldo_negativo,
+                ..
+            } => {
+                self.permitir_saldo_negativo = Some(permitir_saldo_negativo);
             }
         }
     }
@@ -462,6 +516,86 @@ mod tests {
 
     fn d(text: &str) -> Decimal {
         Decimal::from_str(text).unwrap()
+    }
+
+    fn tanqueo(id: i64, valor: &str) -> FuelRecord {
+        FuelRecord {
+            id,
+            fecha: NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+            bomba_id: 7,
+            area_operacion_id: 1,
+            concepto: Concepto::Operativo,
+            tipo_operacion: TipoOperacion::Tanqueo,
+            observacion: None,
+            saldo_disponible: None,
+            conductor_id: None,
+            placa_id: None,
+            tipo_combustible: None,
+            valor_tanqueo: Some(d(valor)),
+            cantidad_galones: None,
+            costo_por_galon: None,
+            horometro: None,
+            valor_anticipo: None,
+        }
+    }
+
+    fn record_on(station: &mut FuelStation, id: i64, registered_policy: bool) -> bool {
+        let command = FuelCommand::Record {
+            record: tanqueo(id, "10"),
+            registered_policy,
+        };
+        match station.decide(command) {
+            Ok(events) => {
+                events.into_iter().for_each(|e| station.apply(e));
+                true
+            }
+            Err(FuelError::SaldoInsuficiente { .. }) => false,
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn change_policy(station: &mut FuelStation, permitir: bool) -> usize {
+        let events = station
+            .decide(FuelCommand::ChangeOverdraftPolicy {
+                bomba_id: 7,
+                permitir_saldo_negativo: permitir,
+            })
+            .unwrap();
+        let count = events.len();
+        events.into_iter().for_each(|e| station.apply(e));
+        count
+    }
+
+    #[test]
+    fn the_registered_policy_applies_until_the_stream_records_a_change() {
+        let mut station = FuelStation::default();
+        assert!(
+            !record_on(&mut station, 1, false),
+            "registered: no overdraft"
+        );
+        assert!(
+            record_on(&mut station, 2, true),
+            "registered: overdraft allowed"
+        );
+        assert_eq!(station.saldo(), d("-10"));
+
+        assert_eq!(change_policy(&mut station, false), 1);
+        assert_eq!(station.overdraft_policy(), Some(false));
+        // From now on the stream's policy wins over whatever the registry said.
+        assert!(!record_on(&mut station, 3, true));
+        assert_eq!(change_policy(&mut station, true), 1);
+        assert!(record_on(&mut station, 4, false));
+        assert_eq!(station.saldo(), d("-20"));
+    }
+
+    #[test]
+    fn repeating_the_streams_policy_records_nothing_but_a_first_change_always_counts() {
+        let mut station = FuelStation::default();
+        // The registered policy may already be `true`; the stream cannot know, so it records.
+        assert_eq!(change_policy(&mut station, true), 1);
+        assert_eq!(change_policy(&mut station, true), 0);
+        assert_eq!(change_policy(&mut station, false), 1);
+        assert_eq!(station.saldo(), Decimal::ZERO, "a policy moves no money");
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub fn entries(event: &FuelEvent) -> Vec<Entry> {
             entries
         }
         FuelEvent::TanqueoVoided { record, .. } => reversal(record, "Anulación"),
+        FuelEvent::OverdraftPolicyChanged { .. } => Vec::new(),
     };
     debug_assert_eq!(
         entries.iter().map(|e| e.debe).sum::<Decimal>(),
@@ -116,6 +117,7 @@ impl Projection for JournalProjection {
             }
             FuelEvent::TanqueoCorrected { despues, .. } => despues.fecha,
             FuelEvent::TanqueoVoided { record, .. } => record.fecha,
+            FuelEvent::OverdraftPolicyChanged { .. } => return Ok(Vec::new()),
         };
         let registrado_en = event
             .recorded_at

@@ -98,6 +98,7 @@ impl Projection for FuelLedgerProjection {
                     ("actualizado_en", instant(&event.recorded_at)),
                 ],
             },
+            FuelEvent::OverdraftPolicyChanged { .. } => return Ok(Vec::new()),
         };
         Ok(vec![change])
     }
@@ -126,13 +127,15 @@ pub fn station_balance(
     as_of: Option<DateTime<Utc>>,
     fecha_corte: Option<NaiveDate>,
 ) -> Result<StationBalance, FoldError> {
-    let known = events
+    // A policy change is no movement: it is invisible here, its instant included.
+    let known: Vec<&Recorded> = events
         .iter()
+        .filter(|e| FuelEvent::moves_balance(&e.event_type))
         .take_while(|e| as_of.is_none_or(|as_of| e.recorded_at <= as_of))
-        .count();
-    let live = live_records(&events[..known])?;
+        .collect();
+    let live = live_records(known.iter().copied())?;
     let mut balance = StationBalance {
-        ultima_actualizacion: events[..known].last().map(|e| e.recorded_at),
+        ultima_actualizacion: known.last().map(|e| e.recorded_at),
         ..StationBalance::default()
     };
 
@@ -319,6 +322,8 @@ impl RunningBalance {
                 self.insert(Counted::of(id, &despues), despues.saldo_disponible);
             }
             FuelEvent::TanqueoVoided { id, .. } => self.remove(id),
+            // Not a movement: the balance and its instants are as they were.
+            FuelEvent::OverdraftPolicyChanged { .. } => return Ok(()),
         }
         self.checkpoint(recorded_at);
         Ok(())
@@ -489,7 +494,9 @@ pub struct StatementLine {
 }
 
 /// The live records of a station after its events, by id.
-fn live_records(events: &[Recorded]) -> Result<BTreeMap<i64, FuelRecord>, FoldError> {
+fn live_records<'a>(
+    events: impl IntoIterator<Item = &'a Recorded>,
+) -> Result<BTreeMap<i64, FuelRecord>, FoldError> {
     let mut live = BTreeMap::new();
     for event in events {
         match decode::<FuelEvent>(event)? {
@@ -502,6 +509,7 @@ fn live_records(events: &[Recorded]) -> Result<BTreeMap<i64, FuelRecord>, FoldEr
             FuelEvent::TanqueoVoided { id, .. } => {
                 live.remove(&id);
             }
+            FuelEvent::OverdraftPolicyChanged { .. } => {}
         }
     }
     Ok(live)
@@ -510,7 +518,7 @@ fn live_records(events: &[Recorded]) -> Result<BTreeMap<i64, FuelRecord>, FoldEr
 /// The station's statement: its live movements in date order (then id), each with the running
 /// computed balance and, where the station reported one, the difference.
 pub fn station_statement(events: &[Recorded]) -> Result<Vec<StatementLine>, FoldError> {
-    let mut records: Vec<FuelRecord> = live_records(events)?.into_values().collect();
+    let mut records: Vec<FuelRecord> = live_records(events.iter())?.into_values().collect();
     records.sort_by_key(|r| (r.fecha, r.id));
     let mut saldo = Decimal::ZERO;
     Ok(records
@@ -542,6 +550,8 @@ mod tests {
         Tanqueo(i64, u32),
         Correct(usize, i64),
         Void(usize),
+        /// A change of the station's overdraft policy: no movement, so no balance changes.
+        Policy(bool),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -551,6 +561,7 @@ mod tests {
             (1i64..10_000_000, 1u32..28).prop_map(|(c, d)| Op::Tanqueo(c, d)),
             (0usize..20, 0i64..10_000_000).prop_map(|(i, c)| Op::Correct(i, c)),
             (0usize..20).prop_map(Op::Void),
+            any::<bool>().prop_map(Op::Policy),
         ]
     }
 
@@ -604,7 +615,7 @@ mod tests {
                     ids.push(id);
                     FuelCommand::Record {
                         record: record(id, tipo, cents, day),
-                        permitir_saldo_negativo: true,
+                        registered_policy: true,
                     }
                 }
                 Op::Correct(index, cents) if !ids.is_empty() => {
@@ -621,7 +632,7 @@ mod tests {
                     FuelCommand::Correct {
                         antes: current.clone(),
                         corrected,
-                        permitir_saldo_negativo: true,
+                        registered_policy: true,
                     }
                 }
                 Op::Void(index) if !ids.is_empty() => {
@@ -631,9 +642,13 @@ mod tests {
                     FuelCommand::Void {
                         antes: current.clone(),
                         motivo: "x".into(),
-                        permitir_saldo_negativo: true,
+                        registered_policy: true,
                     }
                 }
+                Op::Policy(permitir) => FuelCommand::ChangeOverdraftPolicy {
+                    bomba_id: 7,
+                    permitir_saldo_negativo: permitir,
+                },
 
                 _ => continue,
             };
@@ -651,6 +666,7 @@ mod tests {
                     FuelEvent::TanqueoVoided { id, .. } => {
                         live.remove(id);
                     }
+                    FuelEvent::OverdraftPolicyChanged { .. } => {}
                 }
                 station.apply(event.clone());
                 let (event_type, payload) = aggregates::codec::encode(&event).unwrap();
@@ -718,6 +734,7 @@ mod tests {
                             record,
                         }
                     }
+                    policy @ FuelEvent::OverdraftPolicyChanged { .. } => policy,
                 };
                 event.payload = aggregates::codec::encode(&rewritten).unwrap().1;
                 event

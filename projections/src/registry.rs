@@ -1,5 +1,6 @@
 //! Drivers, fuel stations and vehicle catalogues as read-model rows.
 
+use aggregates::fuel::{FuelEvent, FuelStation};
 use aggregates::registry::{CatalogEvent, DriverEvent, StationEvent};
 use cqrs_es::Aggregate;
 
@@ -72,6 +73,27 @@ impl Projection for RegistryProjection {
                         values,
                     }
                 }
+            }
+        } else if stream == FuelStation::TYPE {
+            // The policy lives in the station's own stream (see `aggregates::fuel`); the list of
+            // stations shows it. Refuels are skipped by type, without decoding them.
+            if FuelEvent::moves_balance(&event.event_type) {
+                return Ok(Vec::new());
+            }
+            let FuelEvent::OverdraftPolicyChanged {
+                bomba_id,
+                permitir_saldo_negativo,
+            } = decode(event)?
+            else {
+                return Ok(Vec::new());
+            };
+            Change::Update {
+                table: STATIONS,
+                key: vec![("id", int(bomba_id))],
+                values: vec![
+                    ("permitir_saldo_negativo", flag(permitir_saldo_negativo)),
+                    ("actualizado_en", instant(&event.recorded_at)),
+                ],
             }
         } else if stream == aggregates::registry::Catalog::TYPE {
             let CatalogEvent::CatalogEntryAdded {

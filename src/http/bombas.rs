@@ -1,5 +1,6 @@
 //! Fuel stations (`bombas`): register (one or an array), change, list and read.
 
+use aggregates::fuel::FuelCommand;
 use aggregates::registry::{
     NewStation, RegistryError, StationChanges, StationCommand, StationEvent, REGISTRY_STREAM_ID,
 };
@@ -72,6 +73,11 @@ pub async fn create(
     created(many, records)
 }
 
+/// `PATCH /api/bombas/{id}`: the name and area change in the registry; the overdraft policy in
+/// the station's own stream, where refuels are decided (see `aggregates::fuel`), so no refuel can
+/// be decided on a policy older than the balance it checks. Two appends, registry first: it also
+/// proves the station exists. A failure between them leaves the policy unchanged and the request
+/// unanswered; repeating it completes it.
 pub async fn update(
     State(state): State<AppState>,
     context: CommandContext,
@@ -83,8 +89,9 @@ pub async fn update(
     let changes = StationChanges {
         bomba: fields.text("bomba", 10_000)?,
         area_operacion_id: fields.id("area_operacion_id")?,
-        permitir_saldo_negativo: fields.boolean("permitir_saldo_negativo")?,
+        permitir_saldo_negativo: None,
     };
+    let policy = fields.boolean("permitir_saldo_negativo")?;
     require(
         &state,
         "area_operacion_id",
@@ -104,6 +111,20 @@ pub async fn update(
         },
     )
     .await?;
+    if let Some(permitir_saldo_negativo) = policy {
+        run_command(
+            &state,
+            &state.fuel_stations,
+            &id.to_string(),
+            FuelCommand::ChangeOverdraftPolicy {
+                bomba_id: id,
+                permitir_saldo_negativo,
+            },
+            &context,
+            super::tanqueos::refusal,
+        )
+        .await?;
+    }
     read_station(&state, id).await
 }
 

@@ -214,7 +214,7 @@ pub async fn import(
     let mut lookups = lookups(&state, bomba_id).await?;
     let mut errors: Vec<(usize, RowError)> = Vec::new();
     let mut valid: Vec<(usize, FuelRecord)> = Vec::new();
-    let mut permitir_saldo_negativo = true;
+    let mut registered_policy = true;
     for (index, row) in rows.iter().enumerate() {
         let (body, key) = match row_body(row, &lookups, bomba_id, area_operacion_id) {
             Ok(parsed) => parsed,
@@ -235,7 +235,7 @@ pub async fn import(
         }
         match parse_record(&state, &body).await {
             Ok((record, permitir)) => {
-                permitir_saldo_negativo = permitir;
+                registered_policy = permitir;
                 lookups.imported.insert(key);
                 valid.push((index, record));
             }
@@ -260,7 +260,7 @@ pub async fn import(
             let records = valid.iter().map(|(_, r)| r.clone()).collect();
             let command = FuelCommand::RecordAll {
                 records,
-                permitir_saldo_negativo,
+                registered_policy,
             };
             match state
                 .fuel_stations
@@ -287,7 +287,7 @@ pub async fn import(
             for (index, record) in valid {
                 let command = FuelCommand::Record {
                     record,
-                    permitir_saldo_negativo,
+                    registered_policy,
                 };
                 match state
                     .fuel_stations

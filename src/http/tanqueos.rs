@@ -269,7 +269,7 @@ pub(super) async fn parse_record(
             return Err(foreign_key("placa_id"));
         }
     }
-    let permitir_saldo_negativo = match references.overdraft_policy(bomba_id).await? {
+    let registered_policy = match references.registered_policy(bomba_id).await? {
         Some(permitir) => permitir,
         None => return Err(foreign_key("bomba_id")),
     };
@@ -297,13 +297,13 @@ pub(super) async fn parse_record(
         horometro,
         valor_anticipo,
     };
-    Ok((record, permitir_saldo_negativo))
+    Ok((record, registered_policy))
 }
 
-async fn station_allows_overdraft(state: &AppState, bomba_id: i64) -> Result<bool, ApiError> {
+async fn station_registered_policy(state: &AppState, bomba_id: i64) -> Result<bool, ApiError> {
     state
         .references
-        .overdraft_policy(bomba_id)
+        .registered_policy(bomba_id)
         .await?
         .ok_or_else(|| {
             ApiError::internal(format!("station {bomba_id} of a stored record is unknown"))
@@ -409,7 +409,7 @@ pub async fn create(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     reject_unknown(&body, &WRITABLE_FIELDS)?;
-    let (mut record, permitir_saldo_negativo) = parse_record(&state, &body).await?;
+    let (mut record, registered_policy) = parse_record(&state, &body).await?;
     let id = reserve_ids(&state, 1, &context).await?;
     record.id = id;
     let bomba_id = record.bomba_id;
@@ -419,7 +419,7 @@ pub async fn create(
         bomba_id,
         FuelCommand::Record {
             record,
-            permitir_saldo_negativo,
+            registered_policy,
         },
     )
     .await?;
@@ -480,8 +480,7 @@ pub async fn correct(
     } else if !changes.contains_key("valor_anticipo") {
         merged.remove("valor_anticipo");
     }
-    let (mut corrected, permitir_saldo_negativo) =
-        parse_record(&state, &Value::Object(merged)).await?;
+    let (mut corrected, registered_policy) = parse_record(&state, &Value::Object(merged)).await?;
     corrected.id = id;
     let executed = on_station(
         &state,
@@ -490,7 +489,7 @@ pub async fn correct(
         FuelCommand::Correct {
             antes: record_from_row(&current_row)?,
             corrected,
-            permitir_saldo_negativo,
+            registered_policy,
         },
     )
     .await?;
@@ -520,7 +519,7 @@ pub async fn void(
         Some(Cell::Int(Some(bomba_id))) => *bomba_id,
         _ => return Err(ApiError::internal("record without station")),
     };
-    let permitir_saldo_negativo = station_allows_overdraft(&state, bomba_id).await?;
+    let registered_policy = station_registered_policy(&state, bomba_id).await?;
     let executed = on_station(
         &state,
         &context,
@@ -528,7 +527,7 @@ pub async fn void(
         FuelCommand::Void {
             antes: record_from_row(&current)?,
             motivo,
-            permitir_saldo_negativo,
+            registered_policy,
         },
     )
     .await?;
