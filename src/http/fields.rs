@@ -14,11 +14,82 @@ use axum::Json;
 use super::error::ApiError;
 use super::extract::echo;
 
-/// A JSON object whose fields are read with named, typed refusals. It knows the fields its
-/// endpoint accepts, and refuses any other (see [`reject_unknown`]).
+/// Whose words a refusal is written in. The registry endpoints answer in their own Spanish;
+/// seed 004's records answer as the seed's service (Node over PostgreSQL) does, with
+/// PostgreSQL's input-syntax messages, and also take numbers written as text, as PostgreSQL's
+/// casts do. Everything else (what is missing, what is blank, the bounds) is read alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Registry,
+    Postgres,
+}
+
+/// Why a field was refused, before it is put in words by the [`Dialect`].
+enum Refusal<'v> {
+    NotText,
+    TooLong(usize),
+    NotInteger(&'v str),
+    NotNumber(&'v str, DecimalError),
+    Negative,
+    NotPositiveId,
+    NotBoolean,
+    NotDate(&'v str),
+}
+
+impl Dialect {
+    fn say(self, name: &str, refusal: Refusal<'_>) -> ApiError {
+        use Refusal::*;
+        bad(match (self, refusal) {
+            (Self::Registry, NotText) => format!("El campo {name} debe ser texto"),
+            (Self::Postgres, NotText) => format!("Invalid value for {name}: must be text"),
+            (Self::Registry, TooLong(max)) => {
+                format!("El campo {name} no puede superar {max} caracteres")
+            }
+            (Self::Postgres, TooLong(max)) => {
+                format!("Invalid value for {name}: at most {max} characters")
+            }
+            (Self::Registry, NotInteger(_)) => format!("El campo {name} debe ser un número entero"),
+            (Self::Postgres, NotInteger(raw)) => {
+                format!("invalid input syntax for type integer: \"{raw}\"")
+            }
+            (Self::Registry, NotNumber(_, DecimalError::NotANumber)) => {
+                format!("El campo {name} debe ser un número")
+            }
+            (Self::Registry, NotNumber(_, DecimalError::OutOfRange)) => {
+                format!("El campo {name} está fuera de rango")
+            }
+            (Self::Registry, NotNumber(_, DecimalError::TooPrecise)) => {
+                format!("El campo {name} admite como máximo {SCALE_MAX} decimales")
+            }
+            (Self::Postgres, NotNumber(raw, DecimalError::NotANumber)) => {
+                format!("invalid input syntax for type numeric: \"{raw}\"")
+            }
+            (Self::Postgres, NotNumber(_, refusal)) => {
+                format!("Invalid value for {name}: {refusal}")
+            }
+            (Self::Registry, Negative) => format!("El campo {name} no puede ser negativo"),
+            (Self::Postgres, Negative) => {
+                format!("Invalid value for {name}: must be zero or positive")
+            }
+            (_, NotPositiveId) => format!("El campo {name} debe ser un ID positivo"),
+            (_, NotBoolean) => format!("El campo {name} debe ser true o false"),
+            (Self::Registry, NotDate(_)) => {
+                format!("El campo {name} debe ser una fecha YYYY-MM-DD")
+            }
+            (Self::Postgres, NotDate(raw)) => {
+                format!("Invalid date for {name}: {raw} (expected YYYY-MM-DD)")
+            }
+        })
+    }
+}
+
+/// A JSON object whose fields are read with named, typed refusals: the one reader of request
+/// bodies. It knows the fields its endpoint accepts, and refuses any other (see
+/// [`reject_unknown`]).
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
     accepted: &'a [&'a str],
+    dialect: Dialect,
 }
 
 fn bad(message: String) -> ApiError {
@@ -42,13 +113,28 @@ pub fn reject_unknown(body: &Value, accepted: &[&str]) -> Result<(), ApiError> {
 }
 
 impl<'a> Fields<'a> {
-    /// The object `value`, whose fields must all be among `accepted`.
+    /// The object `value`, whose fields must all be among `accepted`; refusals in the
+    /// registry's words.
     pub fn of(value: &'a Value, accepted: &'a [&'a str]) -> Result<Self, ApiError> {
         let map = value
             .as_object()
             .ok_or_else(|| bad("El cuerpo debe ser un objeto JSON".to_string()))?;
         reject_unknown(value, accepted)?;
-        Ok(Self { map, accepted })
+        Ok(Self {
+            map,
+            accepted,
+            dialect: Dialect::Registry,
+        })
+    }
+
+    /// The fields `accepted` of `map`, in `dialect`'s words; other fields are ignored (the
+    /// caller has refused unknown ones where the client wrote the object).
+    pub fn among(map: &'a Map<String, Value>, accepted: &'a [&'a str], dialect: Dialect) -> Self {
+        Self {
+            map,
+            accepted,
+            dialect,
+        }
     }
 
     fn present(&self, name: &str) -> Option<&'a Value> {
@@ -57,6 +143,10 @@ impl<'a> Fields<'a> {
             "field {name} is read but not among the endpoint's accepted fields"
         );
         self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    fn refuse(&self, name: &str, refusal: Refusal<'_>) -> ApiError {
+        self.dialect.say(name, refusal)
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -68,36 +158,81 @@ impl<'a> Fields<'a> {
         name: &str,
         read: impl FnOnce(&Self, &str) -> Result<Option<T>, ApiError>,
     ) -> Result<T, ApiError> {
-        read(self, name)?.ok_or_else(|| bad(format!("Missing required field: {name}")))
+        read(self, name)?.ok_or_else(|| missing(name))
+    }
+
+    /// Refuses a body without `name`, or with only blanks in it.
+    pub fn require(&self, name: &str) -> Result<(), ApiError> {
+        match self.present(name) {
+            Some(Value::String(s)) if s.trim().is_empty() => Err(missing(name)),
+            Some(_) => Ok(()),
+            None => Err(missing(name)),
+        }
+    }
+
+    /// Refuses a body with `name`, which `what` (a kind of record) does not take.
+    pub fn forbid(&self, name: &str, what: &str) -> Result<(), ApiError> {
+        match self.present(name) {
+            Some(_) => Err(bad(format!("Field not allowed for {what}: {name}"))),
+            None => Ok(()),
+        }
     }
 
     pub fn text(&self, name: &str, len_max: usize) -> Result<Option<String>, ApiError> {
         match self.present(name) {
             None => Ok(None),
-            Some(Value::String(text)) if text.chars().count() > len_max => Err(bad(format!(
-                "El campo {name} no puede superar {len_max} caracteres"
-            ))),
+            Some(Value::String(text)) if text.chars().count() > len_max => {
+                Err(self.refuse(name, Refusal::TooLong(len_max)))
+            }
             Some(Value::String(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(bad(format!("El campo {name} debe ser texto"))),
+            Some(_) => Err(self.refuse(name, Refusal::NotText)),
         }
     }
 
+    /// One of the values `parse` knows, `default` when absent; refused naming what was sent.
+    pub fn choice<T>(
+        &self,
+        name: &str,
+        default: T,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        match self.text(name, usize::MAX)? {
+            None => Ok(default),
+            Some(raw) => {
+                parse(raw.trim()).ok_or_else(|| bad(format!("Invalid value for {name}: {raw}")))
+            }
+        }
+    }
+
+    /// The text of a number: a JSON number, or (in PostgreSQL's dialect, as its casts do) a
+    /// string holding one. `None` when absent; `Err` with what was sent otherwise.
+    fn number_text(&self, name: &str) -> Option<Result<String, String>> {
+        Some(match self.present(name)? {
+            Value::Number(n) => Ok(n.to_string()),
+            Value::String(s) if self.dialect == Dialect::Postgres => Ok(s.trim().to_string()),
+            other => Err(match other {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+        })
+    }
+
+    /// An integer: the one id parser of the request bodies.
     pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        match self.present(name) {
+        match self.number_text(name) {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .or_else(|| n.to_string().parse().ok())
+            Some(Ok(text)) => text
+                .parse::<i64>()
                 .map(Some)
-                .ok_or_else(|| bad(format!("El campo {name} debe ser un número entero"))),
-            Some(_) => Err(bad(format!("El campo {name} debe ser un número entero"))),
+                .map_err(|_| self.refuse(name, Refusal::NotInteger(&text))),
+            Some(Err(sent)) => Err(self.refuse(name, Refusal::NotInteger(&sent))),
         }
     }
 
     /// A non-negative integer.
     pub fn count(&self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.int(name)? {
-            Some(n) if n < 0 => Err(bad(format!("El campo {name} no puede ser negativo"))),
+            Some(n) if n < 0 => Err(self.refuse(name, Refusal::Negative)),
             other => Ok(other),
         }
     }
@@ -105,53 +240,65 @@ impl<'a> Fields<'a> {
     /// A positive integer id.
     pub fn id(&self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.int(name)? {
-            Some(n) if n < 1 => Err(bad(format!("El campo {name} debe ser un ID positivo"))),
+            Some(n) if n < 1 => Err(self.refuse(name, Refusal::NotPositiveId)),
             other => Ok(other),
         }
     }
 
-    /// An exact, non-negative decimal, from a JSON number (never through f64), within the
-    /// bounds of [`aggregates::amount`].
-    pub fn quantity(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
-        let value = match self.present(name) {
-            None => return Ok(None),
-            Some(Value::Number(n)) => {
-                parse_amount(&n.to_string()).map_err(|refusal| match refusal {
-                    DecimalError::NotANumber => bad(format!("El campo {name} debe ser un número")),
-                    DecimalError::OutOfRange => bad(format!("El campo {name} está fuera de rango")),
-                    DecimalError::TooPrecise => bad(format!(
-                        "El campo {name} admite como máximo {SCALE_MAX} decimales"
-                    )),
-                })?
+    /// An exact decimal of either sign, never through f64, within the bounds of
+    /// [`aggregates::amount`].
+    pub fn decimal(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+        match self.number_text(name) {
+            None => Ok(None),
+            Some(Ok(text)) => parse_amount(&text)
+                .map(Some)
+                .map_err(|refusal| self.refuse(name, Refusal::NotNumber(&text, refusal))),
+            Some(Err(sent)) => {
+                Err(self.refuse(name, Refusal::NotNumber(&sent, DecimalError::NotANumber)))
             }
-            Some(_) => return Err(bad(format!("El campo {name} debe ser un número"))),
-        };
-        if value.is_sign_negative() && !value.is_zero() {
-            return Err(bad(format!("El campo {name} no puede ser negativo")));
         }
-        Ok(Some(value))
     }
 
-    /// A calendar date, strictly `YYYY-MM-DD`.
-    pub fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
-        match self.present(name) {
-            None => Ok(None),
-            Some(Value::String(text)) => parse_date(text)
-                .map(Some)
-                .ok_or_else(|| bad(format!("El campo {name} debe ser una fecha YYYY-MM-DD"))),
-            Some(_) => Err(bad(format!(
-                "El campo {name} debe ser una fecha YYYY-MM-DD"
-            ))),
+    /// An exact decimal that is zero or positive: an amount or a quantity.
+    pub fn quantity(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
+        let value = self.decimal(name)?;
+        if value.is_some_and(|v| v.is_sign_negative() && !v.is_zero()) {
+            return Err(self.refuse(name, Refusal::Negative));
         }
+        Ok(value)
+    }
+
+    /// A calendar date, strictly `YYYY-MM-DD` (surrounding blanks ignored in PostgreSQL's
+    /// dialect, as its cast does).
+    pub fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+        let text = match self.present(name) {
+            None => return Ok(None),
+            Some(Value::String(text)) => text.as_str(),
+            Some(other) if self.dialect == Dialect::Registry => {
+                return Err(self.refuse(name, Refusal::NotDate(&other.to_string())))
+            }
+            Some(_) => return Err(self.refuse(name, Refusal::NotText)),
+        };
+        let trimmed = match self.dialect {
+            Dialect::Registry => text,
+            Dialect::Postgres => text.trim(),
+        };
+        parse_date(trimmed)
+            .map(Some)
+            .ok_or_else(|| self.refuse(name, Refusal::NotDate(text)))
     }
 
     pub fn boolean(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.present(name) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(bad(format!("El campo {name} debe ser true o false"))),
+            Some(_) => Err(self.refuse(name, Refusal::NotBoolean)),
         }
     }
+}
+
+fn missing(name: &str) -> ApiError {
+    bad(format!("Missing required field: {name}"))
 }
 
 /// Strict `YYYY-MM-DD`: chrono alone would also take `2024-3-5`.
@@ -418,4 +565,75 @@ pub fn as_of_param(
         .single()
         .ok_or_else(|| bad(format!("Invalid value for as_of: {raw}")))?;
     Ok(Some(end_of_day.with_timezone(&Utc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NAMES: [&str; 4] = ["id", "valor", "fecha", "nombre"];
+
+    /// What each dialect answers for `body`'s field `name` read by `read`.
+    fn refusals(body: Value, read: impl Fn(&Fields<'_>) -> Result<(), ApiError>) -> [String; 2] {
+        let map = body.as_object().unwrap().clone();
+        [Dialect::Registry, Dialect::Postgres].map(|dialect| {
+            match read(&Fields::among(&map, &NAMES, dialect)) {
+                Ok(()) => "accepted".to_string(),
+                Err(ApiError::BadRequest(message)) => message,
+                Err(other) => panic!("{other:?}"),
+            }
+        })
+    }
+
+    #[test]
+    fn one_reader_says_each_refusal_in_its_endpoints_words() {
+        let int = |f: &Fields<'_>| f.int("id").map(drop);
+        assert_eq!(
+            refusals(json!({ "id": "12" }), int),
+            [
+                "El campo id debe ser un número entero".to_string(),
+                "accepted".to_string()
+            ],
+            "PostgreSQL casts a numeric string; the registry wants a number"
+        );
+        assert_eq!(
+            refusals(json!({ "id": 1.5 }), int),
+            [
+                "El campo id debe ser un número entero".to_string(),
+                "invalid input syntax for type integer: \"1.5\"".to_string()
+            ]
+        );
+        let quantity = |f: &Fields<'_>| f.quantity("valor").map(drop);
+        assert_eq!(
+            refusals(json!({ "valor": -1 }), quantity),
+            [
+                "El campo valor no puede ser negativo".to_string(),
+                "Invalid value for valor: must be zero or positive".to_string()
+            ]
+        );
+        assert_eq!(
+            refusals(json!({ "valor": "1e16" }), quantity),
+            [
+                "El campo valor debe ser un número".to_string(),
+                "Invalid value for valor: out of range".to_string()
+            ]
+        );
+        let date = |f: &Fields<'_>| f.date("fecha").map(drop);
+        assert_eq!(
+            refusals(json!({ "fecha": "2024-3-5" }), date),
+            [
+                "El campo fecha debe ser una fecha YYYY-MM-DD".to_string(),
+                "Invalid date for fecha: 2024-3-5 (expected YYYY-MM-DD)".to_string()
+            ]
+        );
+        let text = |f: &Fields<'_>| f.text("nombre", 3).map(drop);
+        assert_eq!(
+            refusals(json!({ "nombre": "abcd" }), text),
+            [
+                "El campo nombre no puede superar 3 caracteres".to_string(),
+                "Invalid value for nombre: at most 3 characters".to_string()
+            ]
+        );
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use aggregates::amount::{parse_amount, DecimalError, AMOUNT_ABS_MAX};
+use aggregates::amount::AMOUNT_ABS_MAX;
 use aggregates::codec;
 use aggregates::fuel::{
     costo_por_galon, Concepto, FuelCommand, FuelError, FuelEvent, FuelRecord, FuelStation,
@@ -22,7 +22,7 @@ use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody, Path, Query};
 use super::fields::{
     choice_list_param, date_param, id_list_param, parse_date, positive_param, reject_unknown,
-    text_list_param,
+    text_list_param, Dialect, Fields,
 };
 use super::parse_id;
 use super::run_command_answering_from_events;
@@ -61,110 +61,6 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
-/// The body's fields, read the way the seed's service (Node over PostgreSQL) reads them.
-struct Body<'a>(&'a Map<String, Value>);
-
-impl<'a> Body<'a> {
-    fn get(&self, name: &str) -> Option<&'a Value> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-
-    fn require(&self, name: &str) -> Result<(), ApiError> {
-        match self.get(name) {
-            Some(Value::String(s)) if s.trim().is_empty() => {
-                Err(bad(format!("Missing required field: {name}")))
-            }
-            Some(_) => Ok(()),
-            None => Err(bad(format!("Missing required field: {name}"))),
-        }
-    }
-
-    fn forbid(&self, name: &str, tipo: TipoOperacion) -> Result<(), ApiError> {
-        match self.get(name) {
-            Some(_) => Err(bad(format!(
-                "Field not allowed for {}: {name}",
-                tipo.as_str()
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    /// A `numeric` column: a JSON number or text holding one; never through f64.
-    fn decimal(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
-        let value = match self.get(name) {
-            None => return Ok(None),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::String(s)) => s.trim().to_string(),
-            Some(other) => {
-                return Err(bad(format!(
-                    "invalid input syntax for type numeric: \"{other}\""
-                )))
-            }
-        };
-        let parsed = parse_amount(&value).map_err(|refusal| match refusal {
-            DecimalError::NotANumber => bad(format!(
-                "invalid input syntax for type numeric: \"{value}\""
-            )),
-            DecimalError::OutOfRange | DecimalError::TooPrecise => {
-                bad(format!("Invalid value for {name}: {refusal}"))
-            }
-        })?;
-        Ok(Some(parsed))
-    }
-
-    /// An amount or quantity: a `numeric` that is zero or positive.
-    fn numeric(&self, name: &str) -> Result<Option<Decimal>, ApiError> {
-        let parsed = self.decimal(name)?;
-        if parsed.is_some_and(|p| p.is_sign_negative() && !p.is_zero()) {
-            return Err(bad(format!(
-                "Invalid value for {name}: must be zero or positive"
-            )));
-        }
-        Ok(parsed)
-    }
-
-    /// An `integer` column (the ids).
-    fn integer(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        let value = match self.get(name) {
-            None => return Ok(None),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::String(s)) => s.trim().to_string(),
-            Some(other) => {
-                return Err(bad(format!(
-                    "invalid input syntax for type integer: \"{other}\""
-                )))
-            }
-        };
-        value.parse::<i64>().map(Some).map_err(|_| {
-            bad(format!(
-                "invalid input syntax for type integer: \"{value}\""
-            ))
-        })
-    }
-
-    fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(bad(format!("Invalid value for {name}: must be text"))),
-        }
-    }
-
-    fn choice<T>(
-        &self,
-        name: &str,
-        default: T,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<T, ApiError> {
-        match self.text(name)? {
-            None => Ok(default),
-            Some(raw) => {
-                parse(raw.trim()).ok_or_else(|| bad(format!("Invalid value for {name}: {raw}")))
-            }
-        }
-    }
-}
-
 /// What seed 004 says an ANTICIPO must leave out: the vehicle and driver fields.
 const TANQUEO_ONLY: [&str; 5] = [
     "conductor_id",
@@ -183,7 +79,8 @@ pub(super) async fn parse_record(
     let map = body
         .as_object()
         .ok_or_else(|| bad("Request body must be a JSON object"))?;
-    let body = Body(map);
+    // Read the way the seed's service (Node over PostgreSQL) reads them.
+    let body = Fields::among(map, &WRITABLE_FIELDS, Dialect::Postgres);
     for name in ["fecha", "bomba_id", "area_operacion_id"] {
         body.require(name)?;
     }
@@ -194,7 +91,7 @@ pub(super) async fn parse_record(
     )?;
     match tipo {
         TipoOperacion::Tanqueo => {
-            body.forbid("valor_anticipo", tipo)?;
+            body.forbid("valor_anticipo", tipo.as_str())?;
             for name in [
                 "conductor_id",
                 "placa_id",
@@ -206,40 +103,29 @@ pub(super) async fn parse_record(
         }
         TipoOperacion::Anticipo => {
             for name in TANQUEO_ONLY {
-                body.forbid(name, tipo)?;
+                body.forbid(name, tipo.as_str())?;
             }
             body.require("valor_anticipo")?;
         }
     }
-    let fecha_raw = body.text("fecha")?.unwrap_or_default();
-    let fecha = parse_date(fecha_raw.trim()).ok_or_else(|| {
-        bad(format!(
-            "Invalid date for fecha: {fecha_raw} (expected YYYY-MM-DD)"
-        ))
-    })?;
-    let bomba_id = body.integer("bomba_id")?.unwrap_or_default();
-    let area_operacion_id = body.integer("area_operacion_id")?.unwrap_or_default();
+    let fecha = body.required("fecha", |f, n| f.date(n))?;
+    let bomba_id = body.int("bomba_id")?.unwrap_or_default();
+    let area_operacion_id = body.int("area_operacion_id")?.unwrap_or_default();
     let concepto = body.choice("concepto", Concepto::Operativo, Concepto::parse)?;
-    let observacion = body.text("observacion")?;
-    if observacion
-        .as_ref()
-        .is_some_and(|o| o.chars().count() > OBSERVACION_LEN_MAX)
-    {
-        return Err(bad(format!(
-            "Invalid value for observacion: at most {OBSERVACION_LEN_MAX} characters"
-        )));
-    }
+    let observacion = body.text("observacion", OBSERVACION_LEN_MAX)?;
     // The balance a station reports may be below zero (the operator owes it), unlike amounts.
     let saldo_disponible = body.decimal("saldo_disponible")?;
-    let conductor_id = body.integer("conductor_id")?;
-    let placa_id = body.integer("placa_id")?;
-    let valor_tanqueo = body.numeric("valor_tanqueo")?;
-    let cantidad_galones = body.numeric("cantidad_galones")?;
-    let horometro = body.numeric("horometro")?;
-    let valor_anticipo = body.numeric("valor_anticipo")?;
+    let conductor_id = body.int("conductor_id")?;
+    let placa_id = body.int("placa_id")?;
+    let valor_tanqueo = body.quantity("valor_tanqueo")?;
+    let cantidad_galones = body.quantity("cantidad_galones")?;
+    let horometro = body.quantity("horometro")?;
+    let valor_anticipo = body.quantity("valor_anticipo")?;
     let tipo_combustible = match tipo {
         TipoOperacion::Anticipo => None,
-        TipoOperacion::Tanqueo => Some(fuel_product(state, body.text("tipo_combustible")?).await?),
+        TipoOperacion::Tanqueo => {
+            Some(fuel_product(state, body.text("tipo_combustible", usize::MAX)?).await?)
+        }
     };
     // A derived amount is bounded like the amounts it comes from: a tiny quantity must not make
     // a cost per gallon no sum or column downstream can hold.
