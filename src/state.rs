@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aggregates::fleet::Fleet;
 use aggregates::fuel::FuelStation;
+use aggregates::inspection::Inspections;
 use aggregates::registry::{Catalog, CatalogCommand, CatalogKind, Drivers, Stations};
 use aggregates::vehicle_check::VehicleChecks;
 use aggregates::OperationAreas;
@@ -101,6 +102,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::ledger::FuelLedgerProjection),
         Arc::new(projections::journal::JournalProjection),
         Arc::new(projections::vehicle_checks::VehicleChecksProjection),
+        Arc::new(projections::inspections::InspectionsProjection),
     ]
 }
 
@@ -117,6 +119,8 @@ pub struct Ledger {
     pub fleet: CommandBus<Fleet>,
     pub fuel_stations: CommandBus<FuelStation>,
     pub vehicle_checks: CommandBus<VehicleChecks>,
+    /// Self-inspections and their reference data (one stream); shared with their processor.
+    pub inspections: Arc<CommandBus<Inspections>>,
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
     pub balances: StationBalances,
@@ -182,6 +186,7 @@ impl AppState {
             fleet: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fuel_stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             vehicle_checks: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            inspections: Arc::new(CommandBus::new(log.clone(), ()).folded_by(projections.clone())),
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
             balances: StationBalances::new(log.clone()),
