@@ -27,6 +27,7 @@ on_both_stores!(
     a_body_that_is_not_an_array_of_entry_objects_is_a_400,
     an_inspection_is_cancelled_while_pending_and_then_moves_no_more,
     an_unknown_or_malformed_hash_is_a_404,
+    a_queued_inspection_is_opened_by_the_processor_then_concluded,
 );
 
 const BATCH: &str = "/auto-inspecao/criar-em-lote";
@@ -164,7 +165,16 @@ async fn assert_refused(app: &TestApp, entries: Vec<Value>, categories: &[(&str,
             refused(categories).to_string()
         )
     );
-    assert_eq!(app.state.log.head().await.unwrap(), head, "nothing queued");
+    assert_eq!(requested_since(app, head).await, 0, "nothing queued");
+}
+
+/// Inspections queued after `position` (the processor appends meanwhile: the head moves).
+async fn requested_since(app: &TestApp, position: i64) -> usize {
+    let events = app.state.log.read_all(position, 100_000).await.unwrap();
+    events
+        .iter()
+        .filter(|e| e.event_type == "InspectionRequested")
+        .count()
 }
 
 async fn queued(app: &TestApp, entries: Vec<Value>) -> Vec<String> {
@@ -688,7 +698,7 @@ async fn a_batch_is_at_most_1000_entries(app: TestApp) {
             json!({ "erro": "Corpo inválido: no máximo 1000 entradas por requisição (recebidas 1001)" })
         )
     );
-    assert_eq!(app.state.log.head().await.unwrap(), head);
+    assert_eq!(requested_since(&app, head).await, 0);
     let hashes = queued(&app, entries(1000)).await;
     assert_eq!(hashes.len(), 1000);
     let unique: std::collections::HashSet<&String> = hashes.iter().collect();
@@ -783,4 +793,53 @@ async fn an_unknown_or_malformed_hash_is_a_404(app: TestApp) {
             "{hash}"
         );
     }
+}
+
+/// Waits until the processor has opened `hash`, and answers it.
+async fn opened(app: &TestApp, hash: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, inspection) = inspection(app, hash).await;
+        assert_eq!(status, StatusCode::OK, "{inspection}");
+        if inspection["status"] == "ABERTA" {
+            return inspection;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never opened: {inspection}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_queued_inspection_is_opened_by_the_processor_then_concluded(app: TestApp) {
+    let fixture = fixture(&app).await;
+    let hashes = queued(&app, vec![entry(&fixture.token, "ABC1234")]).await;
+    let hash = &hashes[0];
+    let open = opened(&app, hash).await;
+    assert_eq!(open["link"], format!("/auto-inspecao/{hash}"));
+    let path = format!("/auto-inspecao/{hash}/concluir");
+    let (status, concluded) = app.call(Method::POST, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{concluded}");
+    assert_eq!(concluded["status"], "CONCLUIDA");
+    assert_eq!(concluded["link"], open["link"]);
+    assert_eq!(
+        app.call(Method::POST, &path, None, None).await,
+        (
+            StatusCode::CONFLICT,
+            json!({ "erro": "A auto inspeção está CONCLUIDA; não pode passar a CONCLUIDA" })
+        )
+    );
+    // A concluded inspection no longer holds its plate.
+    queued(&app, vec![entry(&fixture.token, "ABC1234")]).await;
+    let created = app
+        .state
+        .log
+        .read_all(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "InspectionCreated")
+        .count();
+    assert!(created >= 1);
 }

@@ -212,6 +212,8 @@ pub enum InspectionError {
     /// A questionnaire enabled for an operation type that does not exist.
     #[error("El campo tipos_operacao no es válido: no existe el tipo de operación con ID {id}")]
     UnknownOperationType { id: i64 },
+    #[error("El campo empresa_id no es válido: no existe la empresa con ID {id}")]
+    UnknownCompany { id: i64 },
     #[error("Ya existe una empresa con ese token")]
     TokenTaken,
     #[error("the batch is empty")]
@@ -274,6 +276,8 @@ pub struct Inspections {
     inspections: HashMap<InspectionHash, Inspection>,
     /// `empresa_id:PLACA` → how many of its inspections are open.
     open_plates: HashMap<String, u32>,
+    /// How many webhooks are registered (ids are dense from 1).
+    webhooks: i64,
 }
 
 fn plate_key(empresa_id: i64, placa: &Placa) -> String {
@@ -316,14 +320,21 @@ pub enum InspectionCommand {
         id: i64,
         ativo: Option<bool>,
     },
+    /// A company's webhook; its signing secret arrives already sealed (encrypted at rest).
+    RegisterWebhook {
+        empresa_id: i64,
+        url: String,
+        eventos: Vec<String>,
+        secret_sealed: String,
+    },
     /// Queues every entry, or none (seed 003's all-or-nothing validation).
     RequestBatch {
         entries: Vec<BatchEntry>,
     },
-    /// The processor's step: a queued inspection becomes open, with its link. Nothing happens
-    /// when it is no longer pending (processed already, or cancelled first).
-    Create {
-        hash: InspectionHash,
+    /// The processor's step: queued inspections become open, each with its link. One that is no
+    /// longer pending (processed already, or cancelled first) is left as it is.
+    Open {
+        hashes: Vec<InspectionHash>,
     },
     Conclude {
         hash: InspectionHash,
@@ -393,6 +404,15 @@ pub enum InspectionEvent {
         id: i64,
         ativo: bool,
     },
+    WebhookRegistered {
+        id: i64,
+        empresa_id: i64,
+        url: String,
+        eventos: Vec<String>,
+        /// The signing secret, encrypted with the service's key: it must be usable for signing,
+        /// so it cannot be hashed; it is never shown again.
+        secret_sealed: String,
+    },
     InspectionRequested {
         inspection: RequestedInspection,
     },
@@ -424,6 +444,7 @@ impl DomainEvent for InspectionEvent {
             Self::QuestionnaireChanged { .. } => "QuestionnaireChanged",
             Self::UserRegistered { .. } => "UserRegistered",
             Self::UserChanged { .. } => "UserChanged",
+            Self::WebhookRegistered { .. } => "WebhookRegistered",
             Self::InspectionRequested { .. } => "InspectionRequested",
             Self::InspectionCreated { .. } => "InspectionCreated",
             Self::InspectionConcluded { .. } => "InspectionConcluded",
@@ -656,19 +677,41 @@ impl Inspections {
                     None => return Ok(Vec::new()),
                 }
             }
+            C::RegisterWebhook {
+                empresa_id,
+                url,
+                eventos,
+                secret_sealed,
+            } => {
+                if slot(&self.companies, empresa_id).is_none() {
+                    return Err(InspectionError::UnknownCompany { id: empresa_id });
+                }
+                E::WebhookRegistered {
+                    id: self.webhooks + 1,
+                    empresa_id,
+                    url,
+                    eventos,
+                    secret_sealed,
+                }
+            }
             C::RequestBatch { entries } => return self.decide_batch(entries),
-            C::Create { hash } => match self.inspections.get(&hash) {
-                Some(inspection) if inspection.status == InspectionStatus::Pendente => {
-                    E::InspectionCreated {
-                        link: inspection_link(&hash),
-                        hash,
-                        status: InspectionStatus::Aberta,
+            C::Open { hashes } => {
+                let mut events = Vec::with_capacity(hashes.len());
+                for hash in hashes {
+                    match self.inspections.get(&hash) {
+                        Some(inspection) if inspection.status == InspectionStatus::Pendente => {
+                            events.push(E::InspectionCreated {
+                                link: inspection_link(&hash),
+                                hash,
+                                status: InspectionStatus::Aberta,
+                            });
+                        }
+                        Some(_) => {}
+                        None => return Err(InspectionError::InspectionNotFound),
                     }
                 }
-                // Processed already, or cancelled before it was: nothing to do.
-                Some(_) => return Ok(Vec::new()),
-                None => return Err(InspectionError::InspectionNotFound),
-            },
+                return Ok(events);
+            }
             C::Conclude { hash } => {
                 let inspection = self.transition(&hash, InspectionStatus::Concluida)?;
                 E::InspectionConcluded {
@@ -822,6 +865,7 @@ impl Aggregate for Inspections {
             }
             E::UserRegistered { id, .. } => put(&mut self.users, id, true),
             E::UserChanged { id, ativo } => put(&mut self.users, id, ativo),
+            E::WebhookRegistered { id, .. } => self.webhooks = self.webhooks.max(id),
             E::InspectionRequested { inspection } => {
                 *self
                     .open_plates

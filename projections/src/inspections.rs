@@ -11,6 +11,7 @@ pub const OPERATION_TYPES: &str = "rm_tipos_operacao";
 pub const QUESTIONNAIRES: &str = "rm_questionarios";
 pub const USERS: &str = "rm_usuarios";
 pub const INSPECTIONS: &str = "rm_auto_inspecoes";
+pub const WEBHOOKS: &str = "rm_webhooks";
 
 pub struct InspectionsProjection;
 
@@ -120,6 +121,27 @@ impl Projection for InspectionsProjection {
                 values: vec![("nome", text(nome)), ("ativo", flag(true))],
             },
             E::UserChanged { id, ativo } => active(USERS, id, ativo),
+            E::WebhookRegistered {
+                id,
+                empresa_id,
+                url,
+                eventos,
+                secret_sealed,
+            } => Change::Upsert {
+                table: WEBHOOKS,
+                key: vec![("id", int(id))],
+                values: vec![
+                    ("empresa_id", int(empresa_id)),
+                    ("url", text(url)),
+                    (
+                        "eventos",
+                        text(serde_json::Value::from(eventos).to_string()),
+                    ),
+                    ("secret_sealed", text(secret_sealed)),
+                    // Deliveries are scheduled for the webhooks registered before an event.
+                    ("posicao", int(event.position)),
+                ],
+            },
             E::InspectionRequested { inspection: i } => Change::Upsert {
                 table: INSPECTIONS,
                 key: vec![("hash", text(i.hash.as_str().to_string()))],

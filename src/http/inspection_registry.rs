@@ -42,6 +42,7 @@ pub fn refusal(error: InspectionError) -> ApiError {
     match error {
         InspectionError::EmptyName { .. }
         | InspectionError::NameTooLong { .. }
+        | InspectionError::UnknownCompany { .. }
         | InspectionError::UnknownOperationType { .. } => ApiError::BadRequest(message),
         InspectionError::CompanyNotFound { .. }
         | InspectionError::OperationTypeNotFound { .. }
