@@ -115,6 +115,9 @@ impl<A: Default> Cached<A> {
     }
 }
 
+/// How a reactor's step names each event it decides (see [`CommandBus::execute_derived`]).
+pub type DeriveId<A> = dyn Fn(&<A as Aggregate>::Event) -> Uuid + Send + Sync;
+
 type Slot<A> = Arc<tokio::sync::Mutex<Option<Cached<A>>>>;
 
 pub struct CommandBus<A: Aggregate> {
@@ -213,6 +216,37 @@ where
         command: A::Command,
         metadata: &EventMetadata,
         scope: Option<&IdempotencyScope>,
+        view: impl FnMut(&A) -> R,
+    ) -> Result<(Executed<A>, R), CommandError<A::Error>> {
+        self.execute_inner(stream_id, command, metadata, scope, None, view)
+            .await
+    }
+
+    /// [`execute`](Self::execute) for a reactor's step ([`crate::reactor`]): each decided
+    /// event's id is `id_of(event)`, derived from what the reactor answers, so a step replayed
+    /// after a crash appends nothing twice. When the log already holds those ids (an earlier run
+    /// of the step committed them, on this instance or another), the command answers where they
+    /// are instead of failing.
+    pub async fn execute_derived(
+        &self,
+        stream_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        id_of: &DeriveId<A>,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let (executed, ()) = self
+            .execute_inner(stream_id, command, metadata, None, Some(id_of), |_| ())
+            .await?;
+        Ok(executed)
+    }
+
+    async fn execute_inner<R>(
+        &self,
+        stream_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+        scope: Option<&IdempotencyScope>,
+        derived: Option<&DeriveId<A>>,
         mut view: impl FnMut(&A) -> R,
     ) -> Result<(Executed<A>, R), CommandError<A::Error>> {
         let keyed = scope.map(|scope| (scope, scope.next_append()));
@@ -304,6 +338,11 @@ where
                     event.event_id = scope.event_id(append, index);
                 }
             }
+            if let Some(id_of) = derived {
+                for (new, event) in events_to_append.iter_mut().zip(&events) {
+                    new.event_id = id_of(event);
+                }
+            }
             let appended_events = events_to_append.len() as i64;
             let last_event_id = events_to_append.last().map(|e| e.event_id);
             let request = AppendRequest {
@@ -334,6 +373,22 @@ where
             });
             drop(cached);
             match pending.outcome().await {
+                Ok(appended)
+                    if derived.is_some() && appended.version != base_version + appended_events =>
+                {
+                    // The log already held these derived ids: an earlier run of the step
+                    // committed them. Our cached state lacks that run's view: reload it.
+                    confirm.send_replace(Some(false));
+                    *slot.lock().await = None;
+                    return Ok((
+                        Executed {
+                            events,
+                            appended: Some(appended),
+                            touched: prepared.touched,
+                        },
+                        viewed,
+                    ));
+                }
                 Ok(appended) if appended.version != base_version + appended_events => {
                     // Only a keyed append can land elsewhere than decided: the log recognised its
                     // ids as stored by another run of the request (another process resuming

@@ -26,16 +26,16 @@ pub const LEASE_RENEWAL: Duration = Duration::from_secs(1);
 
 pub struct Lease {
     store: ReadStore,
-    name: &'static str,
+    name: String,
     /// This instance, as the lease row names it.
     holder: String,
 }
 
 impl Lease {
-    pub fn new(store: ReadStore, name: &'static str) -> Self {
+    pub fn new(store: ReadStore, name: impl Into<String>) -> Self {
         Self {
             store,
-            name,
+            name: name.into(),
             holder: Uuid::now_v7().to_string(),
         }
     }
@@ -52,7 +52,7 @@ impl Lease {
              WHERE projection_leases.holder = excluded.holder \
                 OR projection_leases.expires_at_ms < $4",
         )
-        .bind(self.name)
+        .bind(&self.name)
         .bind(&self.holder)
         .bind(expires_at_ms)
         .bind(now_ms)
@@ -65,12 +65,12 @@ impl Lease {
     /// its expiry.
     pub async fn release(&self) {
         let released = sqlx::query("DELETE FROM projection_leases WHERE name = $1 AND holder = $2")
-            .bind(self.name)
+            .bind(&self.name)
             .bind(&self.holder)
             .execute(self.store.pool())
             .await;
         if let Err(error) = released {
-            tracing::warn!(%error, lease = self.name, "lease not released; it will expire");
+            tracing::warn!(%error, lease = %self.name, "lease not released; it will expire");
         }
     }
 }

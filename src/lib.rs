@@ -10,8 +10,10 @@ pub mod commands;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod inspection_processor;
 pub mod lease;
 pub mod queries;
+pub mod reactor;
 pub mod read_store;
 pub mod references;
 pub mod runner;
@@ -19,7 +21,7 @@ pub mod settings;
 pub mod state;
 pub mod store;
 
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Extension;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -111,6 +113,41 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             post(http::misiones::complete),
         )
         .route("/api/misiones/{id}/cancelar", post(http::misiones::cancel))
+        .route(
+            "/api/empresas",
+            get(http::inspection_registry::list_companies)
+                .post(http::inspection_registry::create_company),
+        )
+        .route(
+            "/api/empresas/{id}",
+            patch(http::inspection_registry::change_company),
+        )
+        .route(
+            "/api/tipos-operacao",
+            get(http::inspection_registry::list_operation_types)
+                .post(http::inspection_registry::create_operation_type),
+        )
+        .route(
+            "/api/tipos-operacao/{id}",
+            patch(http::inspection_registry::change_operation_type),
+        )
+        .route(
+            "/api/questionarios",
+            get(http::inspection_registry::list_questionnaires)
+                .post(http::inspection_registry::create_questionnaire),
+        )
+        .route(
+            "/api/questionarios/{id}",
+            patch(http::inspection_registry::change_questionnaire),
+        )
+        .route(
+            "/api/usuarios",
+            get(http::inspection_registry::list_users).post(http::inspection_registry::create_user),
+        )
+        .route(
+            "/api/usuarios/{id}",
+            patch(http::inspection_registry::change_user),
+        )
         // Keys belong to the token's `sub`: the key layer runs right inside authentication.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -151,7 +188,7 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             http::middleware::require_token,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
-            admission,
+            admission.clone(),
             http::limits::admit,
         ))
         .route_layer(axum::middleware::from_fn(http::vehiculo::error_envelope));
@@ -184,12 +221,36 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
         // Outermost, so it formats what every layer refuses. It has no timestamp: a kept answer
         // replayed for an Idempotency-Key is formatted into the same bytes again.
         .route_layer(axum::middleware::from_fn(http::scraping::error_format));
+    // Seed 003's family takes no Bearer token (a batch names its company by the entry's token,
+    // an inspection's hash is the capability to it) and answers its own error format.
+    let inspecoes = Router::new()
+        .route(
+            "/auto-inspecao/criar-em-lote",
+            post(http::auto_inspecao::create_batch),
+        )
+        .route("/auto-inspecao/{hash}", get(http::auto_inspecao::get))
+        .route(
+            "/auto-inspecao/{hash}/concluir",
+            post(http::auto_inspecao::conclude),
+        )
+        .route(
+            "/auto-inspecao/{hash}/cancelar",
+            post(http::auto_inspecao::cancel),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(CatchPanicLayer::custom(http::middleware::panic_response))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admission.clone(),
+            http::limits::admit,
+        ))
+        .route_layer(axum::middleware::from_fn(http::auto_inspecao::error_format));
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .merge(api)
         .merge(vehiculo)
         .merge(scraping)
+        .merge(inspecoes)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(http::middleware::panic_response))

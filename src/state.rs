@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aggregates::fleet::Fleet;
 use aggregates::fuel::FuelStation;
+use aggregates::inspection::Inspections;
 use aggregates::registry::{Catalog, CatalogCommand, CatalogKind, Drivers, Stations};
 use aggregates::vehicle_check::VehicleChecks;
 use aggregates::OperationAreas;
@@ -17,6 +18,8 @@ use crate::balances::StationBalances;
 use crate::commands::CommandBus;
 use crate::idempotency::{Idempotency, KEY_TTL};
 use crate::ids::FuelRecordIdBlocks;
+use crate::inspection_processor::InspectionProcessor;
+use crate::reactor::Consumers;
 use crate::read_store::{ReadStore, ReadStoreError};
 use crate::references::References;
 use crate::runner::{ProjectionRunner, RunnerError};
@@ -101,6 +104,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::ledger::FuelLedgerProjection),
         Arc::new(projections::journal::JournalProjection),
         Arc::new(projections::vehicle_checks::VehicleChecksProjection),
+        Arc::new(projections::inspections::InspectionsProjection),
     ]
 }
 
@@ -117,6 +121,10 @@ pub struct Ledger {
     pub fleet: CommandBus<Fleet>,
     pub fuel_stations: CommandBus<FuelStation>,
     pub vehicle_checks: CommandBus<VehicleChecks>,
+    /// Self-inspections and their reference data (one stream); shared with their processor.
+    pub inspections: Arc<CommandBus<Inspections>>,
+    /// The log's checkpointed consumers: the inspections' processor.
+    pub consumers: Consumers,
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
     pub balances: StationBalances,
@@ -174,6 +182,12 @@ impl AppState {
         let read_models = ReadStore::open(&location.read_models_url).await?;
         let runner =
             ProjectionRunner::start(log.clone(), read_models.clone(), projections.clone()).await?;
+        let inspections = Arc::new(CommandBus::new(log.clone(), ()).folded_by(projections.clone()));
+        let consumers = Consumers::start(
+            log.clone(),
+            read_models.clone(),
+            vec![Arc::new(InspectionProcessor::new(inspections.clone()))],
+        );
         let state = Self(Arc::new(Ledger {
             operation_areas: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             drivers: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
@@ -182,6 +196,8 @@ impl AppState {
             fleet: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             fuel_stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             vehicle_checks: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            inspections,
+            consumers,
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
             balances: StationBalances::new(log.clone()),
@@ -267,6 +283,7 @@ impl AppState {
     /// Finishes the writer's queue, stops the projections and closes every connection.
     pub async fn shutdown(&self) {
         self.idempotency.stop();
+        self.consumers.shutdown().await;
         self.runner.shutdown().await;
         self.log.shutdown().await;
         self.read_models.close().await;

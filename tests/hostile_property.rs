@@ -59,6 +59,7 @@ const fn endpoint(
 
 const TANQUEO: &str = r#"{"fecha":"2024-03-15","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"tipo_combustible":"ACPM","valor_tanqueo":150000,"cantidad_galones":12.5,"horometro":1250.5,"saldo_disponible":350000,"concepto":"OPERATIVO","tipo_operacion":"TANQUEO","observacion":"ruta"}"#;
 const VEHICULO: &str = r#"{"placa":"P503067","idClaseVehiculo":1,"idEstadoVehiculo":1,"marca":"TOYOTA","anio":2020,"kilometrajeActual":1000,"capacidadCombustibleGalones":20.5,"fechaUltimaRevision":"2024-01-01","idEmpresa":4}"#;
+const INSPECTION_BATCH: &str = r#"[{"token":"AAA000","veiculo_placa":"ABC1234","id_tipo_operacao":45,"veiculo_tipo":19777,"veiculo_nome":"Corsa","cliente_nome":"David","cliente_email":"david@example.com","cliente_numero":"44999999999","criado_por":24681,"selecionar_galeria":"sim","enviar_para_usuario":"nao"}]"#;
 const TANQUEO_FILTERS: &[&str] = &[
     "desde",
     "hasta",
@@ -294,6 +295,88 @@ fn endpoints() -> Vec<Endpoint> {
             &[],
         ),
         endpoint(delete, "/vehiculo/{id}", Id, Option::None, &[]),
+        endpoint(get.clone(), "/api/empresas", None, Option::None, &[]),
+        endpoint(
+            post.clone(),
+            "/api/empresas",
+            None,
+            Some(r#"{"nome":"Vistorias","bloquear_placas_repetidas":true}"#),
+            &[],
+        ),
+        endpoint(
+            patch.clone(),
+            "/api/empresas/{id}",
+            Id,
+            Some(r#"{"ativo":false,"bloquear_placas_repetidas":true}"#),
+            &[],
+        ),
+        endpoint(get.clone(), "/api/tipos-operacao", None, Option::None, &[]),
+        endpoint(
+            post.clone(),
+            "/api/tipos-operacao",
+            None,
+            Some(r#"{"nome":"Venda","ativo":true}"#),
+            &[],
+        ),
+        endpoint(
+            patch.clone(),
+            "/api/tipos-operacao/{id}",
+            Id,
+            Some(r#"{"ativo":false}"#),
+            &[],
+        ),
+        endpoint(get.clone(), "/api/questionarios", None, Option::None, &[]),
+        endpoint(
+            post.clone(),
+            "/api/questionarios",
+            None,
+            Some(r#"{"nome":"Carro","ativo":true,"tipos_operacao":[1,2]}"#),
+            &[],
+        ),
+        endpoint(
+            patch.clone(),
+            "/api/questionarios/{id}",
+            Id,
+            Some(r#"{"ativo":false}"#),
+            &[],
+        ),
+        endpoint(get.clone(), "/api/usuarios", None, Option::None, &[]),
+        endpoint(
+            post.clone(),
+            "/api/usuarios",
+            None,
+            Some(r#"{"nome":"David"}"#),
+            &[],
+        ),
+        endpoint(
+            patch.clone(),
+            "/api/usuarios/{id}",
+            Id,
+            Some(r#"{"ativo":false}"#),
+            &[],
+        ),
+        endpoint(
+            post.clone(),
+            "/auto-inspecao/criar-em-lote",
+            None,
+            Some(INSPECTION_BATCH),
+            &[],
+        ),
+        endpoint(get.clone(), "/auto-inspecao/{hash}", Id, Option::None, &[]),
+        endpoint(
+            post.clone(),
+            "/auto-inspecao/{hash}/concluir",
+            Id,
+            Option::None,
+            &[],
+        ),
+        endpoint(
+            post,
+            "/auto-inspecao/{hash}/cancelar",
+            Id,
+            Option::None,
+            &[],
+        ),
     ]
 }
 

@@ -85,12 +85,25 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
             "placa": format!("VRL{n:03}"), "idClaseVehiculo": 1, "idEstadoVehiculo": 1,
         })),
         ("PUT", "/vehiculo/{id}") => Some(json!({ "kilometrajeActual": n })),
+        ("POST", "/api/empresas") => Some(json!({ "nome": format!("Empresa {n}") })),
+        ("PATCH", "/api/empresas/{id}") => Some(json!({ "bloquear_placas_repetidas": true })),
+        ("POST", "/api/tipos-operacao") => Some(json!({ "nome": format!("Tipo {n}") })),
+        ("POST", "/api/questionarios") => {
+            Some(json!({ "nome": format!("Questionário {n}"), "tipos_operacao": [1] }))
+        }
+        ("POST", "/api/usuarios") => Some(json!({ "nome": format!("Usuário {n}") })),
+        (
+            "PATCH",
+            "/api/tipos-operacao/{id}" | "/api/questionarios/{id}" | "/api/usuarios/{id}",
+        ) => Some(json!({ "ativo": true })),
+        ("POST", "/auto-inspecao/criar-em-lote") => Some(json!([{ "token": "desconhecido" }])),
         _ => None,
     };
     let path = path
         .replace("{id}", "1")
         .replace("{catalogo}", "clases-vehiculo")
-        .replace("{cuenta}", "1105-caja");
+        .replace("{cuenta}", "1105-caja")
+        .replace("{hash}", &"0".repeat(32));
     (path, body.map(|b| b.to_string()))
 }
 

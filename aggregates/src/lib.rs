@@ -8,6 +8,7 @@ pub mod codec;
 pub mod fleet;
 pub mod fuel;
 pub mod import;
+pub mod inspection;
 pub mod operation_area;
 pub mod placa;
 pub mod registry;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub mod fleet;
+pub mod inspections;
 pub mod journal;
 pub mod ledger;
 pub mod operation_areas;

@@ -88,7 +88,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 /// Refuses a body declared as anything but JSON (`application/json`, `application/…+json`,
 /// with or without parameters). No `Content-Type` at all is read as JSON, as clients of the
 /// seeds' services send it.
-fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };

@@ -41,7 +41,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         );
     }
     let projections = state.runner.statuses(head);
-    let mut body = json!({ "status": "ready", "head": head, "projections": projections });
+    // Consumers are reported, not waited for: reads never depend on them, and a consumer
+    // working through a queue is no reason to take the instance out of service.
+    let consumers = state.consumers.statuses(head);
+    let mut body = json!({
+        "status": "ready",
+        "head": head,
+        "projections": projections,
+        "consumers": consumers,
+    });
     // `catching_up` means behind the head for whatever reason; a stalled projection says so in
     // its own entry, and `reason` names it with its position and error.
     if let Some(reason) = stalled_reason(&projections) {
@@ -73,7 +81,8 @@ fn stalled_reason(projections: &[ProjectionStatus]) -> Option<String> {
 }
 
 /// `GET /api/admin/proyecciones` (admin): every projection's position, state and, when stalled,
-/// the position it cannot get past, the error, since when and how many attempts.
+/// the position it cannot get past, the error, since when and how many attempts; and the same,
+/// with the lag, for every consumer of the log.
 pub async fn projections(
     State(state): State<AppState>,
     context: CommandContext,
@@ -86,5 +95,6 @@ pub async fn projections(
         "head": head,
         "leading": state.runner.is_leading(),
         "projections": state.runner.statuses(head),
+        "consumers": state.consumers.statuses(head),
     })))
 }

@@ -109,6 +109,43 @@ pub async fn require_token(
     next.run(request).await
 }
 
+/// Error bodies are short JSON; anything longer is not a refusal to rewrite.
+const ERROR_BODY_LEN_MAX: usize = 64 * 1024;
+
+/// Runs the request and rewrites its answer, when it is a refusal (not 2xx), into a family's
+/// error format: the one body rewriter of the families that answer in their own words (seeds
+/// 001, 002 and 003). `rewrite` gets the status, the body as JSON (when it is) and its bytes,
+/// and answers the new body, or `None` for an answer already in the family's format, which
+/// passes as it is.
+pub async fn rewrite_refusals(
+    request: Request,
+    next: Next,
+    rewrite: impl FnOnce(
+        axum::http::StatusCode,
+        Option<&serde_json::Value>,
+        &[u8],
+    ) -> Option<serde_json::Value>,
+) -> Response {
+    let response = next.run(request).await;
+    if response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, ERROR_BODY_LEN_MAX)
+        .await
+        .unwrap_or_default();
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    let Some(rewritten) = rewrite(parts.status, parsed.as_ref(), &bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(rewritten.to_string()))
+}
+
 /// Turns a panic in a handler into the seed's 500 body; the panic message is logged, not sent.
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let cause = panic

@@ -1,6 +1,7 @@
 //! HTTP: one module per resource family. Handlers extract, call the domain, render.
 
 pub mod areas;
+pub mod auto_inspecao;
 pub mod bombas;
 pub mod catalogos;
 pub mod conciliacion;
@@ -14,6 +15,7 @@ pub mod flota;
 pub mod health;
 pub mod idempotency;
 pub mod import;
+pub mod inspection_registry;
 pub mod limits;
 pub mod lookup;
 pub mod middleware;

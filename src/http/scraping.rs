@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use aggregates::vehicle_check::{
     CheckTime, CheckedVehicle, VehicleCheck, VehicleCheckCommand, VehiclePlate, Vin,
 };
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -36,8 +36,6 @@ pub const NO_VEHICLE: &str = "You must specify at least one vehicle.";
 pub const NO_RESULT: &str = "You must specify at least one result.";
 pub const INVALID_VEHICLE: &str = "VIN and/or plate is not valid.";
 pub const NOT_ALLOWED: &str = "The requester is not allowed to use this request.";
-/// Error bodies are short JSON; anything longer is not ours to rewrite.
-const ERROR_BODY_LEN_MAX: usize = 64 * 1024;
 
 /// How this family refuses a request; each variant is one status and one seed-format body.
 #[derive(Debug, thiserror::Error)]
@@ -101,36 +99,21 @@ impl IntoResponse for ScrapingError {
 /// Rewrites a `{"error": …}` answer of the shared layers (the Idempotency-Key layer, outages,
 /// panics, 405) into the family's format; an answer already in it passes as it is.
 pub async fn error_format(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    if response.status().is_success() {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, ERROR_BODY_LEN_MAX)
-        .await
-        .unwrap_or_default();
-    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
-    if parsed
-        .as_ref()
-        .is_some_and(|v| v.get("errorType").is_some())
-    {
-        return Response::from_parts(parts, Body::from(bytes));
-    }
-    let (error_type, error_detail) = categories(parts.status);
-    let message = match parts.status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => NOT_ALLOWED.to_string(),
-        status => parsed
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-            .filter(|m| !m.trim().is_empty())
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string()),
-    };
-    let body = error_body(error_type, error_detail, &message);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, Body::from(body.to_string()))
+    super::middleware::rewrite_refusals(request, next, |status, parsed, _| {
+        if parsed.is_some_and(|v| v.get("errorType").is_some()) {
+            return None;
+        }
+        let (error_type, error_detail) = categories(status);
+        let message = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => NOT_ALLOWED.to_string(),
+            status => parsed
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_string()),
+        };
+        Some(error_body(error_type, error_detail, &message))
+    })
+    .await
 }
 
 /// Requires a valid bearer token and remembers its actor. Roles are checked by each handler:

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 
 use aggregates::fleet::{FleetCommand, FleetEvent, VehicleFields, FLEET_STREAM_ID};
 use aggregates::placa::Placa;
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,8 +26,6 @@ const TEXT_LEN_MAX: usize = 100;
 /// Longest plate text read before normalisation.
 const RAW_PLACA_LEN_MAX: usize = 100;
 
-/// Error bodies are short JSON; anything longer is not ours to rewrite.
-const ERROR_BODY_LEN_MAX: usize = 64 * 1024;
 const COLOR_LEN_MAX: usize = 50;
 const OBSERVACIONES_LEN_MAX: usize = 2000;
 
@@ -47,38 +44,21 @@ fn envelope(status: StatusCode, message: &str, data: Value) -> Response {
 /// layer (whose own refusals it must envelop) and sit inside it too (so that what is kept for a
 /// key is the enveloped answer, and its replay is the same bytes).
 pub async fn error_envelope(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    if response.status().is_success() {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, ERROR_BODY_LEN_MAX)
-        .await
-        .unwrap_or_default();
-    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
-    if parsed.as_ref().is_some_and(|v| v.get("success").is_some()) {
-        return Response::from_parts(parts, Body::from(bytes));
-    }
-    let message = parsed
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-    let message = if message.trim().is_empty() {
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or("Error")
-            .to_string()
-    } else {
-        message
-    };
-
-    let body = json!({ "success": false, "message": message, "timestamp": now() });
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, Body::from(body.to_string()))
+    super::middleware::rewrite_refusals(request, next, |status, parsed, bytes| {
+        if parsed.is_some_and(|v| v.get("success").is_some()) {
+            return None;
+        }
+        let message = parsed
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
+        let message = if message.trim().is_empty() {
+            status.canonical_reason().unwrap_or("Error").to_string()
+        } else {
+            message
+        };
+        Some(json!({ "success": false, "message": message, "timestamp": now() }))
+    })
+    .await
 }
 
 /// What `POST` and `PUT /vehiculo` take: the plate (fixed once registered) and the writable

@@ -297,6 +297,22 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/vehiculo/{id}"),
     ("PUT", "/vehiculo/{id}"),
     ("DELETE", "/vehiculo/{id}"),
+    ("GET", "/api/empresas"),
+    ("POST", "/api/empresas"),
+    ("PATCH", "/api/empresas/{id}"),
+    ("GET", "/api/tipos-operacao"),
+    ("POST", "/api/tipos-operacao"),
+    ("PATCH", "/api/tipos-operacao/{id}"),
+    ("GET", "/api/questionarios"),
+    ("POST", "/api/questionarios"),
+    ("PATCH", "/api/questionarios/{id}"),
+    ("GET", "/api/usuarios"),
+    ("POST", "/api/usuarios"),
+    ("PATCH", "/api/usuarios/{id}"),
+    ("POST", "/auto-inspecao/criar-em-lote"),
+    ("GET", "/auto-inspecao/{hash}"),
+    ("POST", "/auto-inspecao/{hash}/concluir"),
+    ("POST", "/auto-inspecao/{hash}/cancelar"),
 ];
 
 /// Sends one request through `router`; answers status, headers and the body's bytes.
