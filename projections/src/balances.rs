@@ -557,25 +557,6 @@ pub fn balance_up_to(
     balance
 }
 
-/// The table rows a [`BalanceRow`] is read from, in the order [`BALANCE_COLUMNS`] lists them.
-pub fn balance_columns() -> impl Iterator<Item = &'static str> {
-    BALANCE_COLUMNS.iter().map(|(column, _)| *column)
-}
-
-/// Reads a balance row from stored cells (see [`balance_columns`]).
-pub fn balance_row(stored: &Stored) -> BalanceRow {
-    let stored = Some(stored);
-    BalanceRow {
-        saldo: stored_decimal(stored, "saldo").unwrap_or_default(),
-        total_anticipos: stored_decimal(stored, "total_anticipos").unwrap_or_default(),
-        total_tanqueos: stored_decimal(stored, "total_tanqueos").unwrap_or_default(),
-        movimientos: stored_int(stored, "movimientos").unwrap_or_default(),
-        ultimo_movimiento: stored_int(stored, "ultimo_movimiento"),
-        ultimo_saldo_reportado: stored_decimal(stored, "ultimo_saldo_reportado"),
-        ultima_actualizacion: stored_text(stored, "ultima_actualizacion").and_then(parse_instant),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,6 +575,21 @@ mod tests {
             .flat_map(|rows| rows.values())
             .filter(|row| row.get("bomba_id") == Some(&int(bomba_id)))
             .collect()
+    }
+
+    /// A balance row from its stored cells.
+    fn balance_row(stored: &Stored) -> BalanceRow {
+        let stored = Some(stored);
+        BalanceRow {
+            saldo: stored_decimal(stored, "saldo").unwrap(),
+            total_anticipos: stored_decimal(stored, "total_anticipos").unwrap(),
+            total_tanqueos: stored_decimal(stored, "total_tanqueos").unwrap(),
+            movimientos: stored_int(stored, "movimientos").unwrap(),
+            ultimo_movimiento: stored_int(stored, "ultimo_movimiento"),
+            ultimo_saldo_reportado: stored_decimal(stored, "ultimo_saldo_reportado"),
+            ultima_actualizacion: stored_text(stored, "ultima_actualizacion")
+                .and_then(parse_instant),
+        }
     }
 
     fn int_of(row: &Stored, column: &str) -> i64 {
