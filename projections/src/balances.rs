@@ -44,19 +44,8 @@ pub const DAYS: &str = "rm_saldos_dias";
 /// The live movements, one row per record.
 pub const MOVEMENTS: &str = "rm_saldos_movimientos";
 
-/// The balance columns a station row and a history row share.
-const BALANCE_COLUMNS: &[(&str, Kind)] = &[
-    ("saldo", Kind::Text),
-    ("total_anticipos", Kind::Text),
-    ("total_tanqueos", Kind::Text),
-    ("movimientos", Kind::Int),
-    ("ultimo_movimiento", Kind::Int),
-    ("ultimo_saldo_reportado", Kind::Text),
-    ("ultima_actualizacion", Kind::Text),
-    ("instante_ns", Kind::Int),
-];
-
-/// A station row's columns: the balance, and what the next event needs to extend it.
+/// A station row's columns: the balance (a history row holds the same, as of its event), and
+/// what the next event needs to extend it.
 const STATION_COLUMNS: &[(&str, Kind)] = &[
     ("saldo", Kind::Text),
     ("total_anticipos", Kind::Text),
@@ -465,10 +454,6 @@ impl Step for StationMoved {
             ("ultima_actualizacion", text(instant_text(self.recorded_at))),
             ("instante_ns", int(instante_ns)),
         ];
-        debug_assert!(balance
-            .iter()
-            .map(|(column, _)| *column)
-            .eq(BALANCE_COLUMNS.iter().map(|(column, _)| *column)));
         let history = Change::Upsert {
             table: HISTORY,
             key: vec![
@@ -483,6 +468,11 @@ impl Step for StationMoved {
             ("reportado_id", int(reportado.map(|(_, id, _)| id))),
             ("version", int(self.version)),
         ]);
+        // What is written is what the next event's step reads back.
+        debug_assert!(values
+            .iter()
+            .map(|(column, _)| *column)
+            .eq(STATION_COLUMNS.iter().map(|(column, _)| *column)));
         Derived {
             values,
             also: vec![history],

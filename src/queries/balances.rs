@@ -35,15 +35,22 @@ fn balance_row(row: &AnyRow, first: usize) -> Result<BalanceRow, QueryError> {
     })
 }
 
-/// The station's balance after every movement folded; none before its first.
-pub async fn now(read_models: &ReadStore, bomba_id: i64) -> Result<Option<BalanceRow>, QueryError> {
-    let sql = format!("SELECT {BALANCE} FROM rm_saldos_bombas WHERE bomba_id = $1");
-    sqlx::query(&sql)
-        .bind(bomba_id)
+/// The balance row `query` selects, if any.
+async fn one_balance<'q>(
+    read_models: &ReadStore,
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<Option<BalanceRow>, QueryError> {
+    query
         .fetch_optional(read_models.pool())
         .await?
         .map(|row| balance_row(&row, 0))
         .transpose()
+}
+
+/// The station's balance after every movement folded; none before its first.
+pub async fn now(read_models: &ReadStore, bomba_id: i64) -> Result<Option<BalanceRow>, QueryError> {
+    let sql = format!("SELECT {BALANCE} FROM rm_saldos_bombas WHERE bomba_id = $1");
+    one_balance(read_models, sqlx::query(&sql).bind(bomba_id)).await
 }
 
 /// Every station's balance now, by station (stations without movements have none).
@@ -69,13 +76,8 @@ pub async fn as_of(
         "SELECT {BALANCE} FROM rm_saldos_historial WHERE bomba_id = $1 AND instante_ns <= $2 \
          ORDER BY instante_ns DESC, version DESC LIMIT 1"
     );
-    sqlx::query(&sql)
-        .bind(bomba_id)
-        .bind(instant_ns(as_of))
-        .fetch_optional(read_models.pool())
-        .await?
-        .map(|row| balance_row(&row, 0))
-        .transpose()
+    let query = sqlx::query(&sql).bind(bomba_id).bind(instant_ns(as_of));
+    one_balance(read_models, query).await
 }
 
 /// The station's balance counting only the movements dated on or before `corte` (one snapshot
