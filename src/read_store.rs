@@ -268,10 +268,11 @@ pub async fn apply_changes(
     tx: &mut Transaction<'_, Any>,
     changes: Vec<Change>,
 ) -> Result<(), sqlx::Error> {
+    // Rows derived in this batch as they stand now (none: the table has no such row). A plain
+    // change to a table drops its rows from here, so they are read again after it.
+    let mut derived = read_derived_rows(tx, &changes).await?;
     let mut pending: VecDeque<Change> = changes.into();
     let mut groups: BTreeMap<&'static str, UpsertGroup> = BTreeMap::new();
-    // Rows derived in this batch as they stand now (none: the table has no such row).
-    let mut derived: BTreeMap<(&'static str, Vec<Cell>), Option<Stored>> = BTreeMap::new();
     while let Some(change) = pending.pop_front() {
         match change {
             Change::Upsert { table, key, values } => {
@@ -350,17 +351,21 @@ async fn flush_table(
     }
 }
 
-/// Reads the cells of `columns` from `row`, in order.
-fn cells(row: &AnyRow, columns: projections::Columns) -> Result<Stored, sqlx::Error> {
+/// Reads the cells of `columns` from `row`, in order, the first at index `first`.
+fn cells(
+    row: &AnyRow,
+    first: usize,
+    columns: impl IntoIterator<Item = (&'static str, Kind)>,
+) -> Result<Stored, sqlx::Error> {
     columns
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, (column, kind))| {
             let cell = match kind {
-                Kind::Int => Cell::Int(row.try_get(index)?),
-                Kind::Text => Cell::Text(row.try_get(index)?),
+                Kind::Int => Cell::Int(row.try_get(first + index)?),
+                Kind::Text => Cell::Text(row.try_get(first + index)?),
             };
-            Ok((*column, cell))
+            Ok((column, cell))
         })
         .collect()
 }
@@ -376,6 +381,103 @@ fn bind_cells<'q>(
         };
     }
     query
+}
+
+/// Rows derived in a batch, by table and key cells, as they stand (none: no such row).
+type DerivedRows = BTreeMap<(&'static str, Vec<Cell>), Option<Stored>>;
+
+/// The stored rows the batch's [`Derive`]s start from, read up front: a few statements per table
+/// instead of one per row (a batch of refuels over a year of dates touches thousands of day
+/// rows). Rows the batch changes by other means before deriving are dropped and read again.
+async fn read_derived_rows(
+    tx: &mut Transaction<'_, Any>,
+    changes: &[Change],
+) -> Result<DerivedRows, sqlx::Error> {
+    // Derives of one table, by the shape of their key and columns: each group is one query.
+    let mut wanted: BTreeMap<(&'static str, Vec<&'static str>), Vec<&Derive>> = BTreeMap::new();
+    let mut rows = DerivedRows::new();
+    for change in changes {
+        if let Change::Derive(derive) = change {
+            let key: Vec<Cell> = derive.key.iter().map(|(_, cell)| cell.clone()).collect();
+            if rows.insert((derive.table, key), None).is_none() {
+                let key_columns = derive.key.iter().map(|(column, _)| *column).collect();
+                wanted
+                    .entry((derive.table, key_columns))
+                    .or_default()
+                    .push(derive);
+            }
+        }
+    }
+    let anonymous = tx.backend_name() == "SQLite";
+    for ((table, key_columns), derives) in wanted {
+        let columns = derives[0].columns;
+        if derives.iter().any(|d| d.columns != columns) {
+            // Steps of one table that read different columns: read each on its own.
+            for derive in derives {
+                let key = derive.key.iter().map(|(_, cell)| cell.clone()).collect();
+                rows.insert((table, key), read_derived(tx, derive).await?);
+            }
+            continue;
+        }
+        let names: Vec<&str> = key_columns
+            .iter()
+            .copied()
+            .chain(columns.iter().map(|(column, _)| *column))
+            .collect();
+        let keys_per_statement = (PARAMS_PER_STATEMENT_MAX / key_columns.len()).max(1);
+        for chunk in derives.chunks(keys_per_statement) {
+            let mut number = 0;
+            let tuples: Vec<String> = chunk
+                .iter()
+                .map(|derive| {
+                    let placeholders: Vec<String> = derive
+                        .key
+                        .iter()
+                        .map(|(_, cell)| {
+                            number += 1;
+                            if anonymous {
+                                anonymous_placeholder(cell).to_string()
+                            } else {
+                                placeholder(number, cell)
+                            }
+                        })
+                        .collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {table} WHERE ({}) IN (VALUES {})",
+                names.join(", "),
+                key_columns.join(", "),
+                tuples.join(", ")
+            );
+            let query = bind_cells(
+                sqlx::query(&sql),
+                chunk
+                    .iter()
+                    .flat_map(|d| d.key.iter().map(|(_, cell)| cell)),
+            );
+            let key_kinds: Vec<(&'static str, Kind)> = chunk[0]
+                .key
+                .iter()
+                .map(|(column, cell)| match cell {
+                    Cell::Int(_) => (*column, Kind::Int),
+                    Cell::Text(_) => (*column, Kind::Text),
+                })
+                .collect();
+            for row in query.fetch_all(&mut **tx).await? {
+                let key_cells = cells(&row, 0, key_kinds.iter().copied())?;
+                let key = key_columns
+                    .iter()
+                    .map(|column| key_cells[column].clone())
+                    .collect();
+                let mut stored = cells(&row, key_columns.len(), columns.iter().copied())?;
+                stored.extend(key_cells);
+                rows.insert((table, key), Some(stored));
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// The stored row a [`Derive`] starts from: its key and its columns, or none.
@@ -400,7 +502,7 @@ async fn read_derived(
     let Some(row) = query.fetch_optional(&mut **tx).await? else {
         return Ok(None);
     };
-    let mut stored = cells(&row, derive.columns)?;
+    let mut stored = cells(&row, 0, derive.columns.iter().copied())?;
     stored.extend(derive.key.iter().cloned());
     Ok(Some(stored))
 }
@@ -437,7 +539,8 @@ async fn look_up(
         lookup.prefix.iter().map(|(_, cell)| cell),
     );
     let row = query.fetch_optional(&mut **tx).await?;
-    row.map(|row| cells(&row, lookup.columns)).transpose()
+    row.map(|row| cells(&row, 0, lookup.columns.iter().copied()))
+        .transpose()
 }
 
 /// Consecutive upserts of one table with the same key and value columns.
