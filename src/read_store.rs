@@ -445,11 +445,19 @@ async fn read_derived_rows(
                     format!("({})", placeholders.join(", "))
                 })
                 .collect();
+            // A join with the keys, not `(key) IN (VALUES …)`: SQLite scans the whole table for
+            // a row-value IN, and looks each key up for a join.
+            let selected: Vec<String> = names.iter().map(|n| format!("{table}.{n}")).collect();
+            let on: Vec<String> = key_columns
+                .iter()
+                .enumerate()
+                .map(|(index, column)| format!("{table}.{column} = wanted.column{}", index + 1))
+                .collect();
             let sql = format!(
-                "SELECT {} FROM {table} WHERE ({}) IN (VALUES {})",
-                names.join(", "),
-                key_columns.join(", "),
-                tuples.join(", ")
+                "SELECT {} FROM (VALUES {}) AS wanted JOIN {table} ON {}",
+                selected.join(", "),
+                tuples.join(", "),
+                on.join(" AND ")
             );
             let query = bind_cells(
                 sqlx::query(&sql),
