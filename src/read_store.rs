@@ -276,16 +276,16 @@ pub async fn apply_changes(
     while let Some(change) = pending.pop_front() {
         match change {
             Change::Upsert { table, key, values } => {
-                derived.retain(|(derived_table, _), _| *derived_table != table);
+                forget_table(&mut derived, table);
                 join_group(tx, &mut groups, table, key, values).await?;
             }
             Change::Update { table, key, values } => {
-                derived.retain(|(derived_table, _), _| *derived_table != table);
+                forget_table(&mut derived, table);
                 flush_table(tx, &mut groups, table).await?;
                 execute(tx, update_statement(table, key, values)).await?;
             }
             Change::Delete { table, key } => {
-                derived.retain(|(derived_table, _), _| *derived_table != table);
+                forget_table(&mut derived, table);
                 flush_table(tx, &mut groups, table).await?;
                 execute(tx, delete_statement(table, key)).await?;
             }
@@ -299,8 +299,9 @@ pub async fn apply_changes(
                     derive.table,
                     derive.key.iter().map(|(_, cell)| cell.clone()).collect(),
                 );
-                let stored = match derived.get(&slot) {
-                    Some(row) => row.clone(),
+                // Taken out, and put back below as derived.
+                let stored = match derived.remove(&slot) {
+                    Some(row) => row,
                     None => {
                         flush_table(tx, &mut groups, derive.table).await?;
                         read_derived(tx, &derive).await?
@@ -385,6 +386,18 @@ fn bind_cells<'q>(
 
 /// Rows derived in a batch, by table and key cells, as they stand (none: no such row).
 type DerivedRows = BTreeMap<(&'static str, Vec<Cell>), Option<Stored>>;
+
+/// Drops the rows of `table` from `derived`, to be read again: something else changed it.
+fn forget_table(derived: &mut DerivedRows, table: &str) {
+    // Most plain changes are to tables nothing derives: a range lookup, not a walk of every row.
+    let first = derived
+        .range((table, Vec::new())..)
+        .next()
+        .map(|((first, _), _)| *first);
+    if first == Some(table) {
+        derived.retain(|(derived_table, _), _| *derived_table != table);
+    }
+}
 
 /// The stored rows the batch's [`Derive`]s start from, read up front: a few statements per table
 /// instead of one per row (a batch of refuels over a year of dates touches thousands of day
