@@ -1,231 +1,163 @@
-//! Station balances answered from memory: a [`RunningBalance`] per station, kept current from the
-//! station's own stream.
+//! Station balances and statements as the handlers answer them: from the `saldos` rows
+//! ([`crate::queries::balances`]) when those show every write acknowledged before the request,
+//! otherwise by folding the station's stream ([`projections::ledger`]), so the answer is exact
+//! either way. The fold is the rare path: the projection is stalled, or still rebuilding from
+//! position 0 after an upgrade.
 //!
-//! Folding a station's whole history per request made a balance (and every row of
-//! `/api/saldos-bombas`) cost O(history) in reads and JSON decoding. Here each station's events
-//! are folded once, then only the events appended since (one indexed read of the stream's tail
-//! per question, usually empty), and `as_of` is a binary search over the balance after each
-//! instant. Reading the tail from the log itself, not from a projection, keeps the answer exact
-//! and current with every acknowledged write, of this process or another.
-//!
-//! The first fold of a station reads its stream page by page: a station with a million events
-//! costs its compact running balance in memory, not its whole history decoded at once.
-
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+//! One combination always folds: `as_of` together with `fecha_corte`. It asks for the records
+//! dated up to a day as they stood at an earlier instant, and the rows keep records only as
+//! they stand now (and balances, not records, per instant).
 
 use aggregates::fuel::FuelStation;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::Aggregate;
-use lru::LruCache;
-use projections::ledger::{RunningBalance, StationBalance};
-use projections::FoldError;
+use projections::balances::NAME;
+use projections::ledger::{self, StatementLine, StationBalance};
+use projections::{FoldError, Recorded};
+use rust_decimal::Decimal;
 
-use crate::store::{self, SharedLog, StoreError};
-
-/// Stations whose running balance is kept in memory; the least recently asked are dropped and
-/// folded again when asked next.
-pub const STATIONS_CACHED_MAX: usize = 4096;
-
-/// Bytes of running balances kept in memory at most (as [`RunningBalance::heap_bytes`] counts
-/// them): a count of stations alone does not bound memory when one station can hold a million
-/// events. Beyond it the least recently asked stations are dropped, never the one just asked,
-/// so a station longer than the budget is still answered from memory while it is the one asked.
-pub const BALANCES_BYTES_MAX: usize = 256 << 20;
+use crate::queries::{self, QueryError};
+use crate::store::StoreError;
+use crate::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BalanceError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Fold(#[from] FoldError),
 }
 
-#[derive(Default)]
-struct Followed {
-    /// The station stream's version folded so far.
-    version: i64,
-    running: RunningBalance,
+/// How a read is answered: `head` is the log's head the read waited for (see
+/// [`AppState::read_barrier`]).
+fn from_rows(state: &AppState, head: i64) -> bool {
+    state.runner.has_folded(NAME, head)
 }
 
-type Slot = Arc<tokio::sync::Mutex<Followed>>;
-
-struct Cached {
-    slot: Slot,
-    /// The slot's heap bytes after its last fold.
-    bytes: usize,
-}
-
-/// The stations followed, least recently asked first out, within [`STATIONS_CACHED_MAX`]
-/// stations and [`BALANCES_BYTES_MAX`] bytes.
-struct Stations {
-    cached: LruCache<i64, Cached>,
-    /// Σ `bytes` of `cached`.
-    bytes: usize,
-    bytes_max: usize,
-}
-
-impl Stations {
-    fn new(stations_max: usize, bytes_max: usize) -> Self {
-        let capacity = NonZeroUsize::new(stations_max).unwrap_or(NonZeroUsize::MIN);
-        Self {
-            cached: LruCache::new(capacity),
-            bytes: 0,
-            bytes_max,
-        }
-    }
-
-    /// The station's slot, made (empty) if it is not followed yet.
-    fn slot(&mut self, bomba_id: i64) -> Slot {
-        if let Some(cached) = self.cached.get(&bomba_id) {
-            return cached.slot.clone();
-        }
-        let slot = Slot::default();
-        let new = Cached {
-            slot: slot.clone(),
-            bytes: 0,
-        };
-        // Not followed yet, so what `push` hands back is the station it dropped to make room.
-        if let Some((_, dropped)) = self.cached.push(bomba_id, new) {
-            self.forget(dropped.bytes);
-        }
-        slot
-    }
-
-    /// Counts what `slot` holds now that it was folded, and drops the least recently asked
-    /// other stations while the total is over budget.
-    fn account(&mut self, bomba_id: i64, slot: &Slot, bytes: usize) {
-        match self.cached.peek_mut(&bomba_id) {
-            Some(cached) if Arc::ptr_eq(&cached.slot, slot) => {
-                self.bytes = self.bytes.saturating_sub(cached.bytes) + bytes;
-                cached.bytes = bytes;
-            }
-            // Dropped while it was folded: its memory goes with the last request holding it.
-            _ => return,
-        }
-        // It was just asked, whatever others asked while it was folded.
-        self.cached.promote(&bomba_id);
-        while self.bytes > self.bytes_max && self.cached.len() > 1 {
-            if let Some((_, dropped)) = self.cached.pop_lru() {
-                self.forget(dropped.bytes);
-            }
-        }
-    }
-
-    fn forget(&mut self, bytes: usize) {
-        debug_assert!(
-            bytes <= self.bytes,
-            "a station's bytes are part of the total"
-        );
-        self.bytes = self.bytes.saturating_sub(bytes);
-    }
-}
-
-pub struct StationBalances {
-    log: SharedLog,
-    stations: Mutex<Stations>,
-}
-
-impl StationBalances {
-    pub fn new(log: SharedLog) -> Self {
-        Self {
-            log,
-            stations: Mutex::new(Stations::new(STATIONS_CACHED_MAX, BALANCES_BYTES_MAX)),
-        }
-    }
-
-    fn stations(&self) -> std::sync::MutexGuard<'_, Stations> {
-        self.stations
-            .lock()
-            .expect("the station map lock is never poisoned")
-    }
-
-    /// The station's balance now, or as the ledger knew it at `as_of`.
-    pub async fn balance(
-        &self,
-        bomba_id: i64,
-        as_of: Option<DateTime<Utc>>,
-    ) -> Result<StationBalance, BalanceError> {
-        let slot = self.stations().slot(bomba_id);
-        let mut followed = slot.lock().await;
-        let followed = &mut *followed;
-        let after_version = followed.version;
-        store::fold_stream(
-            self.log.as_ref(),
-            FuelStation::TYPE,
-            &bomba_id.to_string(),
-            after_version,
-            store::STREAM_PAGE_EVENTS,
-            |stored| -> Result<(), BalanceError> {
-                followed.running.apply_stored(
-                    stored.position,
-                    &stored.event_type,
-                    &stored.payload,
-                    stored.recorded_at,
-                )?;
-                followed.version = stored.version;
-                Ok(())
-            },
-        )
+/// Every event of a station's ledger stream, as its folds take them.
+async fn station_events(state: &AppState, bomba_id: i64) -> Result<Vec<Recorded>, StoreError> {
+    let stored = state
+        .log
+        .read_stream(FuelStation::TYPE, &bomba_id.to_string(), 0)
         .await?;
-        self.stations()
-            .account(bomba_id, &slot, followed.running.heap_bytes());
-        Ok(match as_of {
-            None => followed.running.now(),
-            Some(as_of) => followed.running.as_of(as_of),
-        })
+    Ok(stored.iter().map(|e| e.to_recorded()).collect())
+}
+
+/// The station's balance now, or as the ledger knew it at `as_of`, counting only the movements
+/// dated on or before `fecha_corte`.
+pub async fn balance(
+    state: &AppState,
+    head: i64,
+    bomba_id: i64,
+    as_of: Option<DateTime<Utc>>,
+    fecha_corte: Option<NaiveDate>,
+) -> Result<StationBalance, BalanceError> {
+    if from_rows(state, head) {
+        let rows = &state.read_models;
+        match (as_of, fecha_corte) {
+            (None, None) => {
+                let row = queries::balances::now(rows, bomba_id).await?;
+                return Ok(row.map(|row| row.balance()).unwrap_or_default());
+            }
+            (Some(as_of), None) => {
+                let row = queries::balances::as_of(rows, bomba_id, as_of).await?;
+                return Ok(row.map(|row| row.balance()).unwrap_or_default());
+            }
+            (None, Some(corte)) => {
+                return Ok(queries::balances::up_to(rows, bomba_id, corte).await?)
+            }
+            (Some(_), Some(_)) => {}
+        }
+    }
+    let events = station_events(state, bomba_id).await?;
+    Ok(ledger::station_balance(&events, as_of, fecha_corte)?)
+}
+
+/// Every station's balance now, in the order of `stations`.
+pub async fn balances_now(
+    state: &AppState,
+    head: i64,
+    stations: &[i64],
+) -> Result<Vec<StationBalance>, BalanceError> {
+    if from_rows(state, head) {
+        let mut rows = queries::balances::every_station_now(&state.read_models).await?;
+        return Ok(stations
+            .iter()
+            .map(|id| rows.remove(id).map(|row| row.balance()).unwrap_or_default())
+            .collect());
+    }
+    let mut balances = Vec::with_capacity(stations.len());
+    for &bomba_id in stations {
+        let events = station_events(state, bomba_id).await?;
+        balances.push(ledger::station_balance(&events, None, None)?);
+    }
+    Ok(balances)
+}
+
+/// The part of a station's statement dated from `desde` to `hasta` (both included, either
+/// open), with the running balance over its whole history.
+#[derive(Debug)]
+pub struct Statement {
+    /// The lines in the range, in statement order.
+    pub lines: Vec<StatementLine>,
+    /// The balance of every line before the range.
+    pub opening: Decimal,
+    /// The balance reported by the latest line up to `hasta`.
+    pub reportado: Option<Decimal>,
+}
+
+impl Statement {
+    /// The computed balance at the end of the range (of every line up to `hasta`).
+    pub fn saldo_calculado(&self) -> Decimal {
+        self.lines
+            .last()
+            .map_or(self.opening.normalize(), |line| line.saldo_calculado)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn folded(stations: &mut Stations, bomba_id: i64, bytes: usize) {
-        let slot = stations.slot(bomba_id);
-        stations.account(bomba_id, &slot, bytes);
+pub async fn statement(
+    state: &AppState,
+    head: i64,
+    bomba_id: i64,
+    desde: Option<NaiveDate>,
+    hasta: Option<NaiveDate>,
+) -> Result<Statement, BalanceError> {
+    // A range that ends before it starts holds no line, and opens with every line up to its end.
+    let desde = match (desde, hasta) {
+        (Some(desde), Some(hasta)) if desde > hasta => hasta.succ_opt().or(Some(desde)),
+        _ => desde,
+    };
+    if from_rows(state, head) {
+        let rows = queries::balances::statement(&state.read_models, bomba_id, desde, hasta).await?;
+        return Ok(Statement {
+            lines: ledger::statement_lines(rows.opening, rows.movements),
+            opening: rows.opening,
+            reportado: rows.reportado,
+        });
     }
-
-    fn followed(stations: &Stations) -> Vec<i64> {
-        let mut ids: Vec<i64> = stations.cached.iter().map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    #[test]
-    fn over_the_byte_budget_the_least_recently_asked_stations_are_dropped() {
-        let mut stations = Stations::new(10, 250);
-        folded(&mut stations, 1, 100);
-        folded(&mut stations, 2, 100);
-        stations.slot(1);
-        folded(&mut stations, 3, 100);
-        assert_eq!(followed(&stations), [1, 3]);
-        assert_eq!(stations.bytes, 200);
-    }
-
-    #[test]
-    fn a_station_longer_than_the_budget_is_kept_while_it_is_the_one_asked() {
-        let mut stations = Stations::new(10, 250);
-        folded(&mut stations, 1, 100);
-        folded(&mut stations, 2, 1_000);
-        assert_eq!(followed(&stations), [2]);
-        assert_eq!(stations.bytes, 1_000);
-        folded(&mut stations, 1, 100);
-        assert_eq!(followed(&stations), [1]);
-        assert_eq!(stations.bytes, 100);
-    }
-
-    #[test]
-    fn a_station_dropped_for_room_takes_its_bytes_with_it() {
-        let mut stations = Stations::new(2, 1_000);
-        folded(&mut stations, 1, 100);
-        folded(&mut stations, 2, 200);
-        folded(&mut stations, 3, 300);
-        assert_eq!(followed(&stations), [2, 3]);
-        assert_eq!(stations.bytes, 500);
-        // A slot dropped while it was folded is not counted when its fold ends.
-        let stale = Slot::default();
-        stations.account(2, &stale, 10_000);
-        assert_eq!(stations.bytes, 500);
-    }
+    let events = station_events(state, bomba_id).await?;
+    let lines = ledger::station_statement(&events)?;
+    let until_end = lines
+        .iter()
+        .filter(|l| hasta.is_none_or(|hasta| l.movement.fecha <= hasta));
+    let reportado = until_end
+        .clone()
+        .rev()
+        .find_map(|l| l.movement.saldo_disponible);
+    let opening = until_end
+        .clone()
+        .filter(|l| desde.is_some_and(|desde| l.movement.fecha < desde))
+        .map(|l| l.movement.effect())
+        .sum();
+    let lines = until_end
+        .filter(|l| desde.is_none_or(|desde| l.movement.fecha >= desde))
+        .cloned()
+        .collect();
+    Ok(Statement {
+        lines,
+        opening,
+        reportado,
+    })
 }

@@ -632,6 +632,9 @@ fn unstorable_column(change: &Change) -> Option<&'static str> {
             Box::new(key.iter().chain(values))
         }
         Change::Delete { key, .. } => Box::new(key.iter()),
+        // What a derived row holds is computed from stored totals when it is written; what the
+        // event itself names is its key.
+        Change::Derive(derive) => Box::new(derive.key.iter()),
     };
     cells
         .filter(|(_, cell)| matches!(cell, Cell::Text(Some(text)) if text.contains('\0')))

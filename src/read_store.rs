@@ -10,9 +10,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use projections::{Cell, Change};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, ConnectOptions, Transaction};
+use std::collections::{BTreeMap, VecDeque};
+
+use projections::{Cell, Change, Derive, Kind, Lookup, Stored};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, ConnectOptions, Row, Transaction};
 
 /// Longest a read waits for a PostgreSQL connection before it is answered 503.
 pub const OUTAGE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -178,82 +180,61 @@ fn anonymous_placeholder(cell: &Cell) -> &'static str {
     }
 }
 
-/// Placeholders are written as `$1, $2, …` by hand: sqlx's `Any` query builder emits `?`, which
-/// PostgreSQL rejects. SQLite numbers `$n` parameters in order of appearance, which is the same.
+/// Applies one change, as [`apply_changes`] would alone.
 pub async fn apply_change(
     tx: &mut Transaction<'_, Any>,
     change: Change,
 ) -> Result<(), sqlx::Error> {
-    let (sql, cells) = match change {
-        Change::Upsert { table, key, values } => {
-            let columns: Vec<&str> = key.iter().chain(&values).map(|(c, _)| *c).collect();
-            let placeholders: Vec<String> = key
-                .iter()
-                .chain(&values)
-                .enumerate()
-                .map(|(index, (_, cell))| placeholder(index + 1, cell))
-                .collect();
-            let key_columns: Vec<&str> = key.iter().map(|(c, _)| *c).collect();
-            let on_conflict = if values.is_empty() {
-                "DO NOTHING".to_string()
-            } else {
-                let updates: Vec<String> = values
-                    .iter()
-                    .map(|(c, _)| format!("{c} = excluded.{c}"))
-                    .collect();
-                format!("DO UPDATE SET {}", updates.join(", "))
-            };
-            let sql = format!(
-                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) {on_conflict}",
-                columns.join(", "),
-                placeholders.join(", "),
-                key_columns.join(", "),
-            );
-            (
-                sql,
-                key.into_iter()
-                    .chain(values)
-                    .map(|(_, cell)| cell)
-                    .collect::<Vec<_>>(),
-            )
-        }
-        Change::Update { table, key, values } => {
-            let assignments: Vec<String> = values
-                .iter()
-                .enumerate()
-                .map(|(index, (column, cell))| {
-                    format!("{column} = {}", placeholder(index + 1, cell))
-                })
-                .collect();
-            let conditions: Vec<String> = key
-                .iter()
-                .enumerate()
-                .map(|(index, (column, _))| format!("{column} = ${}", values.len() + index + 1))
-                .collect();
-            let sql = format!(
-                "UPDATE {table} SET {} WHERE {}",
-                assignments.join(", "),
-                conditions.join(" AND ")
-            );
-            (
-                sql,
-                values
-                    .into_iter()
-                    .chain(key)
-                    .map(|(_, cell)| cell)
-                    .collect(),
-            )
-        }
-        Change::Delete { table, key } => {
-            let conditions: Vec<String> = key
-                .iter()
-                .enumerate()
-                .map(|(index, (column, _))| format!("{column} = ${}", index + 1))
-                .collect();
-            let sql = format!("DELETE FROM {table} WHERE {}", conditions.join(" AND "));
-            (sql, key.into_iter().map(|(_, cell)| cell).collect())
-        }
-    };
+    apply_changes(tx, vec![change]).await
+}
+
+/// An update, as one statement.
+///
+/// Placeholders are written as `$1, $2, …` by hand: sqlx's `Any` query builder emits `?`, which
+/// PostgreSQL rejects. SQLite numbers `$n` parameters in order of appearance, which is the same.
+fn update_statement(
+    table: &str,
+    key: projections::Row,
+    values: projections::Row,
+) -> (String, Vec<Cell>) {
+    let assignments: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(index, (column, cell))| format!("{column} = {}", placeholder(index + 1, cell)))
+        .collect();
+    let conditions: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(index, (column, _))| format!("{column} = ${}", values.len() + index + 1))
+        .collect();
+    let sql = format!(
+        "UPDATE {table} SET {} WHERE {}",
+        assignments.join(", "),
+        conditions.join(" AND ")
+    );
+    let cells = values
+        .into_iter()
+        .chain(key)
+        .map(|(_, cell)| cell)
+        .collect();
+    (sql, cells)
+}
+
+/// A delete, as one statement.
+fn delete_statement(table: &str, key: projections::Row) -> (String, Vec<Cell>) {
+    let conditions: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(index, (column, _))| format!("{column} = ${}", index + 1))
+        .collect();
+    let sql = format!("DELETE FROM {table} WHERE {}", conditions.join(" AND "));
+    (sql, key.into_iter().map(|(_, cell)| cell).collect())
+}
+
+async fn execute(
+    tx: &mut Transaction<'_, Any>,
+    (sql, cells): (String, Vec<Cell>),
+) -> Result<(), sqlx::Error> {
     let mut query = sqlx::query(&sql);
     for cell in cells {
         query = match cell {
@@ -270,35 +251,317 @@ pub async fn apply_change(
 /// so statements stay small: a few hundred parameters already make round trips negligible.
 const PARAMS_PER_STATEMENT_MAX: usize = 200;
 
-/// Applies `changes` in order, as [`apply_change`] one by one would, but with consecutive
-/// upserts of one table and one column set written as a single multi-row statement.
+/// Applies `changes` in order, as [`apply_change`] one by one would, but with the upserts of one
+/// table and one column set written as multi-row statements.
 ///
 /// A batch of a thousand events is a few statements instead of thousands of round trips; that
-/// is what lets a projection keep up with the log. Within one statement a key appears once (an
-/// `ON CONFLICT DO UPDATE` may not touch a row twice): a later upsert of the same key replaces
-/// the earlier one, exactly what applying them in order would leave.
+/// is what lets a projection keep up with the log. Upserts wait in one group per table until
+/// something else touches that table (an update, a delete, a lookup, a read of a derived row)
+/// or the batch ends: statements on different tables do not depend on each other, so an event
+/// that writes three tables still joins three groups. Within one statement a key appears once
+/// (an `ON CONFLICT DO UPDATE` may not touch a row twice): a later upsert of the same key
+/// replaces the earlier one, exactly what applying them in order would leave.
+///
+/// A [`Change::Derive`] reads its row once per batch (then keeps it as derived so far), so a
+/// running total over a thousand events is one read and one write, not a thousand of each.
 pub async fn apply_changes(
     tx: &mut Transaction<'_, Any>,
     changes: Vec<Change>,
 ) -> Result<(), sqlx::Error> {
-    let mut group = UpsertGroup::default();
-    for change in changes {
+    // Rows derived in this batch as they stand now (none: the table has no such row). A plain
+    // change to a table drops its rows from here, so they are read again after it.
+    let mut derived = read_derived_rows(tx, &changes).await?;
+    let mut pending: VecDeque<Change> = changes.into();
+    let mut groups: BTreeMap<&'static str, UpsertGroup> = BTreeMap::new();
+    while let Some(change) = pending.pop_front() {
         match change {
-            Change::Upsert { table, key, values } if group.takes(table, &key, &values) => {
-                group.push(key, values);
-            }
             Change::Upsert { table, key, values } => {
-                group.flush(tx).await?;
-                group = UpsertGroup::start(table, &key, &values);
-                group.push(key, values);
+                forget_table(&mut derived, table);
+                join_group(tx, &mut groups, table, key, values).await?;
             }
-            other => {
-                group.flush(tx).await?;
-                apply_change(tx, other).await?;
+            Change::Update { table, key, values } => {
+                forget_table(&mut derived, table);
+                flush_table(tx, &mut groups, table).await?;
+                execute(tx, update_statement(table, key, values)).await?;
+            }
+            Change::Delete { table, key } => {
+                forget_table(&mut derived, table);
+                flush_table(tx, &mut groups, table).await?;
+                execute(tx, delete_statement(table, key)).await?;
+            }
+            Change::Derive(derive) => {
+                let mut found = Vec::with_capacity(derive.lookups.len());
+                for lookup in &derive.lookups {
+                    flush_table(tx, &mut groups, lookup.table).await?;
+                    found.push(look_up(tx, lookup).await?);
+                }
+                let slot = (
+                    derive.table,
+                    derive.key.iter().map(|(_, cell)| cell.clone()).collect(),
+                );
+                // Taken out, and put back below as derived.
+                let stored = match derived.remove(&slot) {
+                    Some(row) => row,
+                    None => {
+                        flush_table(tx, &mut groups, derive.table).await?;
+                        read_derived(tx, &derive).await?
+                    }
+                };
+                let next = derive.step.next(stored.as_ref(), &found);
+                let row: Stored = derive.key.iter().chain(&next.values).cloned().collect();
+                derived.insert(slot, Some(row));
+                join_group(tx, &mut groups, derive.table, derive.key, next.values).await?;
+                for also in next.also.into_iter().rev() {
+                    pending.push_front(also);
+                }
             }
         }
     }
-    group.flush(tx).await
+    for group in groups.values_mut() {
+        group.flush(tx).await?;
+    }
+    Ok(())
+}
+
+/// Adds an upsert to its table's group, first writing the group out if its columns differ.
+async fn join_group(
+    tx: &mut Transaction<'_, Any>,
+    groups: &mut BTreeMap<&'static str, UpsertGroup>,
+    table: &'static str,
+    key: projections::Row,
+    values: projections::Row,
+) -> Result<(), sqlx::Error> {
+    let group = groups.entry(table).or_default();
+    if !group.takes(table, &key, &values) {
+        group.flush(tx).await?;
+        *group = UpsertGroup::start(table, &key, &values);
+    }
+    group.push(key, values);
+    Ok(())
+}
+
+/// Writes out the upserts waiting for `table`, before something reads or changes it.
+async fn flush_table(
+    tx: &mut Transaction<'_, Any>,
+    groups: &mut BTreeMap<&'static str, UpsertGroup>,
+    table: &str,
+) -> Result<(), sqlx::Error> {
+    match groups.get_mut(table) {
+        Some(group) => group.flush(tx).await,
+        None => Ok(()),
+    }
+}
+
+/// Reads the cells of `columns` from `row`, in order, the first at index `first`.
+fn cells(
+    row: &AnyRow,
+    first: usize,
+    columns: impl IntoIterator<Item = (&'static str, Kind)>,
+) -> Result<Stored, sqlx::Error> {
+    columns
+        .into_iter()
+        .enumerate()
+        .map(|(index, (column, kind))| {
+            let cell = match kind {
+                Kind::Int => Cell::Int(row.try_get(first + index)?),
+                Kind::Text => Cell::Text(row.try_get(first + index)?),
+            };
+            Ok((column, cell))
+        })
+        .collect()
+}
+
+fn bind_cells<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    cells: impl IntoIterator<Item = &'q Cell>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for cell in cells {
+        query = match cell {
+            Cell::Int(value) => query.bind(*value),
+            Cell::Text(value) => query.bind(value.clone()),
+        };
+    }
+    query
+}
+
+/// Rows derived in a batch, by table and key cells, as they stand (none: no such row).
+type DerivedRows = BTreeMap<(&'static str, Vec<Cell>), Option<Stored>>;
+
+/// Drops the rows of `table` from `derived`, to be read again: something else changed it.
+fn forget_table(derived: &mut DerivedRows, table: &str) {
+    // Most plain changes are to tables nothing derives: a range lookup, not a walk of every row.
+    let first = derived
+        .range((table, Vec::new())..)
+        .next()
+        .map(|((first, _), _)| *first);
+    if first == Some(table) {
+        derived.retain(|(derived_table, _), _| *derived_table != table);
+    }
+}
+
+/// The stored rows the batch's [`Derive`]s start from, read up front: a few statements per table
+/// instead of one per row (a batch of refuels over a year of dates touches thousands of day
+/// rows). Rows the batch changes by other means before deriving are dropped and read again.
+async fn read_derived_rows(
+    tx: &mut Transaction<'_, Any>,
+    changes: &[Change],
+) -> Result<DerivedRows, sqlx::Error> {
+    // Derives of one table, by the shape of their key and columns: each group is one query.
+    let mut wanted: BTreeMap<(&'static str, Vec<&'static str>), Vec<&Derive>> = BTreeMap::new();
+    let mut rows = DerivedRows::new();
+    for change in changes {
+        if let Change::Derive(derive) = change {
+            let key: Vec<Cell> = derive.key.iter().map(|(_, cell)| cell.clone()).collect();
+            if rows.insert((derive.table, key), None).is_none() {
+                let key_columns = derive.key.iter().map(|(column, _)| *column).collect();
+                wanted
+                    .entry((derive.table, key_columns))
+                    .or_default()
+                    .push(derive);
+            }
+        }
+    }
+    let anonymous = tx.backend_name() == "SQLite";
+    for ((table, key_columns), derives) in wanted {
+        let columns = derives[0].columns;
+        if derives.iter().any(|d| d.columns != columns) {
+            // Steps of one table that read different columns: read each on its own.
+            for derive in derives {
+                let key = derive.key.iter().map(|(_, cell)| cell.clone()).collect();
+                rows.insert((table, key), read_derived(tx, derive).await?);
+            }
+            continue;
+        }
+        let names: Vec<&str> = key_columns
+            .iter()
+            .copied()
+            .chain(columns.iter().map(|(column, _)| *column))
+            .collect();
+        let keys_per_statement = (PARAMS_PER_STATEMENT_MAX / key_columns.len()).max(1);
+        for chunk in derives.chunks(keys_per_statement) {
+            let mut number = 0;
+            let tuples: Vec<String> = chunk
+                .iter()
+                .map(|derive| {
+                    let placeholders: Vec<String> = derive
+                        .key
+                        .iter()
+                        .map(|(_, cell)| {
+                            number += 1;
+                            if anonymous {
+                                anonymous_placeholder(cell).to_string()
+                            } else {
+                                placeholder(number, cell)
+                            }
+                        })
+                        .collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            // A join with the keys, not `(key) IN (VALUES …)`: SQLite scans the whole table for
+            // a row-value IN, and looks each key up for a join.
+            let selected: Vec<String> = names.iter().map(|n| format!("{table}.{n}")).collect();
+            let on: Vec<String> = key_columns
+                .iter()
+                .enumerate()
+                .map(|(index, column)| format!("{table}.{column} = wanted.column{}", index + 1))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM (VALUES {}) AS wanted JOIN {table} ON {}",
+                selected.join(", "),
+                tuples.join(", "),
+                on.join(" AND ")
+            );
+            let query = bind_cells(
+                sqlx::query(&sql),
+                chunk
+                    .iter()
+                    .flat_map(|d| d.key.iter().map(|(_, cell)| cell)),
+            );
+            let key_kinds: Vec<(&'static str, Kind)> = chunk[0]
+                .key
+                .iter()
+                .map(|(column, cell)| match cell {
+                    Cell::Int(_) => (*column, Kind::Int),
+                    Cell::Text(_) => (*column, Kind::Text),
+                })
+                .collect();
+            for row in query.fetch_all(&mut **tx).await? {
+                let key_cells = cells(&row, 0, key_kinds.iter().copied())?;
+                let key = key_columns
+                    .iter()
+                    .map(|column| key_cells[column].clone())
+                    .collect();
+                let mut stored = cells(&row, key_columns.len(), columns.iter().copied())?;
+                stored.extend(key_cells);
+                rows.insert((table, key), Some(stored));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The stored row a [`Derive`] starts from: its key and its columns, or none.
+async fn read_derived(
+    tx: &mut Transaction<'_, Any>,
+    derive: &Derive,
+) -> Result<Option<Stored>, sqlx::Error> {
+    let names: Vec<&str> = derive.columns.iter().map(|(column, _)| *column).collect();
+    let conditions: Vec<String> = derive
+        .key
+        .iter()
+        .enumerate()
+        .map(|(index, (column, _))| format!("{column} = ${}", index + 1))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {}",
+        names.join(", "),
+        derive.table,
+        conditions.join(" AND ")
+    );
+    let query = bind_cells(sqlx::query(&sql), derive.key.iter().map(|(_, cell)| cell));
+    let Some(row) = query.fetch_optional(&mut **tx).await? else {
+        return Ok(None);
+    };
+    let mut stored = cells(&row, 0, derive.columns.iter().copied())?;
+    stored.extend(derive.key.iter().cloned());
+    Ok(Some(stored))
+}
+
+/// The row a [`Lookup`] finds, as the table stands now.
+async fn look_up(
+    tx: &mut Transaction<'_, Any>,
+    lookup: &Lookup,
+) -> Result<Option<Stored>, sqlx::Error> {
+    let names: Vec<&str> = lookup.columns.iter().map(|(column, _)| *column).collect();
+    let mut conditions: Vec<String> = lookup
+        .prefix
+        .iter()
+        .enumerate()
+        .map(|(index, (column, _))| format!("{column} = ${}", index + 1))
+        .collect();
+    if let Some(present) = lookup.present {
+        conditions.push(format!("{present} IS NOT NULL"));
+    }
+    let order: Vec<String> = lookup
+        .order
+        .iter()
+        .map(|column| format!("{column} DESC"))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1",
+        names.join(", "),
+        lookup.table,
+        conditions.join(" AND "),
+        order.join(", ")
+    );
+    let query = bind_cells(
+        sqlx::query(&sql),
+        lookup.prefix.iter().map(|(_, cell)| cell),
+    );
+    let row = query.fetch_optional(&mut **tx).await?;
+    row.map(|row| cells(&row, 0, lookup.columns.iter().copied()))
+        .transpose()
 }
 
 /// Consecutive upserts of one table with the same key and value columns.
@@ -322,6 +585,7 @@ impl UpsertGroup {
         }
     }
 
+    /// Whether an upsert can join this group (an empty group is started afresh instead).
     fn takes(&self, table: &str, key: &projections::Row, values: &projections::Row) -> bool {
         !self.rows.is_empty()
             && self.table == table

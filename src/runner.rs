@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use projections::{Change, FoldError, Projection, Recorded};
 use serde::Serialize;
+use sqlx::{Any, Transaction};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -184,6 +185,15 @@ impl ProjectionRunner {
     pub async fn wait_for(&self, position: i64, timeout: Duration) -> bool {
         let names: Vec<&str> = self.running.iter().map(|r| r.projection.name()).collect();
         self.wait_for_touched(position, &names, timeout).await
+    }
+
+    /// Whether the projection named `name` has folded (and committed) every event up to
+    /// `position`, stalled or not.
+    pub fn has_folded(&self, name: &str, position: i64) -> bool {
+        self.running
+            .iter()
+            .find(|r| r.projection.name() == name)
+            .is_some_and(|r| r.progress.borrow().checkpoint >= position)
     }
 
     /// Whether any projection named in `names` is stalled.
@@ -586,6 +596,9 @@ async fn store_together(
     let mut tx = store.pool().begin().await?;
     let mut stepped = Vec::with_capacity(members.len());
     for (f, m) in folded.into_iter().zip(members) {
+        if f.reached > m.persisted {
+            start_from_empty(&mut tx, m.projection.as_ref(), m.persisted).await?;
+        }
         if apply_changes(&mut tx, f.changes).await.is_err() {
             drop(tx);
             drop(turn);
@@ -625,11 +638,34 @@ async fn persist_checkpoints(store: &ReadStore, members: &[Member]) -> Result<()
     let mut tx = store.pool().begin().await?;
     for member in members.iter().filter(|m| m.persisted < m.checkpoint) {
         let name = member.projection.name();
+        start_from_empty(&mut tx, member.projection.as_ref(), member.persisted).await?;
         if !advance_checkpoint(&mut tx, name, member.persisted, member.checkpoint).await? {
             return Err(RunnerError::Fenced(name));
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Empties the projection's tables when its checkpoint is still 0, in the transaction that moves
+/// it: a projection at 0 folds from the first event, so what its tables hold (rows left behind
+/// when the checkpoint was deleted to rebuild it) must go. Running totals would otherwise count
+/// the history twice, and rows of entities the history no longer has would linger. Should
+/// another instance have moved the checkpoint meanwhile, the compare-and-set that follows fails
+/// and the transaction, this deletion with it, rolls back.
+async fn start_from_empty(
+    tx: &mut Transaction<'_, Any>,
+    projection: &dyn Projection,
+    persisted: i64,
+) -> Result<(), sqlx::Error> {
+    if persisted != 0 {
+        return Ok(());
+    }
+    for table in projection.tables() {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -728,7 +764,7 @@ async fn follow(
                 if !advanced {
                     if persisted < checkpoint {
                         // Idle: store how far the unchanged batches got.
-                        match persist_checkpoint(&store, projection.name(), persisted, checkpoint)
+                        match persist_checkpoint(&store, projection.as_ref(), persisted, checkpoint)
                             .await
                         {
                             Ok(()) => persisted = checkpoint,
@@ -771,14 +807,15 @@ struct Stepped {
 
 async fn persist_checkpoint(
     store: &ReadStore,
-    projection: &'static str,
+    projection: &dyn Projection,
     from: i64,
     to: i64,
 ) -> Result<(), RunnerError> {
     let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
-    if !advance_checkpoint(&mut tx, projection, from, to).await? {
-        return Err(RunnerError::Fenced(projection));
+    start_from_empty(&mut tx, projection, from).await?;
+    if !advance_checkpoint(&mut tx, projection.name(), from, to).await? {
+        return Err(RunnerError::Fenced(projection.name()));
     }
     tx.commit().await?;
     Ok(())
@@ -836,6 +873,7 @@ async fn step(
     }
     let turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
+    start_from_empty(&mut tx, projection, persisted).await?;
     if apply_changes(&mut tx, changes).await.is_err() {
         // Some row cannot be stored. Roll back and go event by event, to name the one.
         drop(tx);
@@ -864,6 +902,7 @@ async fn step_event_by_event(
 ) -> Result<Stepped, RunnerError> {
     let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
+    start_from_empty(&mut tx, projection, persisted).await?;
     let mut reached = checkpoint;
     let mut blocked = None;
     'events: for event in events.iter().filter(|e| e.position > checkpoint) {

@@ -14,7 +14,6 @@ use aggregates::OperationAreas;
 use projections::Projection;
 
 use crate::auth::JwtKeys;
-use crate::balances::StationBalances;
 use crate::commands::CommandBus;
 use crate::idempotency::{Idempotency, KEY_TTL};
 use crate::ids::FuelRecordIdBlocks;
@@ -103,6 +102,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::fleet::FleetProjection),
         Arc::new(projections::ledger::FuelLedgerProjection),
         Arc::new(projections::journal::JournalProjection),
+        Arc::new(projections::balances::StationBalancesProjection),
         Arc::new(projections::vehicle_checks::VehicleChecksProjection),
         Arc::new(projections::inspections::InspectionsProjection),
     ]
@@ -127,8 +127,15 @@ pub struct Ledger {
     pub consumers: Consumers,
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
-    pub balances: StationBalances,
     pub idempotency: Idempotency,
+}
+
+/// Where a read stands against the log: the head when it arrived, and whether every read model
+/// (but a stalled one) had folded it before the wait ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBarrier {
+    pub head: i64,
+    pub settled: bool,
 }
 
 /// What handlers hold: cheap to clone, shared by every request.
@@ -200,7 +207,6 @@ impl AppState {
             consumers,
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
-            balances: StationBalances::new(log.clone()),
             idempotency: Idempotency::start(log.clone(), KEY_TTL),
             log,
             read_models,
@@ -268,11 +274,20 @@ impl AppState {
     /// acknowledged by another instance counts too. Should the database not answer, the read
     /// goes on with what this process last saw (and fails on its own if the outage persists).
     pub async fn read_barrier(&self, timeout: Duration) -> bool {
+        self.read_barrier_at(timeout).await.settled
+    }
+
+    /// [`Self::read_barrier`], also answering the head it waited for: a read model at or past
+    /// it shows every write acknowledged before the read.
+    pub async fn read_barrier_at(&self, timeout: Duration) -> ReadBarrier {
         let head = match self.log.head().await {
             Ok(head) => head,
             Err(_) => *self.log.watch_head().borrow(),
         };
-        self.runner.wait_for(head, timeout).await
+        ReadBarrier {
+            head,
+            settled: self.runner.wait_for(head, timeout).await,
+        }
     }
 
     /// Whether every read model in `touched` can show a write: none of them is stalled.

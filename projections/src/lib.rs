@@ -5,11 +5,15 @@
 //! the projection's checkpoint, and tests can fold whole histories in memory.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub mod balances;
 pub mod fleet;
+#[cfg(test)]
+mod histories;
 pub mod inspections;
 pub mod journal;
 pub mod ledger;
@@ -59,6 +63,80 @@ pub enum Change {
         table: &'static str,
         key: Row,
     },
+    /// Overwrite a row with what a step makes of its stored values: a running total, which
+    /// depends on every event before this one.
+    Derive(Derive),
+}
+
+/// How a stored column is read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Text,
+}
+
+/// Columns with their kinds.
+pub type Columns = &'static [(&'static str, Kind)];
+
+/// A row as the table holds it: column → value.
+pub type Stored = BTreeMap<&'static str, Cell>;
+
+/// A row whose new values are computed from its stored ones (and from rows it looks up), by a
+/// pure [`Step`]. The writer reads the row as every earlier change left it, and stores
+/// `key` + the step's values, then the step's further changes.
+///
+/// It exists because a running total cannot be written from one event alone: an event says
+/// "add 5", the stored row says what it is added to. The fold stays pure (no I/O), and the
+/// read-modify-write happens in the writer's transaction, so a retried or abandoned batch can
+/// never count an event twice.
+#[derive(Debug, Clone)]
+pub struct Derive {
+    pub table: &'static str,
+    pub key: Row,
+    /// The non-key columns the step reads (and writes).
+    pub columns: Columns,
+    /// Rows the step needs besides its own, looked up after every change before this one.
+    pub lookups: Vec<Lookup>,
+    pub step: Arc<dyn Step>,
+}
+
+impl PartialEq for Derive {
+    fn eq(&self, other: &Self) -> bool {
+        // A step is data behind a trait; its debug form shows every field it holds.
+        self.table == other.table
+            && self.key == other.key
+            && self.columns == other.columns
+            && self.lookups == other.lookups
+            && format!("{:?}", self.step) == format!("{:?}", other.step)
+    }
+}
+
+/// The first row of `table`, in descending `order`, among those whose `prefix` columns hold
+/// the given values and whose `present` column (if named) is not null. `order` names integer
+/// columns that hold no null and single a row out, so both databases pick the same one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup {
+    pub table: &'static str,
+    pub prefix: Row,
+    pub present: Option<&'static str>,
+    pub order: &'static [&'static str],
+    pub columns: Columns,
+}
+
+/// The pure part of a [`Derive`]: stored values in, new values out.
+pub trait Step: std::fmt::Debug + Send + Sync {
+    /// `stored` is the row before (none when the table has no row with the key yet; then it
+    /// holds the key columns and `columns` otherwise); `found` holds each lookup's row, in
+    /// order.
+    fn next(&self, stored: Option<&Stored>, found: &[Option<Stored>]) -> Derived;
+}
+
+/// What a [`Step`] makes of a row: its new non-key values, and changes that come with them
+/// (a copy of the row under another key, say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub values: Row,
+    pub also: Vec<Change>,
 }
 
 pub fn int(value: impl Into<Option<i64>>) -> Cell {
@@ -165,7 +243,58 @@ impl MemoryModel {
                     rows.remove(&key_cells);
                 }
             }
+            Change::Derive(derive) => {
+                let key_cells: Vec<Cell> = derive.key.iter().map(|(_, c)| c.clone()).collect();
+                let stored = self
+                    .tables
+                    .get(derive.table)
+                    .and_then(|rows| rows.get(&key_cells))
+                    .cloned();
+                let found: Vec<Option<Stored>> = derive
+                    .lookups
+                    .iter()
+                    .map(|lookup| self.look_up(lookup))
+                    .collect();
+                let derived = derive.step.next(stored.as_ref(), &found);
+                self.apply(Change::Upsert {
+                    table: derive.table,
+                    key: derive.key,
+                    values: derived.values,
+                });
+                for change in derived.also {
+                    self.apply(change);
+                }
+            }
         }
+    }
+
+    /// What [`Lookup`] finds in this model.
+    pub fn look_up(&self, lookup: &Lookup) -> Option<Stored> {
+        let matches = |row: &&Stored| {
+            lookup
+                .prefix
+                .iter()
+                .all(|(column, cell)| row.get(column) == Some(cell))
+                && lookup.present.is_none_or(|column| {
+                    matches!(
+                        row.get(column),
+                        Some(Cell::Int(Some(_)) | Cell::Text(Some(_)))
+                    )
+                })
+        };
+        let order = |row: &&Stored| -> Vec<Cell> {
+            lookup
+                .order
+                .iter()
+                .map(|column| row.get(column).cloned().unwrap_or(Cell::Int(None)))
+                .collect()
+        };
+        self.tables
+            .get(lookup.table)?
+            .values()
+            .filter(matches)
+            .max_by_key(order)
+            .cloned()
     }
 
     /// Folds a whole history through `projection`.

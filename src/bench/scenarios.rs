@@ -538,8 +538,8 @@ async fn measure_as_of(
     };
     let peak = PeakRss::start();
     let mut as_of_differences = Verification::default();
-    // The first answer may have to load the station's history before it can answer from
-    // memory: it is timed on its own, and the figures are the answers after it.
+    // The first answer meets cold caches (pages of the balance index, prepared statements):
+    // it is timed on its own, and the figures are the answers after it.
     let mut first = Outcome::default();
     ask_as_of(
         &api,
@@ -594,7 +594,7 @@ async fn measure_as_of(
     }
     report.transport_errors += first.transport_errors;
     report.notes.push(format!(
-        "the first answer (the station's history not yet in memory) took {} ms{}; the figures are the {} answers after it",
+        "the first answer (cold caches) took {} ms{}; the figures are the {} answers after it",
         first_ms.map_or_else(|| "?".to_string(), |ms| format!("{ms:.0}")),
         if first_failed > 0 { " and failed" } else { "" },
         report.requests

@@ -2,46 +2,32 @@
 
 use std::collections::HashMap;
 
-use super::extract::{Path, Query};
-use aggregates::fuel::TipoOperacion;
+use super::extract::{Path, Query, ReadHead};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::NaiveDate;
-use projections::ledger::{station_statement, StatementLine};
+use projections::ledger::StatementLine;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::fields::date_param;
 use super::fields::query_id;
-use super::lookup::{require_station, station_events, station_not_found};
+use super::lookup::{require_station, station_not_found};
 use super::parse_id;
+use crate::balances::statement;
 use crate::queries::registry;
 use crate::AppState;
 
-async fn statement(state: &AppState, bomba_id: i64) -> Result<Vec<StatementLine>, ApiError> {
-    let events = station_events(state, bomba_id).await?;
-    station_statement(&events).map_err(ApiError::internal)
-}
-
-fn within(line: &StatementLine, desde: Option<NaiveDate>, hasta: Option<NaiveDate>) -> bool {
-    desde.is_none_or(|d| line.record.fecha >= d) && hasta.is_none_or(|h| line.record.fecha <= h)
-}
-
 fn line_json(line: &StatementLine) -> Value {
-    let record = &line.record;
-    let valor = match record.tipo_operacion {
-        TipoOperacion::Anticipo => record.valor_anticipo,
-        TipoOperacion::Tanqueo => record.valor_tanqueo,
-    };
+    let movement = &line.movement;
     json!({
-        "id": record.id,
-        "fecha": record.fecha.to_string(),
-        "tipo_operacion": record.tipo_operacion.as_str(),
-        "valor": valor,
+        "id": movement.id,
+        "fecha": movement.fecha.to_string(),
+        "tipo_operacion": movement.tipo_operacion.as_str(),
+        "valor": movement.valor,
         "saldo_calculado": line.saldo_calculado,
-        "saldo_disponible": record.saldo_disponible,
+        "saldo_disponible": movement.saldo_disponible,
         "diferencia": line.diferencia,
     })
 }
@@ -50,18 +36,15 @@ fn line_json(line: &StatementLine) -> Value {
 /// whole history, so the first line of a range already carries what came before it.
 pub async fn movements(
     State(state): State<AppState>,
+    ReadHead(head): ReadHead,
     Path(raw_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let bomba_id = parse_id(&raw_id, "la bomba")?;
     require_station(&state, bomba_id).await?;
     let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
-    let lines = statement(&state, bomba_id).await?;
-    let movimientos: Vec<Value> = lines
-        .iter()
-        .filter(|l| within(l, desde, hasta))
-        .map(line_json)
-        .collect();
+    let statement = statement(&state, head, bomba_id, desde, hasta).await?;
+    let movimientos: Vec<Value> = statement.lines.iter().map(line_json).collect();
     Ok(Json(
         json!({ "bomba_id": bomba_id, "movimientos": movimientos }),
     ))
@@ -85,6 +68,7 @@ impl Reconciliation {
 /// `GET /api/reconciliacion?bomba_id=&desde=&hasta=`, as JSON or, with `Accept: text/csv`, CSV.
 pub async fn reconcile(
     State(state): State<AppState>,
+    ReadHead(head): ReadHead,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -99,24 +83,16 @@ pub async fn reconcile(
         }
         // Balances are as of the end of the range (everything before it counts); only the
         // discrepancies are limited to the range itself.
-        let lines = statement(&state, bomba_id).await?;
-        let until_end: Vec<&StatementLine> =
-            lines.iter().filter(|l| within(l, None, hasta)).collect();
+        let statement = statement(&state, head, bomba_id, desde, hasta).await?;
         report.push(Reconciliation {
             bomba_id,
             nombre_bomba: station.bomba,
-            saldo_calculado: until_end
-                .last()
-                .map(|l| l.saldo_calculado)
-                .unwrap_or_default(),
-            saldo_reportado: until_end
-                .iter()
-                .rev()
-                .find_map(|l| l.record.saldo_disponible),
-            discrepancias: lines
-                .iter()
-                .filter(|l| within(l, desde, hasta) && l.diferencia.is_some_and(|d| !d.is_zero()))
-                .cloned()
+            saldo_calculado: statement.saldo_calculado(),
+            saldo_reportado: statement.reportado,
+            discrepancias: statement
+                .lines
+                .into_iter()
+                .filter(|l| l.diferencia.is_some_and(|d| !d.is_zero()))
                 .collect(),
         });
     }
@@ -175,10 +151,10 @@ fn csv(report: &[Reconciliation]) -> String {
         for line in &station.discrepancias {
             out.push_str(&format!(
                 "{summary},{},{},{},{},{}\n",
-                line.record.id,
-                line.record.fecha,
+                line.movement.id,
+                line.movement.fecha,
                 line.saldo_calculado,
-                text(line.record.saldo_disponible),
+                text(line.movement.saldo_disponible),
                 text(line.diferencia)
             ));
         }

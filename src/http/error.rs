@@ -9,6 +9,7 @@ use serde_json::json;
 use aggregates::fleet::FleetError;
 use aggregates::registry::RegistryError;
 
+use crate::balances::BalanceError;
 use crate::commands::CommandError;
 use crate::idempotency::IdempotencyError;
 use crate::queries::QueryError;
@@ -154,6 +155,16 @@ impl From<StoreError> for ApiError {
 impl From<ReadStoreError> for ApiError {
     fn from(error: ReadStoreError) -> Self {
         Self::server_side(error.is_outage(), error)
+    }
+}
+
+impl From<BalanceError> for ApiError {
+    fn from(error: BalanceError) -> Self {
+        match error {
+            BalanceError::Query(error) => error.into(),
+            BalanceError::Store(error) => error.into(),
+            BalanceError::Fold(error) => Self::internal(error),
+        }
     }
 }
 

@@ -199,6 +199,26 @@ impl ReadModelsLag {
     }
 }
 
+/// The log's head a read waited for before it was answered (see [`crate::state::ReadBarrier`]):
+/// a read model that has folded it shows every write acknowledged before the read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadHead(pub i64);
+
+impl FromRequestParts<crate::AppState> for ReadHead {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<crate::state::ReadBarrier>() {
+            Some(barrier) => Ok(Self(barrier.head)),
+            // Not behind the authentication layer (which waits): the head as of now.
+            None => Ok(Self(state.log.head().await?)),
+        }
+    }
+}
+
 /// Who is asking and in answer to what: becomes the metadata of every event a command appends.
 pub struct CommandContext {
     pub actor: Actor,

@@ -45,17 +45,3 @@ pub async fn require_station(state: &AppState, bomba_id: i64) -> Result<(), ApiE
         Err(station_not_found(bomba_id))
     }
 }
-
-/// Every event of a station's ledger stream, as its folds take them.
-pub async fn station_events(
-    state: &AppState,
-    bomba_id: i64,
-) -> Result<Vec<projections::Recorded>, ApiError> {
-    use aggregates::fuel::FuelStation;
-    use cqrs_es::Aggregate;
-    let stored = state
-        .log
-        .read_stream(FuelStation::TYPE, &bomba_id.to_string(), 0)
-        .await?;
-    Ok(stored.iter().map(|e| e.to_recorded()).collect())
-}

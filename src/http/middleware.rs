@@ -100,10 +100,14 @@ pub async fn require_token(
         tracing::info!(sub = %actor.sub, method = %request.method(), "role refused");
         return ApiError::Forbidden.into_response();
     }
-    if reading && !state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await {
-        if let Some(lag) = request.extensions().get::<ReadModelsLag>() {
-            lag.mark();
+    if reading {
+        let barrier = state.read_barrier_at(READ_YOUR_WRITES_TIMEOUT).await;
+        if !barrier.settled {
+            if let Some(lag) = request.extensions().get::<ReadModelsLag>() {
+                lag.mark();
+            }
         }
+        request.extensions_mut().insert(barrier);
     }
     request.extensions_mut().insert(actor);
     next.run(request).await

@@ -4,6 +4,7 @@
 //! Statements use only portable SQL with `$n` placeholders: they run unchanged on SQLite and
 //! PostgreSQL through sqlx's `Any` driver (see [`crate::read_store`]).
 
+pub mod balances;
 pub mod fleet;
 pub mod inspections;
 pub mod ledger;
@@ -13,7 +14,7 @@ pub mod vehicle_checks;
 
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use crate::read_store::ReadStore;
 
@@ -58,6 +59,20 @@ async fn by_id<T>(
         .as_ref()
         .map(read)
         .transpose()
+}
+
+/// A read-only transaction whose statements all see the same committed state, for an answer
+/// read from several tables (or several ranges of one) while the projections write. SQLite's WAL
+/// gives a transaction one snapshot from its first read; PostgreSQL's default (read committed)
+/// takes a new one per statement, so it is asked for repeatable read.
+async fn snapshot(read_models: &ReadStore) -> Result<Transaction<'static, Any>, QueryError> {
+    let mut snapshot = read_models.pool().begin().await?;
+    if snapshot.backend_name() == "PostgreSQL" {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *snapshot)
+            .await?;
+    }
+    Ok(snapshot)
 }
 
 /// A decimal column (exact text). Unreadable text is `None`, the same as an empty column, as
