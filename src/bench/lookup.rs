@@ -1,5 +1,5 @@
 //! `lookup` (issue 11): seed 001's batch lookup of 500 vehicles against a store holding
-//! `events` recorded vehicle check results.
+//! [`super::LookupSize::results`] recorded vehicle check results.
 //!
 //! The results are written straight to the log, one append per vehicle, as the service itself
 //! writes them (`VehicleCheckRecorded` on the vehicle's `vehicle-checks` stream), then the
@@ -239,8 +239,8 @@ fn check_answer(
     }
 }
 
-/// `lookup`: `config.connections` callers asking for 500 vehicles back to back for
-/// `config.duration`, against `config.events` recorded results.
+/// `lookup`: `config.lookup.connections` callers asking for 500 vehicles back to back for
+/// `config.duration`, against `config.lookup.results` recorded results.
 pub(crate) async fn lookup(config: &BenchConfig) -> Result<super::ScenarioReport, BenchError> {
     let Target::InProcess { database_url } = &config.target else {
         return Err(BenchError::NeedsInProcess("lookup"));
@@ -258,13 +258,13 @@ async fn measure(
     let (keys, token) = fresh_keys();
     // The log is written while no service runs, as the other seeded scenarios do.
     let log = store::open(&store.location.log_url).await?;
-    let recorded = record(&log, config.events, config.progress).await;
+    let recorded = record(&log, config.lookup.results, config.progress).await;
     log.shutdown().await;
     let recorded = Arc::new(recorded?);
     let state = AppState::open_with(&store.location, keys, LedgerSettings::default()).await?;
     super::scenarios::catch_up(&state, "catch-up", config.progress).await?;
     let service = InProcessService::serve(state).await?;
-    let api = service.api(&token, config.connections);
+    let api = service.api(&token, config.lookup.connections);
 
     let completed = Arc::new(AtomicU64::new(0));
     let ticker = {
@@ -280,7 +280,7 @@ async fn measure(
     let peak = PeakRss::start();
     let started = Instant::now();
     let deadline = started + config.duration;
-    let callers = (0..config.connections).map(|caller| {
+    let callers = (0..config.lookup.connections).map(|caller| {
         let api = api.clone();
         let recorded = recorded.clone();
         let completed = completed.clone();
@@ -340,8 +340,11 @@ async fn measure(
     drop(api);
     service.stop().await;
 
-    let mut report =
-        super::scenarios::blank_report(Scenario::Lookup, store.backend(), config.connections);
+    let mut report = super::scenarios::blank_report(
+        Scenario::Lookup,
+        store.backend(),
+        config.lookup.connections,
+    );
     super::scenarios::with_outcome(&mut report, outcome, elapsed);
     report.events = recorded.events as i64;
     report.peak_rss_bytes = peak_rss;
