@@ -38,6 +38,7 @@ on_both_stores!(
     every_result_stays_in_the_ledger,
     a_500_vehicle_lookup_is_answered,
     random_histories_answer_the_latest_and_rebuild_to_the_same,
+    answers_are_byte_for_byte_the_seed_order_and_the_text_sent,
 );
 
 const LOOKUP: &str = "/api/batch/scraping/";
@@ -642,6 +643,62 @@ proptest! {
             .collect();
         prop_assert_eq!(folded, expected);
     }
+}
+
+/// The whole body as bytes: `assert_eq!` on parsed values would pass with the fields in any
+/// order, and clients of seed 001 read these answers as text.
+async fn raw_call(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, String) {
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", app.operador()))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let (status, _, bytes) = common::respond(&app.router, request).await;
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// Both answers in the seed's field order, compact, with `status` and `result` exactly the text
+/// the resource sent (its numbers' digits, its key order, its escapes resolved once).
+async fn answers_are_byte_for_byte_the_seed_order_and_the_text_sent(app: TestApp) {
+    let sent = r#"[{"vin":"VIN1","plate":"PLACA1","resourceId":12,"status":"Completed","result":[{"z":1,"multa":12.10,"a":{"y":null,"b":[1e2,-0,"x"]}},{"huge":123456789012345678901234567890,"texto":"Señal \"A\"\u0001/\u00e9"}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:05:00.000Z"},
+        {"finishedDateTime":null,"creationDateTime":"2024-03-01","result":[],"resourceId":3,"plate":"PLACA1","vin":"VIN1"},
+        {"vin":"VIN2","plate":"PLACA2","resourceId":7,"status":{"code":3,"ok":true},"result":[{}],"creationDateTime":"2024-03-01 10:00:00"}]"#;
+    let entry_12 = r#"{"_id":"12-VIN1-PLACA1","plate":"PLACA1","vin":"VIN1","resourceId":12,"status":"Completed","result":[{"z":1,"multa":12.10,"a":{"y":null,"b":[1e+2,-0,"x"]}},{"huge":123456789012345678901234567890,"texto":"Señal \"A\"\u0001/é"}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:05:00.000Z"}"#;
+    let entry_3 = r#"{"_id":"3-VIN1-PLACA1","plate":"PLACA1","vin":"VIN1","resourceId":3,"status":null,"result":[],"creationDateTime":"2024-03-01","finishedDateTime":null}"#;
+    let entry_7 = r#"{"_id":"7-VIN2-PLACA2","plate":"PLACA2","vin":"VIN2","resourceId":7,"status":{"code":3,"ok":true},"result":[{}],"creationDateTime":"2024-03-01 10:00:00","finishedDateTime":null}"#;
+
+    let (status, answer) = raw_call(&app, Method::POST, RECORD, sent).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer, format!("[{entry_12},{entry_3},{entry_7}]"));
+    // One result, not in an array, is answered as one entry; the same again supersedes it.
+    let one = r#"{"vin":"VIN1","plate":"PLACA1","resourceId":12,"status":"Completed","result":[{"z":1,"multa":12.10,"a":{"y":null,"b":[1e2,-0,"x"]}},{"huge":123456789012345678901234567890,"texto":"Señal \"A\"\u0001/\u00e9"}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:05:00.000Z"}"#;
+    let (status, answer) = raw_call(&app, Method::POST, RECORD, one).await;
+    assert_eq!((status, answer.as_str()), (StatusCode::CREATED, entry_12));
+
+    let asked = r#"{"vehicles":[{"vin":"VIN2","plate":"PLACA2"},{"vin":"NEVER","plate":"SEEN"},{"vin":"VIN1","plate":"PLACA1"}]}"#;
+    let expected = format!(
+        r#"{{"vehicleData":[{{"vin":"VIN2","plate":"PLACA2","info":[{entry_7}]}},{{"vin":"VIN1","plate":"PLACA1","info":[{entry_3},{entry_12}]}}]}}"#
+    );
+    for method in [Method::GET, Method::POST] {
+        let (status, answer) = raw_call(&app, method, LOOKUP, asked).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (StatusCode::OK, expected.as_str())
+        );
+    }
+    let (status, answer) = raw_call(
+        &app,
+        Method::GET,
+        LOOKUP,
+        r#"{"vehicles":[{"vin":"NEVER","plate":"SEEN"}]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (StatusCode::OK, r#"{"vehicleData":[]}"#)
+    );
 }
 
 /// Strict bodies: a misspelled field of a recorded result is refused, naming it, and nothing is
