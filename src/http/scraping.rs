@@ -17,6 +17,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
@@ -318,63 +320,80 @@ fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingErr
     })
 }
 
-/// Seed 001's stored entry, in the seed's field order.
-fn entry_json(
+/// Seed 001's stored entry. Fields serialise in declaration order, which is the seed's: keep it,
+/// the answers are pinned byte for byte. `J` is how `status` and `result` are held: the parsed
+/// [`Value`] of a result just sent, or the [`RawValue`] text the read model stored.
+#[derive(Serialize)]
+#[serde(bound(serialize = "J: Serialize"))]
+struct Entry<'a, J: ?Sized> {
+    #[serde(rename = "_id")]
     id: String,
-    vehicle: (&str, &str),
+    plate: &'a str,
+    vin: &'a str,
+    #[serde(rename = "resourceId")]
     resource_id: i64,
-    status: Value,
-    result: Value,
-    times: (&str, Option<&str>),
-) -> Value {
-    json!({
-        "_id": id,
-        "plate": vehicle.1,
-        "vin": vehicle.0,
-        "resourceId": resource_id,
-        "status": status,
-        "result": result,
-        "creationDateTime": times.0,
-        "finishedDateTime": times.1,
-    })
+    /// `null` when the resource sent none (processed with errors).
+    status: Option<&'a J>,
+    result: &'a J,
+    #[serde(rename = "creationDateTime")]
+    creation_date_time: &'a str,
+    #[serde(rename = "finishedDateTime")]
+    finished_date_time: Option<&'a str>,
 }
 
-fn check_json(check: &VehicleCheck) -> Value {
-    entry_json(
-        check.id(),
-        (check.vehicle.vin.as_str(), check.vehicle.plate.as_str()),
-        check.resource_id,
-        check.status.clone().unwrap_or(Value::Null),
-        check.result.clone(),
-        (
-            check.creation_date_time.as_str(),
-            check.finished_date_time.as_ref().map(CheckTime::as_str),
-        ),
-    )
+fn check_entry(check: &VehicleCheck) -> Entry<'_, Value> {
+    Entry {
+        id: check.id(),
+        plate: check.vehicle.plate.as_str(),
+        vin: check.vehicle.vin.as_str(),
+        resource_id: check.resource_id,
+        status: check.status.as_ref(),
+        result: &check.result,
+        creation_date_time: check.creation_date_time.as_str(),
+        finished_date_time: check.finished_date_time.as_ref().map(CheckTime::as_str),
+    }
 }
 
-fn row_json(row: &CheckRow) -> Result<Value, ScrapingError> {
+/// A stored row's entry. `status` and `result` pass through as the text the projection stored,
+/// never parsed into a [`Value`] and printed again.
+fn row_entry(row: &CheckRow) -> Result<Entry<'_, RawValue>, ScrapingError> {
     // The projection stored what the command proved it could read back: unreadable text is a bug.
-    let stored = |text: &str| {
-        serde_json::from_str::<Value>(text).map_err(|e| {
+    fn stored<'t>(row: &CheckRow, text: &'t str) -> Result<&'t RawValue, ScrapingError> {
+        serde_json::from_str::<&RawValue>(text).map_err(|e| {
             ScrapingError::Api(ApiError::internal(format!(
                 "stored result of {}-{}: {e}",
                 row.resource_id, row.vehicle
             )))
         })
-    };
+    }
     let status = match &row.status {
-        Some(text) => stored(text)?,
-        None => Value::Null,
+        Some(text) => Some(stored(row, text)?),
+        None => None,
     };
-    Ok(entry_json(
-        format!("{}-{}", row.resource_id, row.vehicle),
-        (&row.vin, &row.plate),
-        row.resource_id,
+    Ok(Entry {
+        id: format!("{}-{}", row.resource_id, row.vehicle),
+        plate: &row.plate,
+        vin: &row.vin,
+        resource_id: row.resource_id,
         status,
-        stored(&row.result)?,
-        (&row.creation_date_time, row.finished_date_time.as_deref()),
-    ))
+        result: stored(row, &row.result)?,
+        creation_date_time: &row.creation_date_time,
+        finished_date_time: row.finished_date_time.as_deref(),
+    })
+}
+
+/// The lookup's answer, in the seed's field order.
+#[derive(Serialize)]
+struct LookupAnswer<'a> {
+    #[serde(rename = "vehicleData")]
+    vehicle_data: Vec<VehicleData<'a>>,
+}
+
+#[derive(Serialize)]
+struct VehicleData<'a> {
+    vin: &'a str,
+    plate: &'a str,
+    info: Vec<Entry<'a, RawValue>>,
 }
 
 /// `POST /api/scraping/resultados`: one result or an array → 201 with the stored entries.
@@ -382,12 +401,19 @@ pub async fn record(
     State(state): State<AppState>,
     context: CommandContext,
     ScrapingBody(body): ScrapingBody,
-) -> Result<(StatusCode, Json<Value>), ScrapingError> {
+) -> Result<(StatusCode, Response), ScrapingError> {
     if !context.actor.can_write() {
         return Err(ScrapingError::Forbidden);
     }
     let (checks, many) = parse_results(body.as_ref())?;
-    let rendered: Vec<Value> = checks.iter().map(check_json).collect();
+    // Rendered now: the commands below take the results.
+    let answer = {
+        let entries: Vec<Entry<'_, Value>> = checks.iter().map(check_entry).collect();
+        match entries.as_slice() {
+            [one] if !many => Json(one).into_response(),
+            _ => Json(&entries).into_response(),
+        }
+    };
     // One command per vehicle, in the order vehicles first appear: a keyed retry makes the same
     // appends in the same order (its event ids depend on it). Every result is parsed before the
     // first append, so only an outage can leave a request half recorded, and a retry with its
@@ -414,12 +440,7 @@ pub async fn record(
         )
         .await?;
     }
-    let answer = if many {
-        Value::Array(rendered)
-    } else {
-        rendered.into_iter().next().unwrap_or(Value::Null)
-    };
-    Ok((StatusCode::CREATED, Json(answer)))
+    Ok((StatusCode::CREATED, answer))
 }
 
 /// `GET` (with a body, as seed 001 sends it) or `POST /api/batch/scraping[/]`: the latest result
@@ -429,7 +450,7 @@ pub async fn lookup(
     Extension(actor): Extension<Actor>,
     lag: Option<Extension<ReadModelsLag>>,
     ScrapingBody(body): ScrapingBody,
-) -> Result<Json<Value>, ScrapingError> {
+) -> Result<Response, ScrapingError> {
     if !actor.can_read() {
         return Err(ScrapingError::Forbidden);
     }
@@ -444,20 +465,22 @@ pub async fn lookup(
     let rows = checks::latest(&state.read_models, &keys)
         .await
         .map_err(ApiError::from)?;
-    let mut info: HashMap<&str, Vec<Value>> = HashMap::with_capacity(keys.len());
+    let mut info: HashMap<&str, Vec<Entry<'_, RawValue>>> = HashMap::with_capacity(keys.len());
     for row in &rows {
         info.entry(row.vehicle.as_str())
             .or_default()
-            .push(row_json(row)?);
+            .push(row_entry(row)?);
     }
-    let vehicle_data: Vec<Value> = vehicles
+    let vehicle_data: Vec<VehicleData<'_>> = vehicles
         .iter()
         .zip(&keys)
         .filter_map(|(vehicle, key)| {
-            info.remove(key.as_str()).map(|info| {
-                json!({ "vin": vehicle.vin.as_str(), "plate": vehicle.plate.as_str(), "info": info })
+            info.remove(key.as_str()).map(|info| VehicleData {
+                vin: vehicle.vin.as_str(),
+                plate: vehicle.plate.as_str(),
+                info,
             })
         })
         .collect();
-    Ok(Json(json!({ "vehicleData": vehicle_data })))
+    Ok(Json(LookupAnswer { vehicle_data }).into_response())
 }
