@@ -593,7 +593,8 @@ fn arbitrary_check() -> impl Strategy<Value = VehicleCheck> {
 }
 
 proptest! {
-    /// The read model's fold keeps, for each (vehicle, resource), exactly the last result.
+    /// The read model's fold keeps, for each (vehicle, resource), exactly the last result, as
+    /// the entry a lookup answers.
     #[test]
     fn the_fold_keeps_the_last_result_of_each_resource(history in prop::collection::vec(arbitrary_check(), 0..60)) {
         let events: Vec<Recorded> = history
@@ -624,7 +625,10 @@ proptest! {
         .unwrap();
         let mut expected: BTreeMap<(String, i64), String> = BTreeMap::new();
         for check in &history {
-            expected.insert((check.vehicle.key(), check.resource_id), check.result.to_string());
+            expected.insert(
+                (check.vehicle.key(), check.resource_id),
+                projections::vehicle_checks::StoredEntry::of(check).to_json(),
+            );
         }
         let rows = model.tables.get(projections::vehicle_checks::TABLE).cloned().unwrap_or_default();
         let folded: BTreeMap<(String, i64), String> = rows
@@ -638,7 +642,7 @@ proptest! {
                     Some(projections::Cell::Int(Some(id))) => *id,
                     other => panic!("resource_id: {other:?}"),
                 };
-                ((text("vehicle"), resource), text("result"))
+                ((text("vehicle"), resource), text("entry"))
             })
             .collect();
         prop_assert_eq!(folded, expected);

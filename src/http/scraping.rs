@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use aggregates::vehicle_check::{
     CheckTime, CheckedVehicle, VehicleCheck, VehicleCheckCommand, VehiclePlate, Vin,
+    VEHICLE_PLATE_LEN_MAX, VIN_LEN_MAX,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request, State};
@@ -17,15 +18,14 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Serialize;
-use serde_json::value::RawValue;
+use projections::vehicle_checks::StoredEntry;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::extract::{CommandContext, ReadModelsLag};
 use super::run_command_answering_from_events;
 use crate::auth::Actor;
-use crate::queries::vehicle_checks::{self as checks, CheckRow};
+use crate::queries::vehicle_checks::{self as checks, StoredEntryRow};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
@@ -320,80 +320,55 @@ fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingErr
     })
 }
 
-/// Seed 001's stored entry. Fields serialise in declaration order, which is the seed's: keep it,
-/// the answers are pinned byte for byte. `J` is how `status` and `result` are held: the parsed
-/// [`Value`] of a result just sent, or the [`RawValue`] text the read model stored.
-#[derive(Serialize)]
-#[serde(bound(serialize = "J: Serialize"))]
-struct Entry<'a, J: ?Sized> {
-    #[serde(rename = "_id")]
-    id: String,
-    plate: &'a str,
-    vin: &'a str,
-    #[serde(rename = "resourceId")]
-    resource_id: i64,
-    /// `null` when the resource sent none (processed with errors).
-    status: Option<&'a J>,
-    result: &'a J,
-    #[serde(rename = "creationDateTime")]
-    creation_date_time: &'a str,
-    #[serde(rename = "finishedDateTime")]
-    finished_date_time: Option<&'a str>,
-}
-
-fn check_entry(check: &VehicleCheck) -> Entry<'_, Value> {
-    Entry {
-        id: check.id(),
-        plate: check.vehicle.plate.as_str(),
-        vin: check.vehicle.vin.as_str(),
-        resource_id: check.resource_id,
-        status: check.status.as_ref(),
-        result: &check.result,
-        creation_date_time: check.creation_date_time.as_str(),
-        finished_date_time: check.finished_date_time.as_ref().map(CheckTime::as_str),
+/// The lookup's answer, `{"vehicleData":[{"vin":…,"plate":…,"info":[…]},…]}`: every vehicle of
+/// `vehicles` (keyed `keys`) that has stored entries, in the order asked, with its entries
+/// concatenated exactly as the read model holds them (by resource id). Byte for byte what
+/// serialising a `Value` of the same answer prints (pinned by tests/vehicle_checks.rs), without
+/// parsing or printing a thousand entries again per lookup.
+fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], rows: &[StoredEntryRow]) -> String {
+    // The rows come sorted by vehicle: each vehicle's entries are one run of them.
+    let mut runs: HashMap<&str, std::ops::Range<usize>> = HashMap::with_capacity(keys.len());
+    for (index, row) in rows.iter().enumerate() {
+        runs.entry(row.vehicle.as_str())
+            .and_modify(|run| run.end = index + 1)
+            .or_insert(index..index + 1);
     }
-}
-
-/// A stored row's entry. `status` and `result` pass through as the text the projection stored,
-/// never parsed into a [`Value`] and printed again.
-fn row_entry(row: &CheckRow) -> Result<Entry<'_, RawValue>, ScrapingError> {
-    // The projection stored what the command proved it could read back: unreadable text is a bug.
-    fn stored<'t>(row: &CheckRow, text: &'t str) -> Result<&'t RawValue, ScrapingError> {
-        serde_json::from_str::<&RawValue>(text).map_err(|e| {
-            ScrapingError::Api(ApiError::internal(format!(
-                "stored result of {}-{}: {e}",
-                row.resource_id, row.vehicle
-            )))
-        })
+    const VEHICLE_FRAME_LEN: usize = r#"{"vin":"","plate":"","info":[]},"#.len();
+    let capacity = r#"{"vehicleData":[]}"#.len()
+        + rows.iter().map(|row| row.entry.len() + 1).sum::<usize>()
+        + runs.len() * (VEHICLE_FRAME_LEN + VIN_LEN_MAX + VEHICLE_PLATE_LEN_MAX);
+    let mut answer = String::with_capacity(capacity);
+    answer.push_str(r#"{"vehicleData":["#);
+    let mut first_vehicle = true;
+    for (vehicle, key) in vehicles.iter().zip(keys) {
+        let Some(run) = runs.get(key.as_str()) else {
+            continue;
+        };
+        if !first_vehicle {
+            answer.push(',');
+        }
+        first_vehicle = false;
+        // VINs and plates are uppercase letters and digits (their parse): nothing to escape.
+        answer.push_str(r#"{"vin":""#);
+        answer.push_str(vehicle.vin.as_str());
+        answer.push_str(r#"","plate":""#);
+        answer.push_str(vehicle.plate.as_str());
+        answer.push_str(r#"","info":["#);
+        for (n, row) in rows[run.clone()].iter().enumerate() {
+            debug_assert_eq!(row.vehicle, *key, "rows of one vehicle are one run");
+            if n > 0 {
+                answer.push(',');
+            }
+            answer.push_str(&row.entry);
+        }
+        answer.push_str("]}");
     }
-    let status = match &row.status {
-        Some(text) => Some(stored(row, text)?),
-        None => None,
-    };
-    Ok(Entry {
-        id: format!("{}-{}", row.resource_id, row.vehicle),
-        plate: &row.plate,
-        vin: &row.vin,
-        resource_id: row.resource_id,
-        status,
-        result: stored(row, &row.result)?,
-        creation_date_time: &row.creation_date_time,
-        finished_date_time: row.finished_date_time.as_deref(),
-    })
-}
-
-/// The lookup's answer, in the seed's field order.
-#[derive(Serialize)]
-struct LookupAnswer<'a> {
-    #[serde(rename = "vehicleData")]
-    vehicle_data: Vec<VehicleData<'a>>,
-}
-
-#[derive(Serialize)]
-struct VehicleData<'a> {
-    vin: &'a str,
-    plate: &'a str,
-    info: Vec<Entry<'a, RawValue>>,
+    answer.push_str("]}");
+    debug_assert!(
+        serde_json::from_str::<serde::de::IgnoredAny>(&answer).is_ok(),
+        "the answer is JSON: {answer}"
+    );
+    answer
 }
 
 /// `POST /api/scraping/resultados`: one result or an array → 201 with the stored entries.
@@ -408,7 +383,7 @@ pub async fn record(
     let (checks, many) = parse_results(body.as_ref())?;
     // Rendered now: the commands below take the results.
     let answer = {
-        let entries: Vec<Entry<'_, Value>> = checks.iter().map(check_entry).collect();
+        let entries: Vec<StoredEntry<'_>> = checks.iter().map(StoredEntry::of).collect();
         match entries.as_slice() {
             [one] if !many => Json(one).into_response(),
             _ => Json(&entries).into_response(),
@@ -465,22 +440,6 @@ pub async fn lookup(
     let rows = checks::latest(&state.read_models, &keys)
         .await
         .map_err(ApiError::from)?;
-    let mut info: HashMap<&str, Vec<Entry<'_, RawValue>>> = HashMap::with_capacity(keys.len());
-    for row in &rows {
-        info.entry(row.vehicle.as_str())
-            .or_default()
-            .push(row_entry(row)?);
-    }
-    let vehicle_data: Vec<VehicleData<'_>> = vehicles
-        .iter()
-        .zip(&keys)
-        .filter_map(|(vehicle, key)| {
-            info.remove(key.as_str()).map(|info| VehicleData {
-                vin: vehicle.vin.as_str(),
-                plate: vehicle.plate.as_str(),
-                info,
-            })
-        })
-        .collect();
-    Ok(Json(LookupAnswer { vehicle_data }).into_response())
+    let answer = lookup_answer(&vehicles, &keys, &rows);
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
