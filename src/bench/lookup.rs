@@ -23,6 +23,7 @@ use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::load::Outcome;
@@ -51,8 +52,11 @@ const SEED_APPENDS_IN_FLIGHT: usize = 2_000;
 /// What the store holds: each vehicle's latest status per resource.
 struct Recorded {
     vehicles: Vec<CheckedVehicle>,
-    /// (vehicle index, resource id) → the status of its latest result.
-    latest: BTreeMap<(usize, i64), String>,
+    /// By vehicle index: (resource id, status of its latest result), by resource id, as a lookup
+    /// answers them.
+    latest: Vec<Vec<(i64, String)>>,
+    /// Latest results in all: rows the read model must hold.
+    latest_count: usize,
     events: usize,
     elapsed: Duration,
 }
@@ -135,17 +139,52 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         appended.fetch_add(count as u64, Ordering::Relaxed);
     }
     ticker.finish().await;
+    let latest_count = latest.len();
+    let mut by_index = vec![Vec::new(); vehicle_count];
+    for ((index, resource_id), status) in latest {
+        by_index[index].push((resource_id, status));
+    }
     Ok(Recorded {
         vehicles,
-        latest,
+        latest: by_index,
+        latest_count,
         events: results,
         elapsed: started.elapsed(),
     })
 }
 
-/// The vehicles of one lookup: [`LOOKUP_VEHICLES_MAX`] distinct ones, one in
-/// [`UNKNOWN_ONE_IN`] never processed. Answers the body and the indices of the known ones.
-fn lookup_body(rng: &mut StdRng, recorded: &Recorded) -> (Bytes, Vec<Option<usize>>) {
+/// A lookup's body asking for `asked` (indices into the recorded vehicles; `None` for one never
+/// processed, made up from its position), written as text: the client shares the two cores with
+/// the service, so it builds no JSON tree.
+fn lookup_body(asked: &[Option<usize>], recorded: &Recorded) -> Bytes {
+    let mut body = String::with_capacity(16 + asked.len() * 48);
+    body.push_str(r#"{"vehicles":["#);
+    for (position, index) in asked.iter().enumerate() {
+        if position > 0 {
+            body.push(',');
+        }
+        // VINs and plates are uppercase letters and digits: nothing to escape.
+        match index {
+            Some(index) => {
+                let vehicle = &recorded.vehicles[*index];
+                body.push_str(r#"{"vin":""#);
+                body.push_str(vehicle.vin.as_str());
+                body.push_str(r#"","plate":""#);
+                body.push_str(vehicle.plate.as_str());
+                body.push_str(r#""}"#);
+            }
+            None => {
+                body.push_str(&format!(r#"{{"vin":"NONE{position}","plate":"NEVER"}}"#));
+            }
+        }
+    }
+    body.push_str("]}");
+    Bytes::from(body)
+}
+
+/// The vehicles of one lookup: [`LOOKUP_VEHICLES_MAX`] distinct ones, one in [`UNKNOWN_ONE_IN`]
+/// never processed (`None`).
+fn lookup_vehicles(rng: &mut StdRng, recorded: &Recorded) -> Vec<Option<usize>> {
     let count = recorded.vehicles.len();
     let known = LOOKUP_VEHICLES_MAX - LOOKUP_VEHICLES_MAX / UNKNOWN_ONE_IN;
     let mut asked: Vec<Option<usize>> = rand::seq::index::sample(rng, count, known.min(count))
@@ -157,85 +196,91 @@ fn lookup_body(rng: &mut StdRng, recorded: &Recorded) -> (Bytes, Vec<Option<usiz
         None,
     );
     asked.shuffle(rng);
-    let vehicles: Vec<Value> = asked
-        .iter()
-        .enumerate()
-        .map(|(position, index)| match index {
-            Some(index) => json!({
-                "vin": recorded.vehicles[*index].vin.as_str(),
-                "plate": recorded.vehicles[*index].plate.as_str(),
-            }),
-            None => json!({ "vin": format!("NONE{position}"), "plate": "NEVER" }),
-        })
-        .collect();
-    let body = json!({ "vehicles": vehicles }).to_string();
-    (Bytes::from(body), asked)
+    asked
 }
 
-/// Compares a lookup's answer with what was recorded for the vehicles `asked`.
+/// The part of a lookup's answer the check reads, borrowed from the answer's bytes; every
+/// other field is skipped unparsed.
+#[derive(Deserialize)]
+struct Answered<'a> {
+    #[serde(rename = "vehicleData", borrow)]
+    vehicle_data: Vec<AnsweredVehicle<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AnsweredVehicle<'a> {
+    vin: &'a str,
+    plate: &'a str,
+    #[serde(borrow)]
+    info: Vec<AnsweredEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AnsweredEntry<'a> {
+    #[serde(rename = "resourceId")]
+    resource_id: i64,
+    /// The bench records statuses without escapes, so they borrow.
+    status: &'a str,
+}
+
+/// Compares a lookup's answer with what was recorded for the vehicles `asked`: the vehicles
+/// some resource processed, in the order asked, each with the latest status of every resource.
 fn check_answer(
-    answer: &Value,
+    answer: &[u8],
     asked: &[Option<usize>],
     recorded: &Recorded,
     differences: &mut Verification,
 ) {
-    let expected: Vec<(usize, Vec<(i64, &str)>)> = asked
+    let answered = match serde_json::from_slice::<Answered<'_>>(answer) {
+        Ok(answered) => answered,
+        Err(error) => {
+            differences.add(format!("{LOOKUP_PATH}: not the answer's shape: {error}"));
+            return;
+        }
+    };
+    let mut expected = asked
         .iter()
         .flatten()
-        .map(|&index| {
-            let latest = recorded
-                .latest
-                .range((index, i64::MIN)..=(index, i64::MAX))
-                .map(|((_, resource), status)| (*resource, status.as_str()))
-                .collect();
-            (index, latest)
-        })
-        .filter(|(_, latest): &(usize, Vec<_>)| !latest.is_empty())
-        .collect();
-    let got: Vec<(String, Vec<(i64, String)>)> = answer["vehicleData"]
-        .as_array()
-        .map(|data| {
-            data.iter()
-                .map(|vehicle| {
-                    let info = vehicle["info"]
-                        .as_array()
-                        .map(|info| {
-                            info.iter()
-                                .map(|entry| {
-                                    (
-                                        entry["resourceId"].as_i64().unwrap_or_default(),
-                                        entry["status"].as_str().unwrap_or_default().to_string(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (
-                        vehicle["vin"].as_str().unwrap_or_default().to_string(),
-                        info,
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let wanted: Vec<(String, Vec<(i64, String)>)> = expected
-        .into_iter()
-        .map(|(index, latest)| {
-            (
-                recorded.vehicles[index].vin.as_str().to_string(),
-                latest
-                    .into_iter()
-                    .map(|(resource, status)| (resource, status.to_string()))
-                    .collect(),
-            )
-        })
-        .collect();
-    if got != wanted {
-        let first = got.iter().zip(&wanted).find(|(g, w)| g != w).map_or_else(
-            || format!("{} vehicles answered, {} expected", got.len(), wanted.len()),
-            |(g, w)| format!("answered {g:?}, recorded {w:?}"),
-        );
-        differences.add(format!("GET {LOOKUP_PATH}: {first}"));
+        .filter(|&&index| !recorded.latest[index].is_empty());
+    for got in &answered.vehicle_data {
+        let Some(&index) = expected.next() else {
+            differences.add(format!(
+                "{LOOKUP_PATH}: {} vehicles answered, fewer expected",
+                answered.vehicle_data.len()
+            ));
+            return;
+        };
+        let vehicle = &recorded.vehicles[index];
+        let latest = &recorded.latest[index];
+        let same = got.vin == vehicle.vin.as_str()
+            && got.plate == vehicle.plate.as_str()
+            && got.info.len() == latest.len()
+            && got
+                .info
+                .iter()
+                .zip(latest)
+                .all(|(entry, (resource_id, status))| {
+                    entry.resource_id == *resource_id && entry.status == status
+                });
+        if !same {
+            let answered: Vec<(i64, &str)> =
+                got.info.iter().map(|e| (e.resource_id, e.status)).collect();
+            differences.add(format!(
+                "{LOOKUP_PATH}: answered {} {} {answered:?}, recorded {} {} {latest:?}",
+                got.vin,
+                got.plate,
+                vehicle.vin.as_str(),
+                vehicle.plate.as_str()
+            ));
+            return;
+        }
+    }
+    let missing = expected.count();
+    if missing > 0 {
+        differences.add(format!(
+            "{LOOKUP_PATH}: {} vehicles answered, {missing} more expected",
+            answered.vehicle_data.len()
+        ));
     }
 }
 
@@ -289,16 +334,16 @@ async fn measure(
             let mut outcome = Outcome::default();
             let mut differences = Verification::default();
             while outcome.requests() == 0 || Instant::now() < deadline {
-                let (body, asked) = lookup_body(&mut rng, &recorded);
+                let asked = lookup_vehicles(&mut rng, &recorded);
+                let body = lookup_body(&asked, &recorded);
                 let sent = Instant::now();
                 let answer = api.send(Method::GET, LOOKUP_PATH, Some(body)).await;
                 outcome.latencies.push(sent.elapsed());
                 completed.fetch_add(1, Ordering::Relaxed);
                 match answer {
-                    Ok(answer) if answer.status == StatusCode::OK => match answer.json() {
-                        Some(json) => check_answer(&json, &asked, &recorded, &mut differences),
-                        None => differences.add(format!("GET {LOOKUP_PATH}: not JSON")),
-                    },
+                    Ok(answer) if answer.status == StatusCode::OK => {
+                        check_answer(&answer.body, &asked, &recorded, &mut differences)
+                    }
                     Ok(answer) => outcome.refused(&answer),
                     Err(error) => outcome.transport_error(error.to_string()),
                 }
@@ -319,24 +364,25 @@ async fn measure(
     // Every vehicle once, in lookups of 500: the whole read model against what was recorded.
     let all: Vec<Option<usize>> = (0..recorded.vehicles.len()).map(Some).collect();
     for asked in all.chunks(LOOKUP_VEHICLES_MAX) {
-        let vehicles: Vec<Value> = asked
-            .iter()
-            .flatten()
-            .map(|&index| {
-                json!({
-                    "vin": recorded.vehicles[index].vin.as_str(),
-                    "plate": recorded.vehicles[index].plate.as_str(),
-                })
-            })
-            .collect();
-        let body = json!({ "vehicles": vehicles }).to_string();
         let answer = api
-            .expect(Method::POST, LOOKUP_PATH, Some(body), StatusCode::OK)
-            .await?;
-        check_answer(&answer, asked, &recorded, &mut verification);
+            .send(
+                Method::POST,
+                LOOKUP_PATH,
+                Some(lookup_body(asked, &recorded)),
+            )
+            .await
+            .map_err(|e| BenchError::Http {
+                request: format!("POST {LOOKUP_PATH}"),
+                reason: e.to_string(),
+            })?;
+        if answer.status == StatusCode::OK {
+            check_answer(&answer.body, asked, &recorded, &mut verification);
+        } else {
+            verification.add(format!("POST {LOOKUP_PATH} answered {}", answer.status));
+        }
     }
     verification.records_acknowledged = recorded.events;
-    verification.records_read_back = recorded.latest.len();
+    verification.records_read_back = recorded.latest_count;
     drop(api);
     service.stop().await;
 
@@ -355,10 +401,70 @@ async fn measure(
         RESOURCES,
         recorded.vehicles.len(),
         recorded.elapsed.as_secs_f64(),
-        recorded.latest.len()
+        recorded.latest_count
     ));
     report.notes.push(format!(
         "{timed} lookups of {LOOKUP_VEHICLES_MAX} vehicles (1 in {UNKNOWN_ONE_IN} never processed) as GET with a body; every answer checked, then every vehicle asked once more"
     ));
     Ok(super::scenarios::finished(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two vehicles: the first processed by resources 1 and 3, the second by none.
+    fn recorded() -> Recorded {
+        Recorded {
+            vehicles: vec![vehicle(0).unwrap(), vehicle(1).unwrap()],
+            latest: vec![
+                vec![(1, "S7".to_string()), (3, "S9".to_string())],
+                Vec::new(),
+            ],
+            latest_count: 2,
+            events: 3,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn differences(answer: &str) -> usize {
+        let mut verification = Verification::default();
+        let asked = [Some(1), None, Some(0)];
+        check_answer(answer.as_bytes(), &asked, &recorded(), &mut verification);
+        verification.differences
+    }
+
+    #[test]
+    fn the_check_passes_the_right_answer_and_catches_every_wrong_one() {
+        let entry = |resource: i64, status: &str| {
+            format!(
+                r#"{{"_id":"x","plate":"P000000000","vin":"LKP00000000000000","resourceId":{resource},"status":"{status}","result":[{{"monto":1250.5}}],"creationDateTime":"2024-03-01","finishedDateTime":null}}"#
+            )
+        };
+        let answer = |info: &[String]| {
+            format!(
+                r#"{{"vehicleData":[{{"vin":"LKP00000000000000","plate":"P000000000","info":[{}]}}]}}"#,
+                info.join(",")
+            )
+        };
+        assert_eq!(differences(&answer(&[entry(1, "S7"), entry(3, "S9")])), 0);
+        // A superseded status, a resource missing, one too many, the wrong order.
+        assert_eq!(differences(&answer(&[entry(1, "S6"), entry(3, "S9")])), 1);
+        assert_eq!(differences(&answer(&[entry(1, "S7")])), 1);
+        assert_eq!(
+            differences(&answer(&[entry(1, "S7"), entry(3, "S9"), entry(2, "S1")])),
+            1
+        );
+        assert_eq!(differences(&answer(&[entry(3, "S9"), entry(1, "S7")])), 1);
+        // The vehicle left out, a vehicle nobody processed answered, not the answer at all.
+        assert_eq!(differences(r#"{"vehicleData":[]}"#), 1);
+        let unprocessed = r#"{"vin":"LKP00000000000001","plate":"P000000001","info":[]}"#;
+        let with_unprocessed = answer(&[entry(1, "S7"), entry(3, "S9")]).replacen(
+            "[{",
+            &format!("[{unprocessed},{{"),
+            1,
+        );
+        assert_eq!(differences(&with_unprocessed), 1);
+        assert_eq!(differences(r#"{"error":"Servicio no disponible"}"#), 1);
+    }
 }
