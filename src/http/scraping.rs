@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::extract::{CommandContext, ReadModelsLag};
 use super::run_command_answering_from_events;
 use crate::auth::Actor;
-use crate::queries::vehicle_checks::{self as checks, StoredEntryRow};
+use crate::queries::vehicle_checks::{self as checks, VehicleEntries};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
@@ -322,26 +322,25 @@ fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingErr
 
 /// The lookup's answer, `{"vehicleData":[{"vin":…,"plate":…,"info":[…]},…]}`: every vehicle of
 /// `vehicles` (keyed `keys`) that has stored entries, in the order asked, with its entries
-/// concatenated exactly as the read model holds them (by resource id). Byte for byte what
-/// serialising a `Value` of the same answer prints (pinned by tests/vehicle_checks.rs), without
-/// parsing or printing a thousand entries again per lookup.
-fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], rows: &[StoredEntryRow]) -> String {
-    // The rows come sorted by vehicle: each vehicle's entries are one run of them.
-    let mut runs: HashMap<&str, std::ops::Range<usize>> = HashMap::with_capacity(keys.len());
-    for (index, row) in rows.iter().enumerate() {
-        runs.entry(row.vehicle.as_str())
-            .and_modify(|run| run.end = index + 1)
-            .or_insert(index..index + 1);
-    }
+/// exactly as the read model holds them. Byte for byte what serialising a `Value` of the same
+/// answer prints (pinned by tests/vehicle_checks.rs), without parsing or printing a thousand
+/// entries again per lookup.
+fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], found: &[VehicleEntries]) -> String {
+    let entries: HashMap<&str, &str> = found
+        .iter()
+        .map(|f| (f.vehicle.as_str(), f.entries.as_str()))
+        .collect();
     const VEHICLE_FRAME_LEN: usize = r#"{"vin":"","plate":"","info":[]},"#.len();
     let capacity = r#"{"vehicleData":[]}"#.len()
-        + rows.iter().map(|row| row.entry.len() + 1).sum::<usize>()
-        + runs.len() * (VEHICLE_FRAME_LEN + VIN_LEN_MAX + VEHICLE_PLATE_LEN_MAX);
+        + found
+            .iter()
+            .map(|f| f.entries.len() + VEHICLE_FRAME_LEN + VIN_LEN_MAX + VEHICLE_PLATE_LEN_MAX)
+            .sum::<usize>();
     let mut answer = String::with_capacity(capacity);
     answer.push_str(r#"{"vehicleData":["#);
     let mut first_vehicle = true;
     for (vehicle, key) in vehicles.iter().zip(keys) {
-        let Some(run) = runs.get(key.as_str()) else {
+        let Some(info) = entries.get(key.as_str()) else {
             continue;
         };
         if !first_vehicle {
@@ -354,13 +353,7 @@ fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], rows: &[StoredEnt
         answer.push_str(r#"","plate":""#);
         answer.push_str(vehicle.plate.as_str());
         answer.push_str(r#"","info":["#);
-        for (n, row) in rows[run.clone()].iter().enumerate() {
-            debug_assert_eq!(row.vehicle, *key, "rows of one vehicle are one run");
-            if n > 0 {
-                answer.push(',');
-            }
-            answer.push_str(&row.entry);
-        }
+        answer.push_str(info);
         answer.push_str("]}");
     }
     answer.push_str("]}");
@@ -437,9 +430,9 @@ pub async fn lookup(
         }
     }
     let keys: Vec<String> = vehicles.iter().map(CheckedVehicle::key).collect();
-    let rows = checks::latest(&state.read_models, &keys)
+    let found = checks::latest(&state.read_models, &keys)
         .await
         .map_err(ApiError::from)?;
-    let answer = lookup_answer(&vehicles, &keys, &rows);
+    let answer = lookup_answer(&vehicles, &keys, &found);
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
