@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::extract::{CommandContext, ReadModelsLag};
 use super::run_command_answering_from_events;
 use crate::auth::Actor;
-use crate::queries::vehicle_checks::{self as checks, VehicleEntries};
+use crate::queries::vehicle_checks::{self as checks, StoredEntries};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
@@ -325,17 +325,12 @@ fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingErr
 /// exactly as the read model holds them. Byte for byte what serialising a `Value` of the same
 /// answer prints (pinned by tests/vehicle_checks.rs), without parsing or printing a thousand
 /// entries again per lookup.
-fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], found: &[VehicleEntries]) -> String {
-    let entries: HashMap<&str, &str> = found
-        .iter()
-        .map(|f| (f.vehicle.as_str(), f.entries.as_str()))
-        .collect();
+fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], found: &StoredEntries) -> String {
+    let entries = found.by_vehicle();
     const VEHICLE_FRAME_LEN: usize = r#"{"vin":"","plate":"","info":[]},"#.len();
     let capacity = r#"{"vehicleData":[]}"#.len()
-        + found
-            .iter()
-            .map(|f| f.entries.len() + VEHICLE_FRAME_LEN + VIN_LEN_MAX + VEHICLE_PLATE_LEN_MAX)
-            .sum::<usize>();
+        + found.len()
+        + entries.len() * (VEHICLE_FRAME_LEN + VIN_LEN_MAX + VEHICLE_PLATE_LEN_MAX);
     let mut answer = String::with_capacity(capacity);
     answer.push_str(r#"{"vehicleData":["#);
     let mut first_vehicle = true;
