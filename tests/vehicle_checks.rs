@@ -724,3 +724,63 @@ async fn an_unknown_field_of_a_result_is_a_400_naming_it(app: TestApp) {
     );
     assert_eq!(app.state.log.head().await.unwrap(), head);
 }
+
+/// One vehicle of a lookup body as a client might write it: mostly valid, sometimes escaped,
+/// lowercase, too long, of the wrong type, incomplete, with extra or repeated fields.
+fn asked_vehicle() -> impl Strategy<Value = String> {
+    let id = prop_oneof![
+        4 => (0..6u8).prop_map(|n| format!("\"VIN{n}\"")),
+        1 => Just("\"V\\u0049N1\"".to_string()),
+        1 => Just("\"vin1\"".to_string()),
+        1 => Just(format!("\"{}\"", "A".repeat(18))),
+        1 => Just("12".to_string()),
+        1 => Just("null".to_string()),
+    ];
+    let plate = prop_oneof![
+        4 => (0..3u8).prop_map(|n| format!("\"P{n}\"")),
+        1 => Just("\"P-1\"".to_string()),
+        1 => Just("[\"P1\"]".to_string()),
+    ];
+    prop_oneof![
+        12 => (id.clone(), plate.clone()).prop_map(|(vin, plate)| format!(r#"{{"vin":{vin},"plate":{plate}}}"#)),
+        1 => (id.clone(), plate.clone()).prop_map(|(vin, plate)| format!(r#"{{"plate":{plate},"extra":{{"a":[1]}},"vin":{vin}}}"#)),
+        1 => id.clone().prop_map(|vin| format!(r#"{{"vin":{vin}}}"#)),
+        1 => (id, plate).prop_map(|(vin, plate)| format!(r#"{{"vin":{vin},"plate":{plate},"vin":"VIN9"}}"#)),
+        1 => Just("\"VIN1-P1\"".to_string()),
+    ]
+}
+
+/// A lookup body: the usual shape most of the time, and every way of getting it wrong.
+fn lookup_body() -> impl Strategy<Value = String> {
+    let list = prop_oneof![
+        8 => prop::collection::vec(asked_vehicle(), 0..8),
+        1 => prop::collection::vec(asked_vehicle(), 499..503),
+    ]
+    .prop_map(|vehicles| format!("[{}]", vehicles.join(",")));
+    prop_oneof![
+        10 => list.clone().prop_map(|list| format!(r#"{{"vehicles":{list}}}"#)),
+        1 => list.clone().prop_map(|list| format!(r#" {{"other":1,"vehicles":{list}}} "#)),
+        1 => list.clone().prop_map(|list| format!(r#"{{"Vehicles":{list}}}"#)),
+        1 => list.clone().prop_map(|list| format!(r#"{{"vehicles":{list},"vehicles":[]}}"#)),
+        1 => list.clone().prop_map(|list| format!(r#"{{"vehicles":{list}"#)),
+        1 => list,
+        1 => Just(String::new()),
+        1 => Just(r#"{"vehicles":null}"#.to_string()),
+    ]
+}
+
+proptest! {
+    /// The lookup's fast reading of the usual body and its general reading agree on every
+    /// body: the same vehicles in the same order, or the same refusal.
+    #[test]
+    fn every_lookup_body_reads_the_same_both_ways(body in lookup_body()) {
+        use fleet_ledger::http::scraping::{parse_lookup, parse_lookup_body, ScrapingBytes};
+        let bytes = ScrapingBytes(body.clone().into());
+        let fast = parse_lookup_body(&bytes).map_err(|e| format!("{e:?}"));
+        let general = bytes
+            .json()
+            .and_then(|value| parse_lookup(value.as_ref()))
+            .map_err(|e| format!("{e:?}"));
+        prop_assert_eq!(fast, general, "{}", body);
+    }
+}

@@ -23,7 +23,8 @@ use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde::Deserialize;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::load::Outcome;
@@ -49,16 +50,54 @@ const UNKNOWN_ONE_IN: usize = 10;
 /// transactions, few enough to bound memory.
 const SEED_APPENDS_IN_FLIGHT: usize = 2_000;
 
-/// What the store holds: each vehicle's latest status per resource.
+/// What the store holds, as each lookup must answer it.
 struct Recorded {
     vehicles: Vec<CheckedVehicle>,
-    /// By vehicle index: (resource id, status of its latest result), by resource id, as a lookup
-    /// answers them.
-    latest: Vec<Vec<(i64, String)>>,
+    /// By vehicle index, the `info` a lookup answers for it (the latest result of each resource,
+    /// by resource id), or `None` when no result was recorded for it. Rendered here from the
+    /// results as a `Value` in the seed's field order, independently of how the service renders
+    /// them: answers are checked byte for byte against it.
+    info: Vec<Option<Box<RawValue>>>,
     /// Latest results in all: rows the read model must hold.
     latest_count: usize,
     events: usize,
     elapsed: Duration,
+}
+
+/// Seed 001's stored entry of `check`, field by field in the seed's order.
+fn expected_entry(check: &VehicleCheck) -> Value {
+    json!({
+        "_id": format!("{}-{}", check.resource_id, check.vehicle.key()),
+        "plate": check.vehicle.plate.as_str(),
+        "vin": check.vehicle.vin.as_str(),
+        "resourceId": check.resource_id,
+        "status": check.status.clone().unwrap_or(Value::Null),
+        "result": check.result.clone(),
+        "creationDateTime": check.creation_date_time.as_str(),
+        "finishedDateTime": check.finished_date_time.as_ref().map(CheckTime::as_str),
+    })
+}
+
+/// By vehicle index, the `info` of the latest results in `latest`.
+fn expected_info(
+    vehicle_count: usize,
+    latest: &BTreeMap<(usize, i64), VehicleCheck>,
+) -> Result<Vec<Option<Box<RawValue>>>, BenchError> {
+    let mut entries: Vec<Vec<Value>> = vec![Vec::new(); vehicle_count];
+    for ((index, _), check) in latest {
+        entries[*index].push(expected_entry(check));
+    }
+    entries
+        .into_iter()
+        .map(|entries| {
+            if entries.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(RawValue::from_string(
+                Value::Array(entries).to_string(),
+            )?))
+        })
+        .collect()
 }
 
 fn vehicle(index: usize) -> Result<CheckedVehicle, BenchError> {
@@ -79,14 +118,12 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         .collect::<Result<Vec<_>, _>>()?;
     let mut rng = StdRng::seed_from_u64(1);
     let mut by_vehicle: Vec<Vec<(i64, String)>> = vec![Vec::new(); vehicle_count];
-    let mut latest = BTreeMap::new();
     for n in 0..results {
         let index = rng.gen_range(0..vehicle_count);
         let resource_id = rng.gen_range(1..=RESOURCES);
-        let status = format!("S{n}");
-        latest.insert((index, resource_id), status.clone());
-        by_vehicle[index].push((resource_id, status));
+        by_vehicle[index].push((resource_id, format!("S{n}")));
     }
+    let mut latest: BTreeMap<(usize, i64), VehicleCheck> = BTreeMap::new();
     let creation = CheckTime::parse("2024-03-01T10:00:00.000Z")
         .map_err(|e| BenchError::Config(e.to_string()))?;
     let metadata = EventMetadata {
@@ -110,16 +147,16 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         for &index in chunk {
             let mut events = Vec::with_capacity(by_vehicle[index].len());
             for (resource_id, status) in &by_vehicle[index] {
-                let event = VehicleCheckEvent::VehicleCheckRecorded {
-                    check: VehicleCheck {
-                        resource_id: *resource_id,
-                        vehicle: vehicles[index].clone(),
-                        status: Some(Value::from(status.as_str())),
-                        result: json!([{ "concepto": "Multa", "monto": 1250.50, "folio": status }]),
-                        creation_date_time: creation.clone(),
-                        finished_date_time: Some(creation.clone()),
-                    },
+                let check = VehicleCheck {
+                    resource_id: *resource_id,
+                    vehicle: vehicles[index].clone(),
+                    status: Some(Value::from(status.as_str())),
+                    result: json!([{ "concepto": "Multa", "monto": 1250.50, "folio": status }]),
+                    creation_date_time: creation.clone(),
+                    finished_date_time: Some(creation.clone()),
                 };
+                latest.insert((index, *resource_id), check.clone());
+                let event = VehicleCheckEvent::VehicleCheckRecorded { check };
                 let (event_type, payload) = codec::encode(&event)?;
                 events.push(NewEvent::new(event_type, payload, metadata.clone()));
             }
@@ -139,15 +176,10 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         appended.fetch_add(count as u64, Ordering::Relaxed);
     }
     ticker.finish().await;
-    let latest_count = latest.len();
-    let mut by_index = vec![Vec::new(); vehicle_count];
-    for ((index, resource_id), status) in latest {
-        by_index[index].push((resource_id, status));
-    }
     Ok(Recorded {
+        info: expected_info(vehicle_count, &latest)?,
         vehicles,
-        latest: by_index,
-        latest_count,
+        latest_count: latest.len(),
         events: results,
         elapsed: started.elapsed(),
     })
@@ -199,87 +231,68 @@ fn lookup_vehicles(rng: &mut StdRng, recorded: &Recorded) -> Vec<Option<usize>> 
     asked
 }
 
-/// The part of a lookup's answer the check reads, borrowed from the answer's bytes; every
-/// other field is skipped unparsed.
-#[derive(Deserialize)]
-struct Answered<'a> {
-    #[serde(rename = "vehicleData", borrow)]
-    vehicle_data: Vec<AnsweredVehicle<'a>>,
+/// The answer a lookup must give, built with serde around the expected `info` texts.
+#[derive(Serialize)]
+struct ExpectedAnswer<'a> {
+    #[serde(rename = "vehicleData")]
+    vehicle_data: Vec<ExpectedVehicle<'a>>,
 }
 
-#[derive(Deserialize)]
-struct AnsweredVehicle<'a> {
+#[derive(Serialize)]
+struct ExpectedVehicle<'a> {
     vin: &'a str,
     plate: &'a str,
-    #[serde(borrow)]
-    info: Vec<AnsweredEntry<'a>>,
+    info: &'a RawValue,
 }
 
-#[derive(Deserialize)]
-struct AnsweredEntry<'a> {
-    #[serde(rename = "resourceId")]
-    resource_id: i64,
-    /// The bench records statuses without escapes, so they borrow.
-    status: &'a str,
-}
-
-/// Compares a lookup's answer with what was recorded for the vehicles `asked`: the vehicles
-/// some resource processed, in the order asked, each with the latest status of every resource.
+/// Compares a lookup's answer, byte for byte, with the one expected for the vehicles `asked`:
+/// those some resource processed, in the order asked, each with the latest result of every
+/// resource. Building the expected bytes and comparing them costs the client far less than
+/// parsing each answer would, on the cores the service needs.
 fn check_answer(
     answer: &[u8],
     asked: &[Option<usize>],
     recorded: &Recorded,
     differences: &mut Verification,
 ) {
-    let answered = match serde_json::from_slice::<Answered<'_>>(answer) {
-        Ok(answered) => answered,
+    let vehicle_data = asked
+        .iter()
+        .flatten()
+        .filter_map(|&index| {
+            let info = recorded.info[index].as_deref()?;
+            let vehicle = &recorded.vehicles[index];
+            Some(ExpectedVehicle {
+                vin: vehicle.vin.as_str(),
+                plate: vehicle.plate.as_str(),
+                info,
+            })
+        })
+        .collect();
+    let expected = match serde_json::to_vec(&ExpectedAnswer { vehicle_data }) {
+        Ok(expected) => expected,
         Err(error) => {
-            differences.add(format!("{LOOKUP_PATH}: not the answer's shape: {error}"));
+            differences.add(format!("{LOOKUP_PATH}: the expected answer: {error}"));
             return;
         }
     };
-    let mut expected = asked
-        .iter()
-        .flatten()
-        .filter(|&&index| !recorded.latest[index].is_empty());
-    for got in &answered.vehicle_data {
-        let Some(&index) = expected.next() else {
-            differences.add(format!(
-                "{LOOKUP_PATH}: {} vehicles answered, fewer expected",
-                answered.vehicle_data.len()
-            ));
-            return;
+    if answer != expected.as_slice() {
+        const CONTEXT: usize = 120;
+        let at = answer
+            .iter()
+            .zip(&expected)
+            .position(|(a, e)| a != e)
+            .unwrap_or(answer.len().min(expected.len()));
+        let around = |bytes: &[u8]| {
+            let from = at.saturating_sub(CONTEXT / 2);
+            String::from_utf8_lossy(&bytes[from.min(bytes.len())..(at + CONTEXT).min(bytes.len())])
+                .into_owned()
         };
-        let vehicle = &recorded.vehicles[index];
-        let latest = &recorded.latest[index];
-        let same = got.vin == vehicle.vin.as_str()
-            && got.plate == vehicle.plate.as_str()
-            && got.info.len() == latest.len()
-            && got
-                .info
-                .iter()
-                .zip(latest)
-                .all(|(entry, (resource_id, status))| {
-                    entry.resource_id == *resource_id && entry.status == status
-                });
-        if !same {
-            let answered: Vec<(i64, &str)> =
-                got.info.iter().map(|e| (e.resource_id, e.status)).collect();
-            differences.add(format!(
-                "{LOOKUP_PATH}: answered {} {} {answered:?}, recorded {} {} {latest:?}",
-                got.vin,
-                got.plate,
-                vehicle.vin.as_str(),
-                vehicle.plate.as_str()
-            ));
-            return;
-        }
-    }
-    let missing = expected.count();
-    if missing > 0 {
         differences.add(format!(
-            "{LOOKUP_PATH}: {} vehicles answered, {missing} more expected",
-            answered.vehicle_data.len()
+            "{LOOKUP_PATH}: the answer ({} bytes) differs from the expected one ({} bytes) at byte {at}: answered …{}…, expected …{}…",
+            answer.len(),
+            expected.len(),
+            around(answer),
+            around(&expected)
         ));
     }
 }
@@ -415,12 +428,19 @@ mod tests {
 
     /// Two vehicles: the first processed by resources 1 and 3, the second by none.
     fn recorded() -> Recorded {
+        let vehicles = vec![vehicle(0).unwrap(), vehicle(1).unwrap()];
+        let check = |resource_id: i64, status: &str| VehicleCheck {
+            resource_id,
+            vehicle: vehicles[0].clone(),
+            status: Some(Value::from(status)),
+            result: json!([{ "monto": 1250.50 }]),
+            creation_date_time: CheckTime::parse("2024-03-01").unwrap(),
+            finished_date_time: None,
+        };
+        let latest = BTreeMap::from([((0, 1), check(1, "S7")), ((0, 3), check(3, "S9"))]);
         Recorded {
-            vehicles: vec![vehicle(0).unwrap(), vehicle(1).unwrap()],
-            latest: vec![
-                vec![(1, "S7".to_string()), (3, "S9".to_string())],
-                Vec::new(),
-            ],
+            info: expected_info(2, &latest).unwrap(),
+            vehicles,
             latest_count: 2,
             events: 3,
             elapsed: Duration::ZERO,
@@ -438,7 +458,7 @@ mod tests {
     fn the_check_passes_the_right_answer_and_catches_every_wrong_one() {
         let entry = |resource: i64, status: &str| {
             format!(
-                r#"{{"_id":"x","plate":"P000000000","vin":"LKP00000000000000","resourceId":{resource},"status":"{status}","result":[{{"monto":1250.5}}],"creationDateTime":"2024-03-01","finishedDateTime":null}}"#
+                r#"{{"_id":"{resource}-LKP00000000000000-P000000000","plate":"P000000000","vin":"LKP00000000000000","resourceId":{resource},"status":"{status}","result":[{{"monto":1250.5}}],"creationDateTime":"2024-03-01","finishedDateTime":null}}"#
             )
         };
         let answer = |info: &[String]| {
@@ -447,7 +467,8 @@ mod tests {
                 info.join(",")
             )
         };
-        assert_eq!(differences(&answer(&[entry(1, "S7"), entry(3, "S9")])), 0);
+        let right = answer(&[entry(1, "S7"), entry(3, "S9")]);
+        assert_eq!(differences(&right), 0);
         // A superseded status, a resource missing, one too many, the wrong order.
         assert_eq!(differences(&answer(&[entry(1, "S6"), entry(3, "S9")])), 1);
         assert_eq!(differences(&answer(&[entry(1, "S7")])), 1);
@@ -459,12 +480,19 @@ mod tests {
         // The vehicle left out, a vehicle nobody processed answered, not the answer at all.
         assert_eq!(differences(r#"{"vehicleData":[]}"#), 1);
         let unprocessed = r#"{"vin":"LKP00000000000001","plate":"P000000001","info":[]}"#;
-        let with_unprocessed = answer(&[entry(1, "S7"), entry(3, "S9")]).replacen(
-            "[{",
-            &format!("[{unprocessed},{{"),
-            1,
-        );
+        let with_unprocessed = right.replacen("[{", &format!("[{unprocessed},{{"), 1);
         assert_eq!(differences(&with_unprocessed), 1);
         assert_eq!(differences(r#"{"error":"Servicio no disponible"}"#), 1);
+        // The same answer in another field order or spacing is not the same bytes.
+        assert_eq!(
+            differences(&right.replace(r#""resourceId":1,"#, r#""resourceId": 1,"#)),
+            1
+        );
+        let reordered = right.replace(
+            r#""plate":"P000000000","vin":"LKP00000000000000","resourceId""#,
+            r#""vin":"LKP00000000000000","plate":"P000000000","resourceId""#,
+        );
+        assert_ne!(reordered, right);
+        assert_eq!(differences(&reordered), 1);
     }
 }

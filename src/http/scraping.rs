@@ -19,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use projections::vehicle_checks::StoredEntry;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
@@ -157,33 +158,53 @@ pub async fn require_token(
     }
 }
 
-/// The family's one body reader: the JSON value sent, or `None` for an empty body (a GET sent
-/// without one). Every content type is read as JSON, as the rest of the service does.
+/// The family's one body reader: the bytes sent, bounded like every body. Every content type
+/// is read as JSON, as the rest of the service does.
 ///
 /// Strict bodies (unknown fields, content types, sizes) are to be aligned here and in
 /// [`parse_lookup`] / [`parse_results`], which name every field the family reads.
+pub struct ScrapingBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ScrapingBytes {
+    type Rejection = ScrapingError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ScrapingError::TooLarge(rejection.body_text()),
+                _ => ScrapingError::BadRequest(format!(
+                    "Invalid request body: {}",
+                    rejection.body_text()
+                )),
+            })
+    }
+}
+
+impl ScrapingBytes {
+    /// The JSON value sent, or `None` for an empty body (a GET sent without one).
+    pub fn json(&self) -> Result<Option<Value>, ScrapingError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&self.0)
+            .map(Some)
+            .map_err(|e| ScrapingError::BadRequest(format!("Invalid JSON: {e}")))
+    }
+}
+
+/// The body as a JSON value: see [`ScrapingBytes::json`].
 pub struct ScrapingBody(pub Option<Value>);
 
 impl<S: Send + Sync> FromRequest<S> for ScrapingBody {
     type Rejection = ScrapingError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => ScrapingError::TooLarge(rejection.body_text()),
-                    _ => ScrapingError::BadRequest(format!(
-                        "Invalid request body: {}",
-                        rejection.body_text()
-                    )),
-                })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self(None));
-        }
-        serde_json::from_slice(&bytes)
-            .map(|value| Self(Some(value)))
-            .map_err(|e| ScrapingError::BadRequest(format!("Invalid JSON: {e}")))
+        ScrapingBytes::from_request(request, state)
+            .await?
+            .json()
+            .map(Self)
     }
 }
 
@@ -205,6 +226,46 @@ fn vehicle_at(
 }
 
 /// A lookup's body into its vehicles, each once, in the order first asked for.
+///
+/// The usual body (an object whose `vehicles` lists 1 to 500 objects, each with a valid `vin`
+/// and `plate` written without escapes) is read straight into borrowed fields: a JSON tree of
+/// 500 small objects per lookup cost more than the rest of reading it. Anything else goes
+/// through [`parse_lookup`], which names what is wrong; both read a body the same way
+/// (tests/vehicle_checks.rs checks it on random bodies).
+pub fn parse_lookup_body(body: &ScrapingBytes) -> Result<Vec<CheckedVehicle>, ScrapingError> {
+    #[derive(Deserialize)]
+    struct Listed<'a> {
+        #[serde(borrow)]
+        vehicles: Vec<Asked<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Asked<'a> {
+        vin: &'a str,
+        plate: &'a str,
+    }
+    let usual = serde_json::from_slice::<Listed<'_>>(&body.0)
+        .ok()
+        .filter(|listed| (1..=LOOKUP_VEHICLES_MAX).contains(&listed.vehicles.len()))
+        .and_then(|listed| {
+            listed
+                .vehicles
+                .iter()
+                .map(|asked| {
+                    Some(CheckedVehicle {
+                        vin: Vin::parse(asked.vin).ok()?,
+                        plate: VehiclePlate::parse(asked.plate).ok()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+    match usual {
+        Some(vehicles) => Ok(first_of_each(vehicles)),
+        None => parse_lookup(body.json()?.as_ref()),
+    }
+}
+
+/// A lookup's body, as a JSON value, into its vehicles, each once, in the order first asked
+/// for; a refusal names what is wrong.
 pub fn parse_lookup(body: Option<&Value>) -> Result<Vec<CheckedVehicle>, ScrapingError> {
     let listed = body
         .and_then(|body| body.get("vehicles"))
@@ -216,24 +277,30 @@ pub fn parse_lookup(body: Option<&Value>) -> Result<Vec<CheckedVehicle>, Scrapin
             "The maximum number of vehicles that can be requested in one request is {LOOKUP_VEHICLES_MAX}."
         )));
     }
-    let mut vehicles: Vec<CheckedVehicle> = Vec::with_capacity(listed.len());
-    let mut seen = std::collections::HashSet::with_capacity(listed.len());
-    for (index, entry) in listed.iter().enumerate() {
-        let at = || format!("Vehicle at index {index} (vehicles[{index}])");
-        let vehicle = match entry.as_object() {
-            Some(entry) => vehicle_at(entry, at)?,
-            None => {
-                return Err(ScrapingError::BadParameters(format!(
+    let vehicles = listed
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let at = || format!("Vehicle at index {index} (vehicles[{index}])");
+            match entry.as_object() {
+                Some(entry) => vehicle_at(entry, at),
+                None => Err(ScrapingError::BadParameters(format!(
                     "{INVALID_VEHICLE} {}.",
                     at()
-                )))
+                ))),
             }
-        };
-        if seen.insert(vehicle.clone()) {
-            vehicles.push(vehicle);
-        }
-    }
-    Ok(vehicles)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(first_of_each(vehicles))
+}
+
+/// Each vehicle once, at its first position: seed 001 answers a repeated vehicle once.
+fn first_of_each(vehicles: Vec<CheckedVehicle>) -> Vec<CheckedVehicle> {
+    let mut seen = std::collections::HashSet::with_capacity(vehicles.len());
+    vehicles
+        .into_iter()
+        .filter(|vehicle| seen.insert(vehicle.clone()))
+        .collect()
 }
 
 /// A recording's body (one result or an array of them) into results; `true` when it was an
@@ -412,12 +479,12 @@ pub async fn lookup(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     lag: Option<Extension<ReadModelsLag>>,
-    ScrapingBody(body): ScrapingBody,
+    body: ScrapingBytes,
 ) -> Result<Response, ScrapingError> {
     if !actor.can_read() {
         return Err(ScrapingError::Forbidden);
     }
-    let vehicles = parse_lookup(body.as_ref())?;
+    let vehicles = parse_lookup_body(&body)?;
     // Read-your-writes: a lookup sees every result recorded before it arrived.
     if !state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await {
         if let Some(Extension(lag)) = lag {
