@@ -78,26 +78,46 @@ fn expected_entry(check: &VehicleCheck) -> Value {
     })
 }
 
-/// By vehicle index, the `info` of the latest results in `latest`.
+/// By vehicle index, the `info` of the latest results in `latest` ((vehicle index, resource id)
+/// → status), rendered one vehicle at a time: a `Value` of every entry at once would outweigh
+/// the service being measured.
 fn expected_info(
-    vehicle_count: usize,
-    latest: &BTreeMap<(usize, i64), VehicleCheck>,
+    vehicles: &[CheckedVehicle],
+    latest: &BTreeMap<(usize, i64), &str>,
 ) -> Result<Vec<Option<Box<RawValue>>>, BenchError> {
-    let mut entries: Vec<Vec<Value>> = vec![Vec::new(); vehicle_count];
-    for ((index, _), check) in latest {
-        entries[*index].push(expected_entry(check));
+    let mut info = Vec::with_capacity(vehicles.len());
+    for (index, vehicle) in vehicles.iter().enumerate() {
+        let entries = latest
+            .range((index, i64::MIN)..=(index, i64::MAX))
+            .map(|(&(_, resource_id), status)| {
+                check(vehicle, resource_id, status).map(|check| expected_entry(&check))
+            })
+            .collect::<Result<Vec<Value>, _>>()?;
+        info.push(if entries.is_empty() {
+            None
+        } else {
+            Some(RawValue::from_string(Value::Array(entries).to_string())?)
+        });
     }
-    entries
-        .into_iter()
-        .map(|entries| {
-            if entries.is_empty() {
-                return Ok(None);
-            }
-            Ok(Some(RawValue::from_string(
-                Value::Array(entries).to_string(),
-            )?))
-        })
-        .collect()
+    Ok(info)
+}
+
+/// The result the bench records: what a resource reporting one fine sends.
+fn check(
+    vehicle: &CheckedVehicle,
+    resource_id: i64,
+    status: &str,
+) -> Result<VehicleCheck, BenchError> {
+    let time = CheckTime::parse("2024-03-01T10:00:00.000Z")
+        .map_err(|e| BenchError::Config(e.to_string()))?;
+    Ok(VehicleCheck {
+        resource_id,
+        vehicle: vehicle.clone(),
+        status: Some(Value::from(status)),
+        result: json!([{ "concepto": "Multa", "monto": 1250.50, "folio": status }]),
+        creation_date_time: time.clone(),
+        finished_date_time: Some(time),
+    })
 }
 
 fn vehicle(index: usize) -> Result<CheckedVehicle, BenchError> {
@@ -123,9 +143,7 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         let resource_id = rng.gen_range(1..=RESOURCES);
         by_vehicle[index].push((resource_id, format!("S{n}")));
     }
-    let mut latest: BTreeMap<(usize, i64), VehicleCheck> = BTreeMap::new();
-    let creation = CheckTime::parse("2024-03-01T10:00:00.000Z")
-        .map_err(|e| BenchError::Config(e.to_string()))?;
+    let mut latest: BTreeMap<(usize, i64), &str> = BTreeMap::new();
     let metadata = EventMetadata {
         actor: Some("bench".to_string()),
         ..Default::default()
@@ -147,16 +165,10 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         for &index in chunk {
             let mut events = Vec::with_capacity(by_vehicle[index].len());
             for (resource_id, status) in &by_vehicle[index] {
-                let check = VehicleCheck {
-                    resource_id: *resource_id,
-                    vehicle: vehicles[index].clone(),
-                    status: Some(Value::from(status.as_str())),
-                    result: json!([{ "concepto": "Multa", "monto": 1250.50, "folio": status }]),
-                    creation_date_time: creation.clone(),
-                    finished_date_time: Some(creation.clone()),
+                latest.insert((index, *resource_id), status);
+                let event = VehicleCheckEvent::VehicleCheckRecorded {
+                    check: check(&vehicles[index], *resource_id, status)?,
                 };
-                latest.insert((index, *resource_id), check.clone());
-                let event = VehicleCheckEvent::VehicleCheckRecorded { check };
                 let (event_type, payload) = codec::encode(&event)?;
                 events.push(NewEvent::new(event_type, payload, metadata.clone()));
             }
@@ -177,7 +189,7 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
     }
     ticker.finish().await;
     Ok(Recorded {
-        info: expected_info(vehicle_count, &latest)?,
+        info: expected_info(&vehicles, &latest)?,
         vehicles,
         latest_count: latest.len(),
         events: results,
@@ -429,17 +441,9 @@ mod tests {
     /// Two vehicles: the first processed by resources 1 and 3, the second by none.
     fn recorded() -> Recorded {
         let vehicles = vec![vehicle(0).unwrap(), vehicle(1).unwrap()];
-        let check = |resource_id: i64, status: &str| VehicleCheck {
-            resource_id,
-            vehicle: vehicles[0].clone(),
-            status: Some(Value::from(status)),
-            result: json!([{ "monto": 1250.50 }]),
-            creation_date_time: CheckTime::parse("2024-03-01").unwrap(),
-            finished_date_time: None,
-        };
-        let latest = BTreeMap::from([((0, 1), check(1, "S7")), ((0, 3), check(3, "S9"))]);
+        let latest = BTreeMap::from([((0, 1), "S7"), ((0, 3), "S9")]);
         Recorded {
-            info: expected_info(2, &latest).unwrap(),
+            info: expected_info(&vehicles, &latest).unwrap(),
             vehicles,
             latest_count: 2,
             events: 3,
@@ -458,7 +462,7 @@ mod tests {
     fn the_check_passes_the_right_answer_and_catches_every_wrong_one() {
         let entry = |resource: i64, status: &str| {
             format!(
-                r#"{{"_id":"{resource}-LKP00000000000000-P000000000","plate":"P000000000","vin":"LKP00000000000000","resourceId":{resource},"status":"{status}","result":[{{"monto":1250.5}}],"creationDateTime":"2024-03-01","finishedDateTime":null}}"#
+                r#"{{"_id":"{resource}-LKP00000000000000-P000000000","plate":"P000000000","vin":"LKP00000000000000","resourceId":{resource},"status":"{status}","result":[{{"concepto":"Multa","monto":1250.5,"folio":"{status}"}}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:00:00.000Z"}}"#
             )
         };
         let answer = |info: &[String]| {
