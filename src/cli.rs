@@ -199,7 +199,7 @@ pub enum ScenarioName {
     Startup,
     /// A station's balance as_of the middle of --events events.
     AsOf,
-    /// Seed 001's lookup of 500 vehicles against --events recorded check results.
+    /// Seed 001's lookup of 500 vehicles against --lookup-results recorded check results.
     Lookup,
     /// Every scenario; they always run in the order above.
     All,
@@ -239,6 +239,16 @@ pub struct BenchRunArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
 
+    /// Vehicle check results recorded for the lookup scenario (issue 11's size; --events does
+    /// not change it).
+    #[arg(long, default_value_t = 100_000)]
+    pub lookup_results: usize,
+
+    /// Concurrent keep-alive connections of the lookup scenario (issue 11's; --connections
+    /// does not change it).
+    #[arg(long, default_value_t = 16)]
+    pub lookup_connections: usize,
+
     /// As-of requests to time (fewer if --duration runs out first).
     #[arg(long, default_value_t = 200)]
     pub as_of_requests: usize,
@@ -263,7 +273,7 @@ pub struct BenchRunArgs {
 
 impl BenchRunArgs {
     pub fn to_config(&self) -> Result<crate::bench::BenchConfig, String> {
-        use crate::bench::{BenchConfig, FleetSize, Scenario, Target};
+        use crate::bench::{BenchConfig, FleetSize, LookupSize, Scenario, Target};
         let mut scenarios = Vec::new();
         for name in &self.scenarios {
             scenarios.extend_from_slice(match name {
@@ -300,8 +310,56 @@ impl BenchRunArgs {
                 ..FleetSize::default()
             },
             events: self.events,
+            lookup: LookupSize {
+                results: self.lookup_results,
+                connections: self.lookup_connections,
+            },
             as_of_requests: self.as_of_requests,
             progress: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::LookupSize;
+
+    fn bench_config(args: &[&str]) -> crate::bench::BenchConfig {
+        let cli = Cli::try_parse_from([&["fleet-ledger", "bench"], args].concat())
+            .expect("the arguments parse");
+        let Command::Bench(bench) = cli.command else {
+            panic!("not the bench command");
+        };
+        bench.run.to_config().expect("a valid configuration")
+    }
+
+    #[test]
+    fn the_lookup_keeps_the_issue_sizes_whatever_events_and_connections_say() {
+        let config = bench_config(&["--scenario", "all", "--events", "5000", "-c", "3"]);
+        assert_eq!(config.events, 5000);
+        assert_eq!(config.connections, 3);
+        assert_eq!(
+            config.lookup,
+            LookupSize {
+                results: 100_000,
+                connections: 16
+            }
+        );
+        let config = bench_config(&[
+            "--scenario",
+            "lookup",
+            "--lookup-results",
+            "2000",
+            "--lookup-connections",
+            "4",
+        ]);
+        assert_eq!(
+            config.lookup,
+            LookupSize {
+                results: 2000,
+                connections: 4
+            }
+        );
     }
 }

@@ -66,9 +66,22 @@ impl ReadStore {
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA busy_timeout = 10000",
+                            // Reads map the file instead of copying each page out of the OS
+                            // cache with a syscall (a 500-vehicle lookup touches ~1,000 rows
+                            // scattered over the table). Address space, not memory: only the
+                            // pages read are resident, and the OS shares them between connections.
+                            "PRAGMA mmap_size = 1073741824",
                         ] {
                             sqlx::Executor::execute(&mut *connection, pragma).await?;
                         }
+                    } else {
+                        // Read models are small and hot: their pages are in shared buffers, so
+                        // a random page costs about what a sequential one does. At the default
+                        // (4) PostgreSQL answered a 500-vehicle lookup (`vehicle IN (…500…)`)
+                        // with a sequential scan of the whole table, ~12 ms, instead of 500
+                        // index probes, ~3 ms (EXPLAIN ANALYZE, 55,000 rows).
+                        sqlx::Executor::execute(&mut *connection, "SET random_page_cost = 1.1")
+                            .await?;
                     }
                     Ok(())
                 })
@@ -96,6 +109,16 @@ impl ReadStore {
             vec!["?".to_string(); count]
         } else {
             (first..first + count).map(|n| format!("${n}")).collect()
+        }
+    }
+
+    /// The aggregate that joins text in a given order: `{name}(text, separator ORDER BY …)`
+    /// means the same on both stores under their own names (SQLite ≥ 3.44, as bundled).
+    pub fn string_agg(&self) -> &'static str {
+        if self.writer.is_some() {
+            "group_concat"
+        } else {
+            "string_agg"
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fleet_ledger::bench::{self, BenchConfig, FleetSize, Scenario, Target};
+use fleet_ledger::bench::{self, BenchConfig, FleetSize, LookupSize, Scenario, Target};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_scenario_runs_and_verifies_on_sqlite() {
@@ -26,6 +26,7 @@ async fn every_scenario_runs_and_verifies_on_sqlite() {
             drivers: 20,
         },
         events: 5_000,
+        lookup: LookupSize::default(),
         as_of_requests: 20,
         progress: false,
     };
@@ -116,9 +117,12 @@ async fn scenarios_that_write_the_log_directly_refuse_a_remote_service() {
 async fn the_lookup_scenario_runs_and_verifies_on_sqlite() {
     let config = BenchConfig {
         scenarios: vec![Scenario::Lookup],
-        connections: 4,
         duration: Duration::from_millis(1000),
-        events: 4_000,
+        // The lookup's own sizes: `events` and `connections` are the other scenarios'.
+        lookup: LookupSize {
+            results: 4_000,
+            connections: 4,
+        },
         progress: false,
         ..BenchConfig::default()
     };

@@ -38,6 +38,7 @@ on_both_stores!(
     every_result_stays_in_the_ledger,
     a_500_vehicle_lookup_is_answered,
     random_histories_answer_the_latest_and_rebuild_to_the_same,
+    answers_are_byte_for_byte_the_seed_order_and_the_text_sent,
 );
 
 const LOOKUP: &str = "/api/batch/scraping/";
@@ -592,7 +593,8 @@ fn arbitrary_check() -> impl Strategy<Value = VehicleCheck> {
 }
 
 proptest! {
-    /// The read model's fold keeps, for each (vehicle, resource), exactly the last result.
+    /// The read model's fold keeps, for each (vehicle, resource), exactly the last result, as
+    /// the entry a lookup answers.
     #[test]
     fn the_fold_keeps_the_last_result_of_each_resource(history in prop::collection::vec(arbitrary_check(), 0..60)) {
         let events: Vec<Recorded> = history
@@ -623,7 +625,10 @@ proptest! {
         .unwrap();
         let mut expected: BTreeMap<(String, i64), String> = BTreeMap::new();
         for check in &history {
-            expected.insert((check.vehicle.key(), check.resource_id), check.result.to_string());
+            expected.insert(
+                (check.vehicle.key(), check.resource_id),
+                projections::vehicle_checks::StoredEntry::of(check).to_json(),
+            );
         }
         let rows = model.tables.get(projections::vehicle_checks::TABLE).cloned().unwrap_or_default();
         let folded: BTreeMap<(String, i64), String> = rows
@@ -637,11 +642,67 @@ proptest! {
                     Some(projections::Cell::Int(Some(id))) => *id,
                     other => panic!("resource_id: {other:?}"),
                 };
-                ((text("vehicle"), resource), text("result"))
+                ((text("vehicle"), resource), text("entry"))
             })
             .collect();
         prop_assert_eq!(folded, expected);
     }
+}
+
+/// The whole body as bytes: `assert_eq!` on parsed values would pass with the fields in any
+/// order, and clients of seed 001 read these answers as text.
+async fn raw_call(app: &TestApp, method: Method, path: &str, body: &str) -> (StatusCode, String) {
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", app.operador()))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let (status, _, bytes) = common::respond(&app.router, request).await;
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// Both answers in the seed's field order, compact, with `status` and `result` exactly the text
+/// the resource sent (its numbers' digits, its key order, its escapes resolved once).
+async fn answers_are_byte_for_byte_the_seed_order_and_the_text_sent(app: TestApp) {
+    let sent = r#"[{"vin":"VIN1","plate":"PLACA1","resourceId":12,"status":"Completed","result":[{"z":1,"multa":12.10,"a":{"y":null,"b":[1e2,-0,"x"]}},{"huge":123456789012345678901234567890,"texto":"Señal \"A\"\u0001/\u00e9"}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:05:00.000Z"},
+        {"finishedDateTime":null,"creationDateTime":"2024-03-01","result":[],"resourceId":3,"plate":"PLACA1","vin":"VIN1"},
+        {"vin":"VIN2","plate":"PLACA2","resourceId":7,"status":{"code":3,"ok":true},"result":[{}],"creationDateTime":"2024-03-01 10:00:00"}]"#;
+    let entry_12 = r#"{"_id":"12-VIN1-PLACA1","plate":"PLACA1","vin":"VIN1","resourceId":12,"status":"Completed","result":[{"z":1,"multa":12.10,"a":{"y":null,"b":[1e+2,-0,"x"]}},{"huge":123456789012345678901234567890,"texto":"Señal \"A\"\u0001/é"}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:05:00.000Z"}"#;
+    let entry_3 = r#"{"_id":"3-VIN1-PLACA1","plate":"PLACA1","vin":"VIN1","resourceId":3,"status":null,"result":[],"creationDateTime":"2024-03-01","finishedDateTime":null}"#;
+    let entry_7 = r#"{"_id":"7-VIN2-PLACA2","plate":"PLACA2","vin":"VIN2","resourceId":7,"status":{"code":3,"ok":true},"result":[{}],"creationDateTime":"2024-03-01 10:00:00","finishedDateTime":null}"#;
+
+    let (status, answer) = raw_call(&app, Method::POST, RECORD, sent).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer, format!("[{entry_12},{entry_3},{entry_7}]"));
+    // One result, not in an array, is answered as one entry; the same again supersedes it.
+    let one = r#"{"vin":"VIN1","plate":"PLACA1","resourceId":12,"status":"Completed","result":[{"z":1,"multa":12.10,"a":{"y":null,"b":[1e2,-0,"x"]}},{"huge":123456789012345678901234567890,"texto":"Señal \"A\"\u0001/\u00e9"}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:05:00.000Z"}"#;
+    let (status, answer) = raw_call(&app, Method::POST, RECORD, one).await;
+    assert_eq!((status, answer.as_str()), (StatusCode::CREATED, entry_12));
+
+    let asked = r#"{"vehicles":[{"vin":"VIN2","plate":"PLACA2"},{"vin":"NEVER","plate":"SEEN"},{"vin":"VIN1","plate":"PLACA1"}]}"#;
+    let expected = format!(
+        r#"{{"vehicleData":[{{"vin":"VIN2","plate":"PLACA2","info":[{entry_7}]}},{{"vin":"VIN1","plate":"PLACA1","info":[{entry_3},{entry_12}]}}]}}"#
+    );
+    for method in [Method::GET, Method::POST] {
+        let (status, answer) = raw_call(&app, method, LOOKUP, asked).await;
+        assert_eq!(
+            (status, answer.as_str()),
+            (StatusCode::OK, expected.as_str())
+        );
+    }
+    let (status, answer) = raw_call(
+        &app,
+        Method::GET,
+        LOOKUP,
+        r#"{"vehicles":[{"vin":"NEVER","plate":"SEEN"}]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (StatusCode::OK, r#"{"vehicleData":[]}"#)
+    );
 }
 
 /// Strict bodies: a misspelled field of a recorded result is refused, naming it, and nothing is
@@ -662,4 +723,64 @@ async fn an_unknown_field_of_a_result_is_a_400_naming_it(app: TestApp) {
         )
     );
     assert_eq!(app.state.log.head().await.unwrap(), head);
+}
+
+/// One vehicle of a lookup body as a client might write it: mostly valid, sometimes escaped,
+/// lowercase, too long, of the wrong type, incomplete, with extra or repeated fields.
+fn asked_vehicle() -> impl Strategy<Value = String> {
+    let id = prop_oneof![
+        4 => (0..6u8).prop_map(|n| format!("\"VIN{n}\"")),
+        1 => Just("\"V\\u0049N1\"".to_string()),
+        1 => Just("\"vin1\"".to_string()),
+        1 => Just(format!("\"{}\"", "A".repeat(18))),
+        1 => Just("12".to_string()),
+        1 => Just("null".to_string()),
+    ];
+    let plate = prop_oneof![
+        4 => (0..3u8).prop_map(|n| format!("\"P{n}\"")),
+        1 => Just("\"P-1\"".to_string()),
+        1 => Just("[\"P1\"]".to_string()),
+    ];
+    prop_oneof![
+        12 => (id.clone(), plate.clone()).prop_map(|(vin, plate)| format!(r#"{{"vin":{vin},"plate":{plate}}}"#)),
+        1 => (id.clone(), plate.clone()).prop_map(|(vin, plate)| format!(r#"{{"plate":{plate},"extra":{{"a":[1]}},"vin":{vin}}}"#)),
+        1 => id.clone().prop_map(|vin| format!(r#"{{"vin":{vin}}}"#)),
+        1 => (id, plate).prop_map(|(vin, plate)| format!(r#"{{"vin":{vin},"plate":{plate},"vin":"VIN9"}}"#)),
+        1 => Just("\"VIN1-P1\"".to_string()),
+    ]
+}
+
+/// A lookup body: the usual shape most of the time, and every way of getting it wrong.
+fn lookup_body() -> impl Strategy<Value = String> {
+    let list = prop_oneof![
+        8 => prop::collection::vec(asked_vehicle(), 0..8),
+        1 => prop::collection::vec(asked_vehicle(), 499..503),
+    ]
+    .prop_map(|vehicles| format!("[{}]", vehicles.join(",")));
+    prop_oneof![
+        10 => list.clone().prop_map(|list| format!(r#"{{"vehicles":{list}}}"#)),
+        1 => list.clone().prop_map(|list| format!(r#" {{"other":1,"vehicles":{list}}} "#)),
+        1 => list.clone().prop_map(|list| format!(r#"{{"Vehicles":{list}}}"#)),
+        1 => list.clone().prop_map(|list| format!(r#"{{"vehicles":{list},"vehicles":[]}}"#)),
+        1 => list.clone().prop_map(|list| format!(r#"{{"vehicles":{list}"#)),
+        1 => list,
+        1 => Just(String::new()),
+        1 => Just(r#"{"vehicles":null}"#.to_string()),
+    ]
+}
+
+proptest! {
+    /// The lookup's fast reading of the usual body and its general reading agree on every
+    /// body: the same vehicles in the same order, or the same refusal.
+    #[test]
+    fn every_lookup_body_reads_the_same_both_ways(body in lookup_body()) {
+        use fleet_ledger::http::scraping::{parse_lookup, parse_lookup_body, ScrapingBytes};
+        let bytes = ScrapingBytes(body.clone().into());
+        let fast = parse_lookup_body(&bytes).map_err(|e| format!("{e:?}"));
+        let general = bytes
+            .json()
+            .and_then(|value| parse_lookup(value.as_ref()))
+            .map_err(|e| format!("{e:?}"));
+        prop_assert_eq!(fast, general, "{}", body);
+    }
 }

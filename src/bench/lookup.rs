@@ -1,5 +1,5 @@
 //! `lookup` (issue 11): seed 001's batch lookup of 500 vehicles against a store holding
-//! `events` recorded vehicle check results.
+//! [`super::LookupSize::results`] recorded vehicle check results.
 //!
 //! The results are written straight to the log, one append per vehicle, as the service itself
 //! writes them (`VehicleCheckRecorded` on the vehicle's `vehicle-checks` stream), then the
@@ -23,6 +23,8 @@ use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::load::Outcome;
@@ -48,13 +50,74 @@ const UNKNOWN_ONE_IN: usize = 10;
 /// transactions, few enough to bound memory.
 const SEED_APPENDS_IN_FLIGHT: usize = 2_000;
 
-/// What the store holds: each vehicle's latest status per resource.
+/// What the store holds, as each lookup must answer it.
 struct Recorded {
     vehicles: Vec<CheckedVehicle>,
-    /// (vehicle index, resource id) → the status of its latest result.
-    latest: BTreeMap<(usize, i64), String>,
+    /// By vehicle index, the `info` a lookup answers for it (the latest result of each resource,
+    /// by resource id), or `None` when no result was recorded for it. Rendered here from the
+    /// results as a `Value` in the seed's field order, independently of how the service renders
+    /// them: answers are checked byte for byte against it.
+    info: Vec<Option<Box<RawValue>>>,
+    /// Latest results in all: rows the read model must hold.
+    latest_count: usize,
     events: usize,
     elapsed: Duration,
+}
+
+/// Seed 001's stored entry of `check`, field by field in the seed's order.
+fn expected_entry(check: &VehicleCheck) -> Value {
+    json!({
+        "_id": format!("{}-{}", check.resource_id, check.vehicle.key()),
+        "plate": check.vehicle.plate.as_str(),
+        "vin": check.vehicle.vin.as_str(),
+        "resourceId": check.resource_id,
+        "status": check.status.clone().unwrap_or(Value::Null),
+        "result": check.result.clone(),
+        "creationDateTime": check.creation_date_time.as_str(),
+        "finishedDateTime": check.finished_date_time.as_ref().map(CheckTime::as_str),
+    })
+}
+
+/// By vehicle index, the `info` of the latest results in `latest` ((vehicle index, resource id)
+/// → status), rendered one vehicle at a time: a `Value` of every entry at once would outweigh
+/// the service being measured.
+fn expected_info(
+    vehicles: &[CheckedVehicle],
+    latest: &BTreeMap<(usize, i64), &str>,
+) -> Result<Vec<Option<Box<RawValue>>>, BenchError> {
+    let mut info = Vec::with_capacity(vehicles.len());
+    for (index, vehicle) in vehicles.iter().enumerate() {
+        let entries = latest
+            .range((index, i64::MIN)..=(index, i64::MAX))
+            .map(|(&(_, resource_id), status)| {
+                check(vehicle, resource_id, status).map(|check| expected_entry(&check))
+            })
+            .collect::<Result<Vec<Value>, _>>()?;
+        info.push(if entries.is_empty() {
+            None
+        } else {
+            Some(RawValue::from_string(Value::Array(entries).to_string())?)
+        });
+    }
+    Ok(info)
+}
+
+/// The result the bench records: what a resource reporting one fine sends.
+fn check(
+    vehicle: &CheckedVehicle,
+    resource_id: i64,
+    status: &str,
+) -> Result<VehicleCheck, BenchError> {
+    let time = CheckTime::parse("2024-03-01T10:00:00.000Z")
+        .map_err(|e| BenchError::Config(e.to_string()))?;
+    Ok(VehicleCheck {
+        resource_id,
+        vehicle: vehicle.clone(),
+        status: Some(Value::from(status)),
+        result: json!([{ "concepto": "Multa", "monto": 1250.50, "folio": status }]),
+        creation_date_time: time.clone(),
+        finished_date_time: Some(time),
+    })
 }
 
 fn vehicle(index: usize) -> Result<CheckedVehicle, BenchError> {
@@ -75,16 +138,12 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         .collect::<Result<Vec<_>, _>>()?;
     let mut rng = StdRng::seed_from_u64(1);
     let mut by_vehicle: Vec<Vec<(i64, String)>> = vec![Vec::new(); vehicle_count];
-    let mut latest = BTreeMap::new();
     for n in 0..results {
         let index = rng.gen_range(0..vehicle_count);
         let resource_id = rng.gen_range(1..=RESOURCES);
-        let status = format!("S{n}");
-        latest.insert((index, resource_id), status.clone());
-        by_vehicle[index].push((resource_id, status));
+        by_vehicle[index].push((resource_id, format!("S{n}")));
     }
-    let creation = CheckTime::parse("2024-03-01T10:00:00.000Z")
-        .map_err(|e| BenchError::Config(e.to_string()))?;
+    let mut latest: BTreeMap<(usize, i64), &str> = BTreeMap::new();
     let metadata = EventMetadata {
         actor: Some("bench".to_string()),
         ..Default::default()
@@ -106,15 +165,9 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
         for &index in chunk {
             let mut events = Vec::with_capacity(by_vehicle[index].len());
             for (resource_id, status) in &by_vehicle[index] {
+                latest.insert((index, *resource_id), status);
                 let event = VehicleCheckEvent::VehicleCheckRecorded {
-                    check: VehicleCheck {
-                        resource_id: *resource_id,
-                        vehicle: vehicles[index].clone(),
-                        status: Some(Value::from(status.as_str())),
-                        result: json!([{ "concepto": "Multa", "monto": 1250.50, "folio": status }]),
-                        creation_date_time: creation.clone(),
-                        finished_date_time: Some(creation.clone()),
-                    },
+                    check: check(&vehicles[index], *resource_id, status)?,
                 };
                 let (event_type, payload) = codec::encode(&event)?;
                 events.push(NewEvent::new(event_type, payload, metadata.clone()));
@@ -136,16 +189,46 @@ async fn record(log: &SharedLog, results: usize, progress: bool) -> Result<Recor
     }
     ticker.finish().await;
     Ok(Recorded {
+        info: expected_info(&vehicles, &latest)?,
         vehicles,
-        latest,
+        latest_count: latest.len(),
         events: results,
         elapsed: started.elapsed(),
     })
 }
 
-/// The vehicles of one lookup: [`LOOKUP_VEHICLES_MAX`] distinct ones, one in
-/// [`UNKNOWN_ONE_IN`] never processed. Answers the body and the indices of the known ones.
-fn lookup_body(rng: &mut StdRng, recorded: &Recorded) -> (Bytes, Vec<Option<usize>>) {
+/// A lookup's body asking for `asked` (indices into the recorded vehicles; `None` for one never
+/// processed, made up from its position), written as text: the client shares the two cores with
+/// the service, so it builds no JSON tree.
+fn lookup_body(asked: &[Option<usize>], recorded: &Recorded) -> Bytes {
+    let mut body = String::with_capacity(16 + asked.len() * 48);
+    body.push_str(r#"{"vehicles":["#);
+    for (position, index) in asked.iter().enumerate() {
+        if position > 0 {
+            body.push(',');
+        }
+        // VINs and plates are uppercase letters and digits: nothing to escape.
+        match index {
+            Some(index) => {
+                let vehicle = &recorded.vehicles[*index];
+                body.push_str(r#"{"vin":""#);
+                body.push_str(vehicle.vin.as_str());
+                body.push_str(r#"","plate":""#);
+                body.push_str(vehicle.plate.as_str());
+                body.push_str(r#""}"#);
+            }
+            None => {
+                body.push_str(&format!(r#"{{"vin":"NONE{position}","plate":"NEVER"}}"#));
+            }
+        }
+    }
+    body.push_str("]}");
+    Bytes::from(body)
+}
+
+/// The vehicles of one lookup: [`LOOKUP_VEHICLES_MAX`] distinct ones, one in [`UNKNOWN_ONE_IN`]
+/// never processed (`None`).
+fn lookup_vehicles(rng: &mut StdRng, recorded: &Recorded) -> Vec<Option<usize>> {
     let count = recorded.vehicles.len();
     let known = LOOKUP_VEHICLES_MAX - LOOKUP_VEHICLES_MAX / UNKNOWN_ONE_IN;
     let mut asked: Vec<Option<usize>> = rand::seq::index::sample(rng, count, known.min(count))
@@ -157,90 +240,76 @@ fn lookup_body(rng: &mut StdRng, recorded: &Recorded) -> (Bytes, Vec<Option<usiz
         None,
     );
     asked.shuffle(rng);
-    let vehicles: Vec<Value> = asked
-        .iter()
-        .enumerate()
-        .map(|(position, index)| match index {
-            Some(index) => json!({
-                "vin": recorded.vehicles[*index].vin.as_str(),
-                "plate": recorded.vehicles[*index].plate.as_str(),
-            }),
-            None => json!({ "vin": format!("NONE{position}"), "plate": "NEVER" }),
-        })
-        .collect();
-    let body = json!({ "vehicles": vehicles }).to_string();
-    (Bytes::from(body), asked)
+    asked
 }
 
-/// Compares a lookup's answer with what was recorded for the vehicles `asked`.
+/// The answer a lookup must give, built with serde around the expected `info` texts.
+#[derive(Serialize)]
+struct ExpectedAnswer<'a> {
+    #[serde(rename = "vehicleData")]
+    vehicle_data: Vec<ExpectedVehicle<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExpectedVehicle<'a> {
+    vin: &'a str,
+    plate: &'a str,
+    info: &'a RawValue,
+}
+
+/// Compares a lookup's answer, byte for byte, with the one expected for the vehicles `asked`:
+/// those some resource processed, in the order asked, each with the latest result of every
+/// resource. Building the expected bytes and comparing them costs the client far less than
+/// parsing each answer would, on the cores the service needs.
 fn check_answer(
-    answer: &Value,
+    answer: &[u8],
     asked: &[Option<usize>],
     recorded: &Recorded,
     differences: &mut Verification,
 ) {
-    let expected: Vec<(usize, Vec<(i64, &str)>)> = asked
+    let vehicle_data = asked
         .iter()
         .flatten()
-        .map(|&index| {
-            let latest = recorded
-                .latest
-                .range((index, i64::MIN)..=(index, i64::MAX))
-                .map(|((_, resource), status)| (*resource, status.as_str()))
-                .collect();
-            (index, latest)
-        })
-        .filter(|(_, latest): &(usize, Vec<_>)| !latest.is_empty())
-        .collect();
-    let got: Vec<(String, Vec<(i64, String)>)> = answer["vehicleData"]
-        .as_array()
-        .map(|data| {
-            data.iter()
-                .map(|vehicle| {
-                    let info = vehicle["info"]
-                        .as_array()
-                        .map(|info| {
-                            info.iter()
-                                .map(|entry| {
-                                    (
-                                        entry["resourceId"].as_i64().unwrap_or_default(),
-                                        entry["status"].as_str().unwrap_or_default().to_string(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (
-                        vehicle["vin"].as_str().unwrap_or_default().to_string(),
-                        info,
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let wanted: Vec<(String, Vec<(i64, String)>)> = expected
-        .into_iter()
-        .map(|(index, latest)| {
-            (
-                recorded.vehicles[index].vin.as_str().to_string(),
-                latest
-                    .into_iter()
-                    .map(|(resource, status)| (resource, status.to_string()))
-                    .collect(),
-            )
+        .filter_map(|&index| {
+            let info = recorded.info[index].as_deref()?;
+            let vehicle = &recorded.vehicles[index];
+            Some(ExpectedVehicle {
+                vin: vehicle.vin.as_str(),
+                plate: vehicle.plate.as_str(),
+                info,
+            })
         })
         .collect();
-    if got != wanted {
-        let first = got.iter().zip(&wanted).find(|(g, w)| g != w).map_or_else(
-            || format!("{} vehicles answered, {} expected", got.len(), wanted.len()),
-            |(g, w)| format!("answered {g:?}, recorded {w:?}"),
-        );
-        differences.add(format!("GET {LOOKUP_PATH}: {first}"));
+    // Sized for a right answer up front: growing by doubling copied it several times over.
+    let mut expected = Vec::with_capacity(answer.len() + 64);
+    if let Err(error) = serde_json::to_writer(&mut expected, &ExpectedAnswer { vehicle_data }) {
+        differences.add(format!("{LOOKUP_PATH}: the expected answer: {error}"));
+        return;
+    }
+    if answer != expected.as_slice() {
+        const CONTEXT: usize = 120;
+        let at = answer
+            .iter()
+            .zip(&expected)
+            .position(|(a, e)| a != e)
+            .unwrap_or(answer.len().min(expected.len()));
+        let around = |bytes: &[u8]| {
+            let from = at.saturating_sub(CONTEXT / 2);
+            String::from_utf8_lossy(&bytes[from.min(bytes.len())..(at + CONTEXT).min(bytes.len())])
+                .into_owned()
+        };
+        differences.add(format!(
+            "{LOOKUP_PATH}: the answer ({} bytes) differs from the expected one ({} bytes) at byte {at}: answered …{}…, expected …{}…",
+            answer.len(),
+            expected.len(),
+            around(answer),
+            around(&expected)
+        ));
     }
 }
 
-/// `lookup`: `config.connections` callers asking for 500 vehicles back to back for
-/// `config.duration`, against `config.events` recorded results.
+/// `lookup`: `config.lookup.connections` callers asking for 500 vehicles back to back for
+/// `config.duration`, against `config.lookup.results` recorded results.
 pub(crate) async fn lookup(config: &BenchConfig) -> Result<super::ScenarioReport, BenchError> {
     let Target::InProcess { database_url } = &config.target else {
         return Err(BenchError::NeedsInProcess("lookup"));
@@ -258,13 +327,13 @@ async fn measure(
     let (keys, token) = fresh_keys();
     // The log is written while no service runs, as the other seeded scenarios do.
     let log = store::open(&store.location.log_url).await?;
-    let recorded = record(&log, config.events, config.progress).await;
+    let recorded = record(&log, config.lookup.results, config.progress).await;
     log.shutdown().await;
     let recorded = Arc::new(recorded?);
     let state = AppState::open_with(&store.location, keys, LedgerSettings::default()).await?;
     super::scenarios::catch_up(&state, "catch-up", config.progress).await?;
     let service = InProcessService::serve(state).await?;
-    let api = service.api(&token, config.connections);
+    let api = service.api(&token, config.lookup.connections);
 
     let completed = Arc::new(AtomicU64::new(0));
     let ticker = {
@@ -280,7 +349,7 @@ async fn measure(
     let peak = PeakRss::start();
     let started = Instant::now();
     let deadline = started + config.duration;
-    let callers = (0..config.connections).map(|caller| {
+    let callers = (0..config.lookup.connections).map(|caller| {
         let api = api.clone();
         let recorded = recorded.clone();
         let completed = completed.clone();
@@ -289,16 +358,16 @@ async fn measure(
             let mut outcome = Outcome::default();
             let mut differences = Verification::default();
             while outcome.requests() == 0 || Instant::now() < deadline {
-                let (body, asked) = lookup_body(&mut rng, &recorded);
+                let asked = lookup_vehicles(&mut rng, &recorded);
+                let body = lookup_body(&asked, &recorded);
                 let sent = Instant::now();
                 let answer = api.send(Method::GET, LOOKUP_PATH, Some(body)).await;
                 outcome.latencies.push(sent.elapsed());
                 completed.fetch_add(1, Ordering::Relaxed);
                 match answer {
-                    Ok(answer) if answer.status == StatusCode::OK => match answer.json() {
-                        Some(json) => check_answer(&json, &asked, &recorded, &mut differences),
-                        None => differences.add(format!("GET {LOOKUP_PATH}: not JSON")),
-                    },
+                    Ok(answer) if answer.status == StatusCode::OK => {
+                        check_answer(&answer.body, &asked, &recorded, &mut differences)
+                    }
                     Ok(answer) => outcome.refused(&answer),
                     Err(error) => outcome.transport_error(error.to_string()),
                 }
@@ -319,29 +388,33 @@ async fn measure(
     // Every vehicle once, in lookups of 500: the whole read model against what was recorded.
     let all: Vec<Option<usize>> = (0..recorded.vehicles.len()).map(Some).collect();
     for asked in all.chunks(LOOKUP_VEHICLES_MAX) {
-        let vehicles: Vec<Value> = asked
-            .iter()
-            .flatten()
-            .map(|&index| {
-                json!({
-                    "vin": recorded.vehicles[index].vin.as_str(),
-                    "plate": recorded.vehicles[index].plate.as_str(),
-                })
-            })
-            .collect();
-        let body = json!({ "vehicles": vehicles }).to_string();
         let answer = api
-            .expect(Method::POST, LOOKUP_PATH, Some(body), StatusCode::OK)
-            .await?;
-        check_answer(&answer, asked, &recorded, &mut verification);
+            .send(
+                Method::POST,
+                LOOKUP_PATH,
+                Some(lookup_body(asked, &recorded)),
+            )
+            .await
+            .map_err(|e| BenchError::Http {
+                request: format!("POST {LOOKUP_PATH}"),
+                reason: e.to_string(),
+            })?;
+        if answer.status == StatusCode::OK {
+            check_answer(&answer.body, asked, &recorded, &mut verification);
+        } else {
+            verification.add(format!("POST {LOOKUP_PATH} answered {}", answer.status));
+        }
     }
     verification.records_acknowledged = recorded.events;
-    verification.records_read_back = recorded.latest.len();
+    verification.records_read_back = recorded.latest_count;
     drop(api);
     service.stop().await;
 
-    let mut report =
-        super::scenarios::blank_report(Scenario::Lookup, store.backend(), config.connections);
+    let mut report = super::scenarios::blank_report(
+        Scenario::Lookup,
+        store.backend(),
+        config.lookup.connections,
+    );
     super::scenarios::with_outcome(&mut report, outcome, elapsed);
     report.events = recorded.events as i64;
     report.peak_rss_bytes = peak_rss;
@@ -352,10 +425,77 @@ async fn measure(
         RESOURCES,
         recorded.vehicles.len(),
         recorded.elapsed.as_secs_f64(),
-        recorded.latest.len()
+        recorded.latest_count
     ));
     report.notes.push(format!(
         "{timed} lookups of {LOOKUP_VEHICLES_MAX} vehicles (1 in {UNKNOWN_ONE_IN} never processed) as GET with a body; every answer checked, then every vehicle asked once more"
     ));
     Ok(super::scenarios::finished(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two vehicles: the first processed by resources 1 and 3, the second by none.
+    fn recorded() -> Recorded {
+        let vehicles = vec![vehicle(0).unwrap(), vehicle(1).unwrap()];
+        let latest = BTreeMap::from([((0, 1), "S7"), ((0, 3), "S9")]);
+        Recorded {
+            info: expected_info(&vehicles, &latest).unwrap(),
+            vehicles,
+            latest_count: 2,
+            events: 3,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn differences(answer: &str) -> usize {
+        let mut verification = Verification::default();
+        let asked = [Some(1), None, Some(0)];
+        check_answer(answer.as_bytes(), &asked, &recorded(), &mut verification);
+        verification.differences
+    }
+
+    #[test]
+    fn the_check_passes_the_right_answer_and_catches_every_wrong_one() {
+        let entry = |resource: i64, status: &str| {
+            format!(
+                r#"{{"_id":"{resource}-LKP00000000000000-P000000000","plate":"P000000000","vin":"LKP00000000000000","resourceId":{resource},"status":"{status}","result":[{{"concepto":"Multa","monto":1250.5,"folio":"{status}"}}],"creationDateTime":"2024-03-01T10:00:00.000Z","finishedDateTime":"2024-03-01T10:00:00.000Z"}}"#
+            )
+        };
+        let answer = |info: &[String]| {
+            format!(
+                r#"{{"vehicleData":[{{"vin":"LKP00000000000000","plate":"P000000000","info":[{}]}}]}}"#,
+                info.join(",")
+            )
+        };
+        let right = answer(&[entry(1, "S7"), entry(3, "S9")]);
+        assert_eq!(differences(&right), 0);
+        // A superseded status, a resource missing, one too many, the wrong order.
+        assert_eq!(differences(&answer(&[entry(1, "S6"), entry(3, "S9")])), 1);
+        assert_eq!(differences(&answer(&[entry(1, "S7")])), 1);
+        assert_eq!(
+            differences(&answer(&[entry(1, "S7"), entry(3, "S9"), entry(2, "S1")])),
+            1
+        );
+        assert_eq!(differences(&answer(&[entry(3, "S9"), entry(1, "S7")])), 1);
+        // The vehicle left out, a vehicle nobody processed answered, not the answer at all.
+        assert_eq!(differences(r#"{"vehicleData":[]}"#), 1);
+        let unprocessed = r#"{"vin":"LKP00000000000001","plate":"P000000001","info":[]}"#;
+        let with_unprocessed = right.replacen("[{", &format!("[{unprocessed},{{"), 1);
+        assert_eq!(differences(&with_unprocessed), 1);
+        assert_eq!(differences(r#"{"error":"Servicio no disponible"}"#), 1);
+        // The same answer in another field order or spacing is not the same bytes.
+        assert_eq!(
+            differences(&right.replace(r#""resourceId":1,"#, r#""resourceId": 1,"#)),
+            1
+        );
+        let reordered = right.replace(
+            r#""plate":"P000000000","vin":"LKP00000000000000","resourceId""#,
+            r#""vin":"LKP00000000000000","plate":"P000000000","resourceId""#,
+        );
+        assert_ne!(reordered, right);
+        assert_eq!(differences(&reordered), 1);
+    }
 }

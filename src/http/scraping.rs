@@ -10,20 +10,23 @@ use std::collections::HashMap;
 
 use aggregates::vehicle_check::{
     CheckTime, CheckedVehicle, VehicleCheck, VehicleCheckCommand, VehiclePlate, Vin,
+    VEHICLE_PLATE_LEN_MAX, VIN_LEN_MAX,
 };
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use projections::vehicle_checks::StoredEntry;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::extract::{CommandContext, ReadModelsLag};
 use super::run_command_answering_from_events;
 use crate::auth::Actor;
-use crate::queries::vehicle_checks::{self as checks, CheckRow};
+use crate::queries::vehicle_checks::{self as checks, StoredEntries};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
 
@@ -138,33 +141,53 @@ pub async fn require_token(
     }
 }
 
-/// The family's one body reader: the JSON value sent, or `None` for an empty body (a GET sent
-/// without one). Every content type is read as JSON, as the rest of the service does.
+/// The family's one body reader: the bytes sent, bounded like every body. Every content type
+/// is read as JSON, as the rest of the service does.
 ///
 /// Strict bodies (unknown fields, content types, sizes) are to be aligned here and in
 /// [`parse_lookup`] / [`parse_results`], which name every field the family reads.
+pub struct ScrapingBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ScrapingBytes {
+    type Rejection = ScrapingError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ScrapingError::TooLarge(rejection.body_text()),
+                _ => ScrapingError::BadRequest(format!(
+                    "Invalid request body: {}",
+                    rejection.body_text()
+                )),
+            })
+    }
+}
+
+impl ScrapingBytes {
+    /// The JSON value sent, or `None` for an empty body (a GET sent without one).
+    pub fn json(&self) -> Result<Option<Value>, ScrapingError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&self.0)
+            .map(Some)
+            .map_err(|e| ScrapingError::BadRequest(format!("Invalid JSON: {e}")))
+    }
+}
+
+/// The body as a JSON value: see [`ScrapingBytes::json`].
 pub struct ScrapingBody(pub Option<Value>);
 
 impl<S: Send + Sync> FromRequest<S> for ScrapingBody {
     type Rejection = ScrapingError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => ScrapingError::TooLarge(rejection.body_text()),
-                    _ => ScrapingError::BadRequest(format!(
-                        "Invalid request body: {}",
-                        rejection.body_text()
-                    )),
-                })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self(None));
-        }
-        serde_json::from_slice(&bytes)
-            .map(|value| Self(Some(value)))
-            .map_err(|e| ScrapingError::BadRequest(format!("Invalid JSON: {e}")))
+        ScrapingBytes::from_request(request, state)
+            .await?
+            .json()
+            .map(Self)
     }
 }
 
@@ -186,6 +209,46 @@ fn vehicle_at(
 }
 
 /// A lookup's body into its vehicles, each once, in the order first asked for.
+///
+/// The usual body (an object whose `vehicles` lists 1 to 500 objects, each with a valid `vin`
+/// and `plate` written without escapes) is read straight into borrowed fields: a JSON tree of
+/// 500 small objects per lookup cost more than the rest of reading it. Anything else goes
+/// through [`parse_lookup`], which names what is wrong; both read a body the same way
+/// (tests/vehicle_checks.rs checks it on random bodies).
+pub fn parse_lookup_body(body: &ScrapingBytes) -> Result<Vec<CheckedVehicle>, ScrapingError> {
+    #[derive(Deserialize)]
+    struct Listed<'a> {
+        #[serde(borrow)]
+        vehicles: Vec<Asked<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Asked<'a> {
+        vin: &'a str,
+        plate: &'a str,
+    }
+    let usual = serde_json::from_slice::<Listed<'_>>(&body.0)
+        .ok()
+        .filter(|listed| (1..=LOOKUP_VEHICLES_MAX).contains(&listed.vehicles.len()))
+        .and_then(|listed| {
+            listed
+                .vehicles
+                .iter()
+                .map(|asked| {
+                    Some(CheckedVehicle {
+                        vin: Vin::parse(asked.vin).ok()?,
+                        plate: VehiclePlate::parse(asked.plate).ok()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+    match usual {
+        Some(vehicles) => Ok(first_of_each(vehicles)),
+        None => parse_lookup(body.json()?.as_ref()),
+    }
+}
+
+/// A lookup's body, as a JSON value, into its vehicles, each once, in the order first asked
+/// for; a refusal names what is wrong.
 pub fn parse_lookup(body: Option<&Value>) -> Result<Vec<CheckedVehicle>, ScrapingError> {
     let listed = body
         .and_then(|body| body.get("vehicles"))
@@ -197,24 +260,30 @@ pub fn parse_lookup(body: Option<&Value>) -> Result<Vec<CheckedVehicle>, Scrapin
             "The maximum number of vehicles that can be requested in one request is {LOOKUP_VEHICLES_MAX}."
         )));
     }
-    let mut vehicles: Vec<CheckedVehicle> = Vec::with_capacity(listed.len());
-    let mut seen = std::collections::HashSet::with_capacity(listed.len());
-    for (index, entry) in listed.iter().enumerate() {
-        let at = || format!("Vehicle at index {index} (vehicles[{index}])");
-        let vehicle = match entry.as_object() {
-            Some(entry) => vehicle_at(entry, at)?,
-            None => {
-                return Err(ScrapingError::BadParameters(format!(
+    let vehicles = listed
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let at = || format!("Vehicle at index {index} (vehicles[{index}])");
+            match entry.as_object() {
+                Some(entry) => vehicle_at(entry, at),
+                None => Err(ScrapingError::BadParameters(format!(
                     "{INVALID_VEHICLE} {}.",
                     at()
-                )))
+                ))),
             }
-        };
-        if seen.insert(vehicle.clone()) {
-            vehicles.push(vehicle);
-        }
-    }
-    Ok(vehicles)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(first_of_each(vehicles))
+}
+
+/// Each vehicle once, at its first position: seed 001 answers a repeated vehicle once.
+fn first_of_each(vehicles: Vec<CheckedVehicle>) -> Vec<CheckedVehicle> {
+    let mut seen = std::collections::HashSet::with_capacity(vehicles.len());
+    vehicles
+        .into_iter()
+        .filter(|vehicle| seen.insert(vehicle.clone()))
+        .collect()
 }
 
 /// A recording's body (one result or an array of them) into results; `true` when it was an
@@ -301,63 +370,43 @@ fn parse_result(index: usize, entry: &Value) -> Result<VehicleCheck, ScrapingErr
     })
 }
 
-/// Seed 001's stored entry, in the seed's field order.
-fn entry_json(
-    id: String,
-    vehicle: (&str, &str),
-    resource_id: i64,
-    status: Value,
-    result: Value,
-    times: (&str, Option<&str>),
-) -> Value {
-    json!({
-        "_id": id,
-        "plate": vehicle.1,
-        "vin": vehicle.0,
-        "resourceId": resource_id,
-        "status": status,
-        "result": result,
-        "creationDateTime": times.0,
-        "finishedDateTime": times.1,
-    })
-}
-
-fn check_json(check: &VehicleCheck) -> Value {
-    entry_json(
-        check.id(),
-        (check.vehicle.vin.as_str(), check.vehicle.plate.as_str()),
-        check.resource_id,
-        check.status.clone().unwrap_or(Value::Null),
-        check.result.clone(),
-        (
-            check.creation_date_time.as_str(),
-            check.finished_date_time.as_ref().map(CheckTime::as_str),
-        ),
-    )
-}
-
-fn row_json(row: &CheckRow) -> Result<Value, ScrapingError> {
-    // The projection stored what the command proved it could read back: unreadable text is a bug.
-    let stored = |text: &str| {
-        serde_json::from_str::<Value>(text).map_err(|e| {
-            ScrapingError::Api(ApiError::internal(format!(
-                "stored result of {}-{}: {e}",
-                row.resource_id, row.vehicle
-            )))
-        })
-    };
-    let status = match &row.status {
-        Some(text) => stored(text)?,
-        None => Value::Null,
-    };
-    Ok(entry_json(
-        format!("{}-{}", row.resource_id, row.vehicle),
-        (&row.vin, &row.plate),
-        row.resource_id,
-        status,
-        stored(&row.result)?,
-        (&row.creation_date_time, row.finished_date_time.as_deref()),
-    ))
+/// The lookup's answer, `{"vehicleData":[{"vin":…,"plate":…,"info":[…]},…]}`: every vehicle of
+/// `vehicles` (keyed `keys`) that has stored entries, in the order asked, with its entries
+/// exactly as the read model holds them. Byte for byte what serialising a `Value` of the same
+/// answer prints (pinned by tests/vehicle_checks.rs), without parsing or printing a thousand
+/// entries again per lookup.
+fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], found: &StoredEntries) -> String {
+    let entries = found.by_vehicle();
+    const VEHICLE_FRAME_LEN: usize = r#"{"vin":"","plate":"","info":[]},"#.len();
+    let capacity = r#"{"vehicleData":[]}"#.len()
+        + found.len()
+        + entries.len() * (VEHICLE_FRAME_LEN + VIN_LEN_MAX + VEHICLE_PLATE_LEN_MAX);
+    let mut answer = String::with_capacity(capacity);
+    answer.push_str(r#"{"vehicleData":["#);
+    let mut first_vehicle = true;
+    for (vehicle, key) in vehicles.iter().zip(keys) {
+        let Some(info) = entries.get(key.as_str()) else {
+            continue;
+        };
+        if !first_vehicle {
+            answer.push(',');
+        }
+        first_vehicle = false;
+        // VINs and plates are uppercase letters and digits (their parse): nothing to escape.
+        answer.push_str(r#"{"vin":""#);
+        answer.push_str(vehicle.vin.as_str());
+        answer.push_str(r#"","plate":""#);
+        answer.push_str(vehicle.plate.as_str());
+        answer.push_str(r#"","info":["#);
+        answer.push_str(info);
+        answer.push_str("]}");
+    }
+    answer.push_str("]}");
+    debug_assert!(
+        serde_json::from_str::<serde::de::IgnoredAny>(&answer).is_ok(),
+        "the answer is JSON: {answer}"
+    );
+    answer
 }
 
 /// `POST /api/scraping/resultados`: one result or an array → 201 with the stored entries.
@@ -365,12 +414,19 @@ pub async fn record(
     State(state): State<AppState>,
     context: CommandContext,
     ScrapingBody(body): ScrapingBody,
-) -> Result<(StatusCode, Json<Value>), ScrapingError> {
+) -> Result<(StatusCode, Response), ScrapingError> {
     if !context.actor.can_write() {
         return Err(ScrapingError::Forbidden);
     }
     let (checks, many) = parse_results(body.as_ref())?;
-    let rendered: Vec<Value> = checks.iter().map(check_json).collect();
+    // Rendered now: the commands below take the results.
+    let answer = {
+        let entries: Vec<StoredEntry<'_>> = checks.iter().map(StoredEntry::of).collect();
+        match entries.as_slice() {
+            [one] if !many => Json(one).into_response(),
+            _ => Json(&entries).into_response(),
+        }
+    };
     // One command per vehicle, in the order vehicles first appear: a keyed retry makes the same
     // appends in the same order (its event ids depend on it). Every result is parsed before the
     // first append, so only an outage can leave a request half recorded, and a retry with its
@@ -397,12 +453,7 @@ pub async fn record(
         )
         .await?;
     }
-    let answer = if many {
-        Value::Array(rendered)
-    } else {
-        rendered.into_iter().next().unwrap_or(Value::Null)
-    };
-    Ok((StatusCode::CREATED, Json(answer)))
+    Ok((StatusCode::CREATED, answer))
 }
 
 /// `GET` (with a body, as seed 001 sends it) or `POST /api/batch/scraping[/]`: the latest result
@@ -411,12 +462,12 @@ pub async fn lookup(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     lag: Option<Extension<ReadModelsLag>>,
-    ScrapingBody(body): ScrapingBody,
-) -> Result<Json<Value>, ScrapingError> {
+    body: ScrapingBytes,
+) -> Result<Response, ScrapingError> {
     if !actor.can_read() {
         return Err(ScrapingError::Forbidden);
     }
-    let vehicles = parse_lookup(body.as_ref())?;
+    let vehicles = parse_lookup_body(&body)?;
     // Read-your-writes: a lookup sees every result recorded before it arrived.
     if !state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await {
         if let Some(Extension(lag)) = lag {
@@ -424,23 +475,9 @@ pub async fn lookup(
         }
     }
     let keys: Vec<String> = vehicles.iter().map(CheckedVehicle::key).collect();
-    let rows = checks::latest(&state.read_models, &keys)
+    let found = checks::latest(&state.read_models, &keys)
         .await
         .map_err(ApiError::from)?;
-    let mut info: HashMap<&str, Vec<Value>> = HashMap::with_capacity(keys.len());
-    for row in &rows {
-        info.entry(row.vehicle.as_str())
-            .or_default()
-            .push(row_json(row)?);
-    }
-    let vehicle_data: Vec<Value> = vehicles
-        .iter()
-        .zip(&keys)
-        .filter_map(|(vehicle, key)| {
-            info.remove(key.as_str()).map(|info| {
-                json!({ "vin": vehicle.vin.as_str(), "plate": vehicle.plate.as_str(), "info": info })
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "vehicleData": vehicle_data })))
+    let answer = lookup_answer(&vehicles, &keys, &found);
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
