@@ -14,7 +14,6 @@ use base64::Engine;
 use chrono::Utc;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 pub const SECRET_ENV: &str = "FLEET_LEDGER_JWT_SECRET";
@@ -370,40 +369,8 @@ fn load_secret(data_dir: &Path) -> Result<String, KeyError> {
         }
     }
     let path = data_dir.join(SECRET_FILE);
-    let file_error = |source| KeyError::SecretFile {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(file_error(e)),
-    }
-    std::fs::create_dir_all(data_dir).map_err(file_error)?;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &secret).map_err(file_error)?;
-    Ok(secret)
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
+    crate::secret_file::read_or_create(&path)
+        .map_err(|source| KeyError::SecretFile { path, source })
 }
 
 /// Parses a lifetime such as `8h`, `30m`, `45s`, `7d`, or a number of seconds.

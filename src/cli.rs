@@ -130,6 +130,12 @@ pub struct ServeArgs {
         allow_hyphen_values = true
     )]
     pub saldo_critico: rust_decimal::Decimal,
+
+    /// Let webhooks point at loopback, private and link-local addresses (a receiver on the same
+    /// host or network, as in development). Off: such URLs are refused at registration and at
+    /// every delivery.
+    #[arg(long, env = "FLEET_LEDGER_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +207,9 @@ pub enum ScenarioName {
     AsOf,
     /// Seed 001's lookup of 500 vehicles against --lookup-results recorded check results.
     Lookup,
+    /// Seed 003's batches of 1,000 self-inspections, then webhook deliveries to a local
+    /// receiver.
+    Inspecciones,
     /// Every scenario; they always run in the order above.
     All,
 }
@@ -249,6 +258,18 @@ pub struct BenchRunArgs {
     #[arg(long, default_value_t = 16)]
     pub lookup_connections: usize,
 
+    /// Entries of each self-inspection batch (inspecciones; at most 1,000).
+    #[arg(long, default_value_t = 1_000)]
+    pub inspection_entries: usize,
+
+    /// Batches timed one after another (inspecciones).
+    #[arg(long, default_value_t = 20)]
+    pub inspection_batches: usize,
+
+    /// Inspections queued after a webhook is registered, each one delivery (inspecciones).
+    #[arg(long, default_value_t = 5_000)]
+    pub webhook_deliveries: usize,
+
     /// As-of requests to time (fewer if --duration runs out first).
     #[arg(long, default_value_t = 200)]
     pub as_of_requests: usize,
@@ -273,7 +294,7 @@ pub struct BenchRunArgs {
 
 impl BenchRunArgs {
     pub fn to_config(&self) -> Result<crate::bench::BenchConfig, String> {
-        use crate::bench::{BenchConfig, FleetSize, LookupSize, Scenario, Target};
+        use crate::bench::{BenchConfig, FleetSize, InspectionSize, LookupSize, Scenario, Target};
         let mut scenarios = Vec::new();
         for name in &self.scenarios {
             scenarios.extend_from_slice(match name {
@@ -283,6 +304,7 @@ impl BenchRunArgs {
                 ScenarioName::AsOf => &[Scenario::AsOf],
                 ScenarioName::Startup => &[Scenario::Startup],
                 ScenarioName::Lookup => &[Scenario::Lookup],
+                ScenarioName::Inspecciones => &[Scenario::Inspecciones],
                 ScenarioName::All => &Scenario::EVERY,
             });
         }
@@ -313,6 +335,11 @@ impl BenchRunArgs {
             lookup: LookupSize {
                 results: self.lookup_results,
                 connections: self.lookup_connections,
+            },
+            inspections: InspectionSize {
+                entries: self.inspection_entries,
+                batches: self.inspection_batches,
+                deliveries: self.webhook_deliveries,
             },
             as_of_requests: self.as_of_requests,
             progress: true,

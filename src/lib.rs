@@ -17,9 +17,11 @@ pub mod reactor;
 pub mod read_store;
 pub mod references;
 pub mod runner;
+pub mod secret_file;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod webhooks;
 
 use axum::routing::{get, patch, post};
 use axum::Extension;
@@ -147,6 +149,18 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
         .route(
             "/api/usuarios/{id}",
             patch(http::inspection_registry::change_user),
+        )
+        .route(
+            "/api/webhooks",
+            get(http::webhooks::list).post(http::webhooks::create),
+        )
+        .route(
+            "/api/webhooks/{id}/entregas",
+            get(http::webhooks::deliveries),
+        )
+        .route(
+            "/api/webhooks/{id}/entregas/{entrega}/reenviar",
+            post(http::webhooks::send_again),
         )
         // Keys belong to the token's `sub`: the key layer runs right inside authentication.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fleet_ledger::cli::{BenchArgs, BenchCommand, Cli, Command, LogFormat};
-use fleet_ledger::settings::LedgerSettings;
+use fleet_ledger::settings::{LedgerSettings, WebhookSettings};
+use fleet_ledger::webhooks::seal::SealingKey;
 use fleet_ledger::{auth, bench, AppState, StoreLocation};
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +52,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let settings = LedgerSettings {
                 time_zone: args.time_zone.clone(),
                 saldo_critico_cop: args.saldo_critico,
+                webhooks: WebhookSettings {
+                    key: SealingKey::load(&args.store.data_dir)?,
+                    allow_private: args.webhook_allow_private,
+                    ..WebhookSettings::default()
+                },
             };
             let state = AppState::open_with(&location, keys, settings).await?;
 

@@ -122,6 +122,11 @@ impl ReadStore {
         }
     }
 
+    /// Whether the read models live in PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.writer.is_none()
+    }
+
     /// Waits for the turn to write (SQLite), and answers the guard that holds it.
     pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.writer {

@@ -196,6 +196,15 @@ impl ProjectionRunner {
             .is_some_and(|r| r.progress.borrow().checkpoint >= position)
     }
 
+    /// Follows the projection named `name`: its checkpoint as this process knows it (what it
+    /// folds, or what the leading instance stored).
+    pub fn progress_of(&self, name: &str) -> Option<watch::Receiver<Progress>> {
+        self.running
+            .iter()
+            .find(|r| r.projection.name() == name)
+            .map(|r| r.progress.clone())
+    }
+
     /// Whether any projection named in `names` is stalled.
     pub fn any_stalled(&self, names: &[&str]) -> bool {
         self.running

@@ -1,9 +1,12 @@
 //! Business settings of a running ledger, with the original service's defaults.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::FixedOffset;
 use rust_decimal::Decimal;
+
+use crate::webhooks::seal::SealingKey;
 
 /// Zones the operators work in. Only zones without daylight saving are listed: a date's end of
 /// day then has one unambiguous instant.
@@ -68,6 +71,7 @@ pub struct LedgerSettings {
     pub time_zone: ServiceTimeZone,
     /// Below this balance a station is `CRITICO`; from here up to zero it is `BAJO`.
     pub saldo_critico_cop: Decimal,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for LedgerSettings {
@@ -75,6 +79,47 @@ impl Default for LedgerSettings {
         Self {
             time_zone: "America/Bogota".parse().expect("a listed zone"),
             saldo_critico_cop: Decimal::from(-500_000),
+            webhooks: WebhookSettings::default(),
+        }
+    }
+}
+
+/// How the self-inspections' webhooks are registered and delivered (seed 003).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Seals the signing secrets at rest. `serve` reads it from `FLEET_LEDGER_WEBHOOK_KEY` or
+    /// the data directory ([`SealingKey::load`]); the default is a fixed development key.
+    pub key: SealingKey,
+    /// Whether a webhook may point at loopback, private or link-local addresses
+    /// (`--webhook-allow-private`): off, so a company cannot make the service call into the
+    /// network it runs in (SSRF).
+    pub allow_private: bool,
+    /// Deliveries in flight at once, per instance.
+    pub concurrency: usize,
+    /// Longest a receiver may take to answer an attempt (seed 003's issue: 10 s).
+    pub timeout: Duration,
+    /// The pause after a delivery's first failed attempt; each further failure doubles it (up
+    /// to `retry_delay_max`), with jitter.
+    pub retry_base: Duration,
+    pub retry_delay_max: Duration,
+    /// A delivery is retried for at least this long after it was scheduled, then given up
+    /// (`FALHOU`).
+    pub retry_window: Duration,
+    /// How often an idle worker looks for deliveries that came due.
+    pub poll: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            key: SealingKey::development(),
+            allow_private: false,
+            concurrency: 16,
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(10),
+            retry_delay_max: Duration::from_secs(3600),
+            retry_window: Duration::from_secs(24 * 3600),
+            poll: Duration::from_millis(250),
         }
     }
 }

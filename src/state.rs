@@ -12,6 +12,7 @@ use aggregates::registry::{Catalog, CatalogCommand, CatalogKind, Drivers, Statio
 use aggregates::vehicle_check::VehicleChecks;
 use aggregates::OperationAreas;
 use projections::Projection;
+use tokio::sync::watch;
 
 use crate::auth::JwtKeys;
 use crate::commands::CommandBus;
@@ -24,6 +25,7 @@ use crate::references::References;
 use crate::runner::{ProjectionRunner, RunnerError};
 use crate::settings::LedgerSettings;
 use crate::store::{self, SharedLog, StoreError};
+use crate::webhooks::worker::DeliveryWorker;
 
 /// How long a command's response waits for the read models to show it.
 pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,6 +127,8 @@ pub struct Ledger {
     pub inspections: Arc<CommandBus<Inspections>>,
     /// The log's checkpointed consumers: the inspections' processor.
     pub consumers: Consumers,
+    /// Delivers the webhooks the inspections' processor schedules.
+    pub deliveries: DeliveryWorker,
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
     pub idempotency: Idempotency,
@@ -190,11 +194,27 @@ impl AppState {
         let runner =
             ProjectionRunner::start(log.clone(), read_models.clone(), projections.clone()).await?;
         let inspections = Arc::new(CommandBus::new(log.clone(), ()).folded_by(projections.clone()));
+        // Without the inspections' read model (a test standing for another set) there is
+        // nothing to wait for: its tables stay as they are.
+        let inspections_folded = runner
+            .progress_of(projections::inspections::InspectionsProjection.name())
+            .unwrap_or_else(|| {
+                watch::channel(crate::runner::Progress {
+                    checkpoint: i64::MAX,
+                    stalled: None,
+                })
+                .1
+            });
         let consumers = Consumers::start(
             log.clone(),
             read_models.clone(),
-            vec![Arc::new(InspectionProcessor::new(inspections.clone()))],
+            vec![Arc::new(InspectionProcessor::new(
+                inspections.clone(),
+                read_models.clone(),
+                inspections_folded,
+            ))],
         );
+        let deliveries = DeliveryWorker::start(read_models.clone(), settings.webhooks.clone());
         let state = Self(Arc::new(Ledger {
             operation_areas: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             drivers: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
@@ -205,6 +225,7 @@ impl AppState {
             vehicle_checks: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
             inspections,
             consumers,
+            deliveries,
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
             idempotency: Idempotency::start(log.clone(), KEY_TTL),
@@ -299,6 +320,7 @@ impl AppState {
     pub async fn shutdown(&self) {
         self.idempotency.stop();
         self.consumers.shutdown().await;
+        self.deliveries.shutdown().await;
         self.runner.shutdown().await;
         self.log.shutdown().await;
         self.read_models.close().await;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use fleet_ledger::bench::{self, BenchConfig, FleetSize, LookupSize, Scenario, Target};
+use fleet_ledger::bench::{
+    self, BenchConfig, FleetSize, InspectionSize, LookupSize, Scenario, Target,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_scenario_runs_and_verifies_on_sqlite() {
@@ -27,6 +29,7 @@ async fn every_scenario_runs_and_verifies_on_sqlite() {
         },
         events: 5_000,
         lookup: LookupSize::default(),
+        inspections: InspectionSize::default(),
         as_of_requests: 20,
         progress: false,
     };
@@ -86,7 +89,9 @@ async fn every_scenario_runs_and_verifies_on_sqlite() {
                 );
             }
             // Not asked for here: the vehicle checks' lookup has its own test below.
-            Scenario::Lookup => unreachable!("lookup was not asked for"),
+            Scenario::Lookup | Scenario::Inspecciones => {
+                unreachable!("{name} was not asked for")
+            }
         }
     }
 
@@ -144,4 +149,41 @@ async fn the_lookup_scenario_runs_and_verifies_on_sqlite() {
     assert_eq!(verification.records_acknowledged, 4_000);
     assert!(verification.records_read_back > 0);
     assert!(report.to_string().contains("p99 ≤ 20 ms"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_inspections_scenario_runs_and_verifies_on_sqlite() {
+    let config = BenchConfig {
+        scenarios: vec![Scenario::Inspecciones],
+        inspections: InspectionSize {
+            entries: 40,
+            batches: 3,
+            deliveries: 60,
+        },
+        progress: false,
+        ..BenchConfig::default()
+    };
+    let report = bench::run(config)
+        .await
+        .expect("the inspections scenario runs");
+    assert!(
+        report.verified(),
+        "the verification found differences:\n{report}"
+    );
+    let [run] = report.scenarios.as_slice() else {
+        panic!("one scenario ran:\n{report}");
+    };
+    assert_eq!(run.scenario, Scenario::Inspecciones);
+    assert_eq!(run.store, "sqlite");
+    assert_eq!(run.errors(), 0, "errors\n{report}");
+    // Three timed batches, then two for the 60 inspections whose webhooks are delivered.
+    assert_eq!(run.requests, 5);
+    assert_eq!(run.events, 120 + 60);
+    assert!(run.latency_ms.is_some_and(|l| l.p99_ms > 0.0));
+    let verification = run.verification.as_ref().expect("verified");
+    assert_eq!(verification.records_acknowledged, 120);
+    assert_eq!(verification.records_read_back, 120);
+    let text = report.to_string();
+    assert!(text.contains("batch p99 ≤ 200 ms"), "{text}");
+    assert!(text.contains("webhooks: 60 deliveries"), "{text}");
 }

@@ -60,6 +60,8 @@ const fn endpoint(
 const TANQUEO: &str = r#"{"fecha":"2024-03-15","conductor_id":1,"placa_id":1,"bomba_id":1,"area_operacion_id":1,"tipo_combustible":"ACPM","valor_tanqueo":150000,"cantidad_galones":12.5,"horometro":1250.5,"saldo_disponible":350000,"concepto":"OPERATIVO","tipo_operacion":"TANQUEO","observacion":"ruta"}"#;
 const VEHICULO: &str = r#"{"placa":"P503067","idClaseVehiculo":1,"idEstadoVehiculo":1,"marca":"TOYOTA","anio":2020,"kilometrajeActual":1000,"capacidadCombustibleGalones":20.5,"fechaUltimaRevision":"2024-01-01","idEmpresa":4}"#;
 const INSPECTION_BATCH: &str = r#"[{"token":"AAA000","veiculo_placa":"ABC1234","id_tipo_operacao":45,"veiculo_tipo":19777,"veiculo_nome":"Corsa","cliente_nome":"David","cliente_email":"david@example.com","cliente_numero":"44999999999","criado_por":24681,"selecionar_galeria":"sim","enviar_para_usuario":"nao"}]"#;
+/// A documentation address: public to the policy, routed nowhere.
+const WEBHOOK: &str = r#"{"empresa_id":1,"url":"https://203.0.113.10/hooks","eventos":["auto_inspecao.criada","auto_inspecao.cancelada"]}"#;
 const TANQUEO_FILTERS: &[&str] = &[
     "desde",
     "hasta",
@@ -353,6 +355,22 @@ fn endpoints() -> Vec<Endpoint> {
             "/api/usuarios/{id}",
             Id,
             Some(r#"{"ativo":false}"#),
+            &[],
+        ),
+        endpoint(get.clone(), "/api/webhooks", None, Option::None, &[]),
+        endpoint(post.clone(), "/api/webhooks", None, Some(WEBHOOK), &[]),
+        endpoint(
+            get.clone(),
+            "/api/webhooks/{id}/entregas",
+            Id,
+            Option::None,
+            &["limite"],
+        ),
+        endpoint(
+            post.clone(),
+            "/api/webhooks/{id}/entregas/{entrega}/reenviar",
+            Id,
+            Option::None,
             &[],
         ),
         endpoint(
@@ -684,12 +702,18 @@ fn case(endpoints: &[Endpoint]) -> impl Strategy<Value = Case> {
     })
 }
 
-/// `path` with its one `{…}` parameter replaced by `value`.
+/// `path` with each `{…}` parameter replaced by `value`.
 fn with_param(path: &str, value: &str) -> String {
-    match (path.find('{'), path.find('}')) {
-        (Some(open), Some(close)) => format!("{}{value}{}", &path[..open], &path[close + 1..]),
-        _ => path.to_string(),
-    }
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                value
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 async fn check(app: &TestApp, endpoints: &[Endpoint], case: Case) -> Result<(), TestCaseError> {

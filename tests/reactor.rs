@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::TestApp;
+use common::{entry, inspection_fixture, TestApp};
 use fleet_ledger::auth::Role;
 use fleet_ledger::reactor::{derived_event_id, Consumers, Reactor, ReactorError};
 use fleet_ledger::store::{AppendRequest, EventMetadata, NewEvent, StoredEvent};
@@ -172,39 +172,6 @@ async fn a_consumer_killed_mid_way_resumes_from_its_checkpoint_and_repeats_nothi
     assert_eq!(seen.len(), 30);
     assert!(seen.values().all(|n| *n == 1), "none twice: {seen:?}");
     second.shutdown().await;
-}
-
-fn entry(token: &str, placa: &str) -> Value {
-    json!({
-        "token": token, "veiculo_placa": placa, "id_tipo_operacao": 1, "veiculo_tipo": 1,
-        "veiculo_nome": "Corsa", "cliente_nome": "David", "cliente_email": "david@example.com",
-        "cliente_numero": "44999999999", "criado_por": 1, "selecionar_galeria": "sim",
-        "enviar_para_usuario": "nao"
-    })
-}
-
-/// A company, operation type 1, questionnaire 1 for it and user 1; the company's token.
-pub async fn inspection_fixture(app: &TestApp) -> String {
-    let admin = app.token(Role::Admin);
-    let mut token = String::new();
-    for (path, body) in [
-        ("/api/empresas", json!({ "nome": "Vistorias" })),
-        ("/api/tipos-operacao", json!({ "nome": "Venda" })),
-        (
-            "/api/questionarios",
-            json!({ "nome": "Carro", "tipos_operacao": [1] }),
-        ),
-        ("/api/usuarios", json!({ "nome": "David" })),
-    ] {
-        let (status, answer) = app
-            .call(Method::POST, path, Some(&admin), Some(&body.to_string()))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{answer}");
-        if let Some(t) = answer["token"].as_str() {
-            token = t.to_string();
-        }
-    }
-    token
 }
 
 async fn the_processor_restarted_mid_way_opens_every_inspection_exactly_once(app: TestApp) {

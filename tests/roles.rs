@@ -97,13 +97,18 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
             "/api/tipos-operacao/{id}" | "/api/questionarios/{id}" | "/api/usuarios/{id}",
         ) => Some(json!({ "ativo": true })),
         ("POST", "/auto-inspecao/criar-em-lote") => Some(json!([{ "token": "desconhecido" }])),
+        // Company 1 does not exist here: a 400 past the role check.
+        ("POST", "/api/webhooks") => Some(json!({
+            "empresa_id": 1, "url": "https://203.0.113.10/hooks", "eventos": ["auto_inspecao.criada"],
+        })),
         _ => None,
     };
     let path = path
         .replace("{id}", "1")
         .replace("{catalogo}", "clases-vehiculo")
         .replace("{cuenta}", "1105-caja")
-        .replace("{hash}", &"0".repeat(32));
+        .replace("{hash}", &"0".repeat(32))
+        .replace("{entrega}", "00000000-0000-0000-0000-000000000000");
     (path, body.map(|b| b.to_string()))
 }
 

@@ -158,6 +158,42 @@ pub fn inspection_link(hash: &InspectionHash) -> String {
     format!("/auto-inspecao/{}", hash.as_str())
 }
 
+/// What a company's webhook may be told of: an inspection opened (processed from the queue),
+/// concluded or cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WebhookEvento {
+    Criada,
+    Concluida,
+    Cancelada,
+}
+
+impl WebhookEvento {
+    pub const ALL: [Self; 3] = [Self::Criada, Self::Concluida, Self::Cancelada];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Criada => "auto_inspecao.criada",
+            Self::Concluida => "auto_inspecao.concluida",
+            Self::Cancelada => "auto_inspecao.cancelada",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == raw)
+    }
+
+    /// What an event of the inspections' stream is told as, by its type; `None` for the events
+    /// no webhook hears of.
+    pub fn of_event_type(event_type: &str) -> Option<Self> {
+        match event_type {
+            "InspectionCreated" => Some(Self::Criada),
+            "InspectionConcluded" => Some(Self::Concluida),
+            "InspectionCancelled" => Some(Self::Cancelada),
+            _ => None,
+        }
+    }
+}
+
 /// One entry of a batch as the edge parsed it: `None` for a field missing, empty or of the
 /// wrong type.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -214,6 +250,8 @@ pub enum InspectionError {
     UnknownOperationType { id: i64 },
     #[error("El campo empresa_id no es válido: no existe la empresa con ID {id}")]
     UnknownCompany { id: i64 },
+    #[error("El campo eventos debe nombrar al menos un evento")]
+    WebhookWithoutEvents,
     #[error("Ya existe una empresa con ese token")]
     TokenTaken,
     #[error("the batch is empty")]
@@ -320,11 +358,12 @@ pub enum InspectionCommand {
         id: i64,
         ativo: Option<bool>,
     },
-    /// A company's webhook; its signing secret arrives already sealed (encrypted at rest).
+    /// A company's webhook; its URL arrives checked and its signing secret already sealed
+    /// (encrypted at rest).
     RegisterWebhook {
         empresa_id: i64,
         url: String,
-        eventos: Vec<String>,
+        eventos: Vec<WebhookEvento>,
         secret_sealed: String,
     },
     /// Queues every entry, or none (seed 003's all-or-nothing validation).
@@ -686,11 +725,17 @@ impl Inspections {
                 if slot(&self.companies, empresa_id).is_none() {
                     return Err(InspectionError::UnknownCompany { id: empresa_id });
                 }
+                let mut eventos = eventos;
+                eventos.sort_unstable();
+                eventos.dedup();
+                if eventos.is_empty() {
+                    return Err(InspectionError::WebhookWithoutEvents);
+                }
                 E::WebhookRegistered {
                     id: self.webhooks + 1,
                     empresa_id,
                     url,
-                    eventos,
+                    eventos: eventos.iter().map(|e| e.as_str().to_string()).collect(),
                     secret_sealed,
                 }
             }

@@ -47,6 +47,7 @@ impl Projection for InspectionsProjection {
             QUESTIONNAIRES,
             USERS,
             INSPECTIONS,
+            WEBHOOKS,
         ]
     }
 

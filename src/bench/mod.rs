@@ -12,6 +12,7 @@ mod append;
 mod client;
 mod fleet;
 mod history;
+mod inspections;
 mod load;
 mod lookup;
 mod memory;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use append::{append, open_log, AppendReport};
+pub use inspections::InspectionSize;
 pub use report::{BenchReport, Check, ScenarioReport, TargetVerdict};
 pub use stats::LatencySummary;
 pub use verify::Verification;
@@ -53,6 +55,9 @@ pub enum Scenario {
     /// Seed 001's batch lookup of 500 vehicles against [`LookupSize::results`] recorded check
     /// results.
     Lookup,
+    /// Seed 003's batches of self-inspections (1,000 entries each), then their webhooks
+    /// delivered to a local receiver ([`InspectionSize`]).
+    Inspecciones,
 }
 
 impl Scenario {
@@ -68,14 +73,16 @@ impl Scenario {
         Scenario::AsOf,
     ];
 
-    /// [`Self::ALL`] and the vehicle checks' lookup, last: what `--scenario all` runs.
-    pub const EVERY: [Scenario; 6] = [
+    /// [`Self::ALL`], the vehicle checks' lookup and the self-inspections, last: what
+    /// `--scenario all` runs.
+    pub const EVERY: [Scenario; 7] = [
         Scenario::Tanqueos,
         Scenario::Mixed,
         Scenario::Rebuild,
         Scenario::Startup,
         Scenario::AsOf,
         Scenario::Lookup,
+        Scenario::Inspecciones,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +93,7 @@ impl Scenario {
             Self::AsOf => "as-of",
             Self::Startup => "startup",
             Self::Lookup => "lookup",
+            Self::Inspecciones => "inspecciones",
         }
     }
 
@@ -94,7 +102,7 @@ impl Scenario {
     pub fn needs_in_process(self) -> bool {
         matches!(
             self,
-            Self::Rebuild | Self::AsOf | Self::Startup | Self::Lookup
+            Self::Rebuild | Self::AsOf | Self::Startup | Self::Lookup | Self::Inspecciones
         )
     }
 }
@@ -172,6 +180,7 @@ pub struct BenchConfig {
     /// Events stored for the rebuild, as-of and startup scenarios.
     pub events: usize,
     pub lookup: LookupSize,
+    pub inspections: InspectionSize,
     /// As-of requests to time (fewer when `duration` runs out first).
     pub as_of_requests: usize,
     /// Print a progress line on stderr every second.
@@ -189,6 +198,7 @@ impl Default for BenchConfig {
             fleet: FleetSize::default(),
             events: 1_000_000,
             lookup: LookupSize::default(),
+            inspections: InspectionSize::default(),
             as_of_requests: 200,
             progress: true,
         }
@@ -229,6 +239,19 @@ impl BenchConfig {
             }
             if self.lookup.connections == 0 {
                 return refuse("--lookup-connections must be at least 1");
+            }
+        }
+        if self.scenarios.contains(&Scenario::Inspecciones) {
+            let InspectionSize {
+                entries,
+                batches,
+                deliveries,
+            } = self.inspections;
+            if !(1..=aggregates::inspection::BATCH_ENTRIES_MAX).contains(&entries) {
+                return refuse("--inspection-entries must be from 1 to 1000 (one batch's limit)");
+            }
+            if batches == 0 || deliveries == 0 {
+                return refuse("--inspection-batches and --webhook-deliveries must be at least 1");
             }
         }
         if self.as_of_requests == 0 && self.scenarios.contains(&Scenario::AsOf) {
@@ -329,6 +352,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, BenchError> {
             Scenario::AsOf => scenarios::as_of(&config).await?,
             Scenario::Startup => scenarios::startup(&config, caught_up_history.take()).await?,
             Scenario::Lookup => lookup::lookup(&config).await?,
+            Scenario::Inspecciones => inspections::inspections(&config).await?,
         };
         if config.progress {
             eprintln!("[{scenario}] {}", report.summary());

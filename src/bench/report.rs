@@ -151,6 +151,11 @@ pub(crate) fn target_for(report: &ScenarioReport) -> TargetVerdict {
             check("p99 ≤ 20 ms", p99 <= 20.0),
             check("0 errors", report.errors() == 0),
         ],
+        // Latencies are of batches (1,000 entries each at the size).
+        Scenario::Inspecciones => vec![
+            check("batch p99 ≤ 200 ms", p99 <= 200.0),
+            check("0 errors", report.errors() == 0),
+        ],
     };
     TargetVerdict::of(checks)
 }

@@ -107,14 +107,22 @@ fn key_of(headers: &HeaderMap) -> Option<Result<String, ApiError>> {
     }))
 }
 
+/// Marks an answer that shows a secret (a webhook's signing secret): it is not kept, so no
+/// secret rests in clear in the keys' table. A retry with the key resumes from the log instead,
+/// and the handler shows the secret its events hold (sealed) again.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldsSecret;
+
 /// Stripe keeps every answer but those a retry may not get: a server failure (5xx), a refusal
 /// of the credentials rather than of the request (401, 403), or a collision with another request.
+/// Nor is an answer that shows a secret kept ([`HoldsSecret`]).
 fn worth_keeping(response: &Response) -> bool {
     let status = response.status();
     !(status.is_server_error()
         || status == StatusCode::UNAUTHORIZED
         || status == StatusCode::FORBIDDEN
-        || response.extensions().get::<Retryable>().is_some())
+        || response.extensions().get::<Retryable>().is_some()
+        || response.extensions().get::<HoldsSecret>().is_some())
 }
 
 fn replay(saved: SavedResponse) -> Response {

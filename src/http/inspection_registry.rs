@@ -28,7 +28,7 @@ const QUESTIONNAIRE_FIELDS: [&str; 3] = ["nome", "ativo", "tipos_operacao"];
 const USER_FIELDS: [&str; 1] = ["nome"];
 const ACTIVE_ONLY: [&str; 1] = ["ativo"];
 
-fn admin_only(context: &CommandContext) -> Result<(), ApiError> {
+pub fn admin_only(context: &CommandContext) -> Result<(), ApiError> {
     if context.actor.is_admin() {
         Ok(())
     } else {
@@ -43,6 +43,7 @@ pub fn refusal(error: InspectionError) -> ApiError {
         InspectionError::EmptyName { .. }
         | InspectionError::NameTooLong { .. }
         | InspectionError::UnknownCompany { .. }
+        | InspectionError::WebhookWithoutEvents
         | InspectionError::UnknownOperationType { .. } => ApiError::BadRequest(message),
         InspectionError::CompanyNotFound { .. }
         | InspectionError::OperationTypeNotFound { .. }
@@ -65,7 +66,7 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// sha256 of a company token, as the log keeps it.

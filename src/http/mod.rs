@@ -25,6 +25,7 @@ pub mod saldos;
 pub mod scraping;
 pub mod tanqueos;
 pub mod vehiculo;
+pub mod webhooks;
 
 use cqrs_es::Aggregate;
 use error::ApiError;

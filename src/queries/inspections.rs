@@ -1,6 +1,8 @@
 //! Self-inspections' read models (seed 003): the reference data the admin endpoints list, and
 //! one inspection by its hash.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -149,28 +151,18 @@ pub struct InspectionView {
     pub atualizado_em: String,
 }
 
-pub async fn inspection(
-    read_models: &ReadStore,
-    hash: &str,
-) -> Result<Option<InspectionView>, QueryError> {
-    let row = sqlx::query(
-        "SELECT hash, status, link, empresa_id, id_tipo_operacao, veiculo_placa, veiculo_tipo, \
-         veiculo_nome, cliente_nome, cliente_email, cliente_numero, criado_por, \
-         selecionar_galeria, enviar_para_usuario, criado_em, atualizado_em \
-         FROM rm_auto_inspecoes WHERE hash = $1",
-    )
-    .bind(hash)
-    .fetch_optional(read_models.pool())
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
+const INSPECTION_COLUMNS: &str = "SELECT hash, status, link, empresa_id, id_tipo_operacao, \
+     veiculo_placa, veiculo_tipo, veiculo_nome, cliente_nome, cliente_email, cliente_numero, \
+     criado_por, selecionar_galeria, enviar_para_usuario, criado_em, atualizado_em \
+     FROM rm_auto_inspecoes";
+
+fn inspection_from(row: &AnyRow) -> Result<InspectionView, QueryError> {
     let flag = |index: usize| -> Result<&'static str, QueryError> {
         Ok(aggregates::inspection::sim_nao(
             row.try_get::<i64, _>(index)? != 0,
         ))
     };
-    Ok(Some(InspectionView {
+    Ok(InspectionView {
         hash: row.try_get(0)?,
         status: row.try_get(1)?,
         link: row.try_get(2)?,
@@ -187,5 +179,41 @@ pub async fn inspection(
         enviar_para_usuario: flag(13)?,
         criado_em: row.try_get(14)?,
         atualizado_em: row.try_get(15)?,
-    }))
+    })
+}
+
+pub async fn inspection(
+    read_models: &ReadStore,
+    hash: &str,
+) -> Result<Option<InspectionView>, QueryError> {
+    let sql = format!("{INSPECTION_COLUMNS} WHERE hash = $1");
+    let row = sqlx::query(&sql)
+        .bind(hash)
+        .fetch_optional(read_models.pool())
+        .await?;
+    row.as_ref().map(inspection_from).transpose()
+}
+
+/// The inspections of `hashes` that the read model holds, by hash.
+pub async fn inspections(
+    read_models: &ReadStore,
+    hashes: &[&str],
+) -> Result<HashMap<String, InspectionView>, QueryError> {
+    const HASHES_PER_STATEMENT: usize = 200;
+    let mut found = HashMap::with_capacity(hashes.len());
+    for chunk in hashes.chunks(HASHES_PER_STATEMENT) {
+        let sql = format!(
+            "{INSPECTION_COLUMNS} WHERE hash IN ({})",
+            read_models.placeholders(1, chunk.len()).join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for hash in chunk {
+            query = query.bind(hash.to_string());
+        }
+        for row in query.fetch_all(read_models.pool()).await? {
+            let view = inspection_from(&row)?;
+            found.insert(view.hash.clone(), view);
+        }
+    }
+    Ok(found)
 }

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod registry;
 pub mod tanqueos;
 pub mod vehicle_checks;
+pub mod webhooks;
 
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use fleet_ledger::auth::{JwtKeys, Role};
+use fleet_ledger::settings::LedgerSettings;
 use fleet_ledger::{app, AppState, StoreLocation};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -33,13 +34,28 @@ pub fn free_port() -> u16 {
 #[macro_export]
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
+        $crate::on_both_stores_with!(
+            fleet_ledger::settings::LedgerSettings::default();
+            $($case),*
+        );
+    };
+}
+
+/// [`on_both_stores!`] for a service opened with `$settings` (a `LedgerSettings` expression,
+/// evaluated inside the generated modules: name a function of the test file as `super::f()`).
+#[macro_export]
+macro_rules! on_both_stores_with {
+    ($settings:expr; $($case:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let app = $crate::common::TestApp::start($crate::common::Backend::Sqlite)
-                        .await
-                        .expect("SQLite is always available");
+                    let app = $crate::common::TestApp::start_with(
+                        $crate::common::Backend::Sqlite,
+                        $settings,
+                    )
+                    .await
+                    .expect("SQLite is always available");
                     super::$case(app).await;
                 }
             )*
@@ -48,8 +64,11 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    if let Some(app) =
-                        $crate::common::TestApp::start($crate::common::Backend::Postgres).await
+                    if let Some(app) = $crate::common::TestApp::start_with(
+                        $crate::common::Backend::Postgres,
+                        $settings,
+                    )
+                    .await
                     {
                         super::$case(app).await;
                     }
@@ -108,9 +127,14 @@ pub async fn fresh_location(backend: Backend, dir: &std::path::Path) -> Option<S
 
 impl TestApp {
     pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, LedgerSettings::default()).await
+    }
+
+    /// [`Self::start`] with these settings.
+    pub async fn start_with(backend: Backend, settings: LedgerSettings) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let location = fresh_location(backend, dir.path()).await?;
-        Some(Self::start_at(backend, location, dir).await)
+        Some(Self::start_at_with(backend, location, dir, settings).await)
     }
 
     /// The service on `location` (a store another instance may share).
@@ -119,8 +143,18 @@ impl TestApp {
         location: StoreLocation,
         dir: tempfile::TempDir,
     ) -> Self {
+        Self::start_at_with(backend, location, dir, LedgerSettings::default()).await
+    }
+
+    /// [`Self::start_at`] with these settings.
+    pub async fn start_at_with(
+        backend: Backend,
+        location: StoreLocation,
+        dir: tempfile::TempDir,
+        settings: LedgerSettings,
+    ) -> Self {
         let keys = JwtKeys::new(TEST_SECRET);
-        let state = AppState::open(&location, keys.clone())
+        let state = AppState::open_with(&location, keys.clone(), settings)
             .await
             .expect("the ledger opens on a fresh store");
         Self {
@@ -145,11 +179,21 @@ impl TestApp {
         self,
         projections: Vec<std::sync::Arc<dyn projections::Projection>>,
     ) -> Self {
+        let settings = self.state.settings.clone();
+        self.restart_with_settings(projections, settings).await
+    }
+
+    /// Restarts on the same store with these read models and settings.
+    pub async fn restart_with_settings(
+        self,
+        projections: Vec<std::sync::Arc<dyn projections::Projection>>,
+        settings: LedgerSettings,
+    ) -> Self {
         self.state.shutdown().await;
         let state = AppState::open_with_projections(
             &self.location,
             self.keys.clone(),
-            Default::default(),
+            settings,
             projections,
         )
         .await
@@ -250,6 +294,44 @@ impl TestApp {
     }
 }
 
+/// A self-inspection entry of seed 003 for company `token`'s operation type 1, questionnaire 1
+/// and user 1 (see [`inspection_fixture`]).
+pub fn entry(token: &str, placa: &str) -> Value {
+    serde_json::json!({
+        "token": token, "veiculo_placa": placa, "id_tipo_operacao": 1, "veiculo_tipo": 1,
+        "veiculo_nome": "Corsa", "cliente_nome": "David", "cliente_email": "david@example.com",
+        "cliente_numero": "44999999999", "criado_por": 1, "selecionar_galeria": "sim",
+        "enviar_para_usuario": "nao"
+    })
+}
+
+/// Company 1, operation type 1, questionnaire 1 for it and user 1; the company's token.
+pub async fn inspection_fixture(app: &TestApp) -> String {
+    let admin = app.token(Role::Admin);
+    let mut token = String::new();
+    for (path, body) in [
+        ("/api/empresas", serde_json::json!({ "nome": "Vistorias" })),
+        (
+            "/api/tipos-operacao",
+            serde_json::json!({ "nome": "Venda" }),
+        ),
+        (
+            "/api/questionarios",
+            serde_json::json!({ "nome": "Carro", "tipos_operacao": [1] }),
+        ),
+        ("/api/usuarios", serde_json::json!({ "nome": "David" })),
+    ] {
+        let (status, answer) = app
+            .call(Method::POST, path, Some(&admin), Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        if let Some(t) = answer["token"].as_str() {
+            token = t.to_string();
+        }
+    }
+    token
+}
+
 /// Every route `app()` lists (src/lib.rs), as `(method, path)` with its path parameters as
 /// written there. The role table in README.md and the property test are checked against it.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -309,6 +391,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/usuarios"),
     ("POST", "/api/usuarios"),
     ("PATCH", "/api/usuarios/{id}"),
+    ("GET", "/api/webhooks"),
+    ("POST", "/api/webhooks"),
+    ("GET", "/api/webhooks/{id}/entregas"),
+    ("POST", "/api/webhooks/{id}/entregas/{entrega}/reenviar"),
     ("POST", "/auto-inspecao/criar-em-lote"),
     ("GET", "/auto-inspecao/{hash}"),
     ("POST", "/auto-inspecao/{hash}/concluir"),
