@@ -373,6 +373,8 @@ async fn reference_bodies_are_strict(app: TestApp) {
 }
 
 async fn a_valid_batch_is_queued_and_echoed_with_a_hash_per_entry(app: TestApp) {
+    // The processor would open them within milliseconds: stopped, they stay queued.
+    app.state.consumers.shutdown().await;
     let fixture = fixture(&app).await;
     let truck = with(
         entry(&fixture.token, "BBB0000"),
@@ -749,6 +751,8 @@ async fn a_body_that_is_not_an_array_of_entry_objects_is_a_400(app: TestApp) {
 }
 
 async fn an_inspection_is_cancelled_while_pending_and_then_moves_no_more(app: TestApp) {
+    // The processor would open it within milliseconds: stopped, it stays pending.
+    app.state.consumers.shutdown().await;
     let fixture = fixture(&app).await;
     let hashes = queued(&app, vec![entry(&fixture.token, "ABC1234")]).await;
     let hash = &hashes[0];
