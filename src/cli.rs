@@ -362,6 +362,48 @@ mod tests {
     }
 
     #[test]
+    fn private_webhook_addresses_are_refused_unless_the_flag_is_given() {
+        let serve = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["fleet-ledger", "serve"], args].concat())
+                .expect("the arguments parse");
+            let Command::Serve(serve) = cli.command else {
+                panic!("not the serve command");
+            };
+            serve.webhook_allow_private
+        };
+        assert!(!serve(&[]));
+        assert!(serve(&["--webhook-allow-private"]));
+    }
+
+    #[test]
+    fn the_inspections_scenario_takes_its_own_sizes() {
+        let config = bench_config(&[
+            "--scenario",
+            "inspecciones",
+            "--inspection-entries",
+            "500",
+            "--inspection-batches",
+            "3",
+            "--webhook-deliveries",
+            "70",
+        ]);
+        assert_eq!(config.scenarios, vec![crate::bench::Scenario::Inspecciones]);
+        assert_eq!(
+            config.inspections,
+            crate::bench::InspectionSize {
+                entries: 500,
+                batches: 3,
+                deliveries: 70
+            }
+        );
+        let every = bench_config(&["--scenario", "all"]);
+        assert_eq!(every.inspections, crate::bench::InspectionSize::default());
+        assert!(every
+            .scenarios
+            .contains(&crate::bench::Scenario::Inspecciones));
+    }
+
+    #[test]
     fn the_lookup_keeps_the_issue_sizes_whatever_events_and_connections_say() {
         let config = bench_config(&["--scenario", "all", "--events", "5000", "-c", "3"]);
         assert_eq!(config.events, 5000);

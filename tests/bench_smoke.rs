@@ -187,3 +187,23 @@ async fn the_inspections_scenario_runs_and_verifies_on_sqlite() {
     assert!(text.contains("batch p99 ≤ 200 ms"), "{text}");
     assert!(text.contains("webhooks: 60 deliveries"), "{text}");
 }
+
+#[tokio::test]
+async fn an_inspections_batch_over_the_endpoint_s_limit_is_refused_up_front() {
+    let config = BenchConfig {
+        scenarios: vec![Scenario::Inspecciones],
+        inspections: InspectionSize {
+            entries: 1001,
+            ..InspectionSize::default()
+        },
+        progress: false,
+        ..BenchConfig::default()
+    };
+    let refused = bench::run(config)
+        .await
+        .expect_err("a batch takes at most 1,000 entries");
+    assert_eq!(
+        refused.to_string(),
+        "invalid configuration: --inspection-entries must be from 1 to 1000 (one batch's limit)"
+    );
+}
