@@ -28,6 +28,7 @@ on_both_stores_with!(super::fast();
     a_receiver_slower_than_the_timeout_is_a_failed_attempt,
     a_restart_mid_way_loses_no_delivery_and_a_retry_keeps_its_id,
     a_private_address_allowed_at_registration_is_refused_at_delivery,
+    two_instances_on_one_store_make_each_delivery_once,
 );
 
 mod ssrf {
@@ -821,4 +822,36 @@ async fn a_private_address_allowed_at_registration_is_refused_at_delivery(app: T
          --webhook-allow-private)"
     );
     assert!(receiver.seen().is_empty(), "nothing was sent");
+}
+
+async fn two_instances_on_one_store_make_each_delivery_once(app: TestApp) {
+    // A second instance on the same store, its own worker racing the first for every delivery.
+    let second = fleet_ledger::AppState::open_with(
+        &app.location,
+        app.keys.clone(),
+        app.state.settings.clone(),
+    )
+    .await
+    .expect("a second instance opens on the same store");
+    let token = inspection_fixture(&app).await;
+    let receiver = Receiver::start(0, Duration::from_millis(20)).await;
+    let (id, secret) = register(&app, &receiver.url, &["auto_inspecao.criada"]).await;
+    receiver.know(&secret);
+    let hashes = queue(&app, &token, &plates(60)).await;
+    let listed = settled(&app, id, 60).await;
+    assert!(listed.iter().all(|d| d["estado"] == "ENTREGUE"));
+    let seen = receiver.seen();
+    let mut by_delivery: HashMap<&str, usize> = HashMap::new();
+    for received in &seen {
+        *by_delivery.entry(received.delivery.as_str()).or_default() += 1;
+    }
+    assert_eq!(by_delivery.len(), hashes.len());
+    assert!(
+        by_delivery.values().all(|n| *n == 1),
+        "a delivery was claimed by both workers: {by_delivery:?}"
+    );
+    assert!(listed
+        .iter()
+        .all(|d| d["tentativas"].as_array().unwrap().len() == 1));
+    second.shutdown().await;
 }
