@@ -58,6 +58,12 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     ..WebhookSettings::default()
                 },
             };
+            if settings.webhooks.allow_private {
+                tracing::warn!(
+                    "webhooks may call loopback, private and link-local addresses \
+                     (--webhook-allow-private): for development only"
+                );
+            }
             let state = AppState::open_with(&location, keys, settings).await?;
 
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
