@@ -103,7 +103,9 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
         .replace("{id}", "1")
         .replace("{catalogo}", "clases-vehiculo")
         .replace("{cuenta}", "1105-caja")
-        .replace("{hash}", &"0".repeat(32));
+        .replace("{hash}", &"0".repeat(32))
+        .replace("{sub}", "ana@flota.co")
+        .replace("{tipo}/{id}", "vehiculo/1");
     (path, body.map(|b| b.to_string()))
 }
 

@@ -296,6 +296,16 @@ async fn load_context(
 const SELECT_EVENTS: &str = "SELECT position, event_id::text, stream_type, stream_id, version, \
      event_type, schema_version, payload::text, metadata::text, recorded_at FROM events ";
 
+/// JSON as PostgreSQL reads it; the actor expression is the one migration 0003 indexes.
+const DIALECT: super::filter::Dialect = super::filter::Dialect {
+    actor: "(metadata->>'actor')",
+    payload_field_equals: "(payload->>'{field}') = {}",
+    entity_id_as_text: true,
+    explain: "EXPLAIN ",
+    explain_column: 0,
+    explain_setup: Some("SET LOCAL enable_seqscan = off"),
+};
+
 impl PostgresLog {
     async fn close_readers(&self) {
         self.listener.abort();
