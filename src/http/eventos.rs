@@ -28,6 +28,11 @@ pub const LIMIT_MAX: i64 = 1000;
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Longest stream id accepted in `stream=` (ids are at most a VIN and a plate long).
 const STREAM_ID_LEN_MAX: usize = 128;
+/// Live feeds open at once in this process. A feed is not counted among the requests in flight
+/// once its answer has begun, yet each one reads the log at every commit: past this, a new
+/// subscriber is shed with 503 (`Retry-After: 1`) like any request over the cap.
+pub const LIVE_FEEDS_MAX: usize = 256;
+static LIVE_FEEDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LIVE_FEEDS_MAX);
 
 /// `desde_posicion` is inclusive (positions start at 1); `siguiente_posicion` in the answer is the
 /// value to ask for next, so a client that follows it sees every event exactly once. `tipos=`
@@ -156,13 +161,21 @@ pub async fn stream(
                 )
             })?,
     };
+    let Ok(open) = LIVE_FEEDS.try_acquire() else {
+        tracing::warn!(
+            LIVE_FEEDS_MAX,
+            "too many live feeds open; shedding this one"
+        );
+        return Err(ApiError::Overloaded);
+    };
     // Read before answering, so that an unreachable store is a 503 rather than an empty stream.
     state.log.head().await?;
     let follower = Follower::new(state.log.clone(), filter, desde);
     let closing = closing.map(|Extension(Closing(receiver))| receiver);
+    // The permit lives as long as the stream: dropped when the client hangs up or the feed ends.
     let events = futures_util::stream::unfold(
-        (follower, closing),
-        |(mut follower, mut closing)| async move {
+        (follower, closing, open),
+        |(mut follower, mut closing, open)| async move {
             let next = match closing.as_mut() {
                 Some(closing) => tokio::select! {
                     next = follower.next() => next,
@@ -171,7 +184,7 @@ pub async fn stream(
                 None => follower.next().await,
             };
             match next {
-                Ok(Some(event)) => Some((Ok(sse_event(&event)), (follower, closing))),
+                Ok(Some(event)) => Some((Ok(sse_event(&event)), (follower, closing, open))),
                 Ok(None) => None,
                 Err(error) => {
                     // The client reconnects with its Last-Event-ID and loses nothing.
