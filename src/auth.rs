@@ -73,6 +73,13 @@ impl Actor {
             .any(|r| matches!(r, Role::Admin | Role::Operador))
     }
 
+    /// The audit endpoints: history, past states and what each user did.
+    pub fn can_audit(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| matches!(r, Role::Admin | Role::Auditor))
+    }
+
     pub fn is_admin(&self) -> bool {
         self.roles.contains(&Role::Admin)
     }

@@ -2,6 +2,7 @@
 //!
 //! [`app`] is the one place routes are listed. Everything a request needs lives in [`AppState`].
 
+pub mod audit;
 pub mod auth;
 pub mod balances;
 pub mod bench;
@@ -42,6 +43,19 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
     let admission = http::limits::Admission::new(limits);
     let api = Router::new()
         .route("/api/eventos", get(http::eventos::list))
+        .route("/api/eventos/stream", get(http::eventos::stream))
+        .route(
+            "/api/auditoria/actores/{sub}/eventos",
+            get(http::auditoria::actor_events),
+        )
+        .route(
+            "/api/auditoria/{tipo}/{id}/eventos",
+            get(http::auditoria::subject_events),
+        )
+        .route(
+            "/api/auditoria/{tipo}/{id}",
+            get(http::auditoria::subject_state),
+        )
         .route("/api/admin/proyecciones", get(http::health::projections))
         .route(
             "/api/areas-operacion",

@@ -4,7 +4,7 @@ use clap::Parser;
 use fleet_ledger::cli::{BenchArgs, BenchCommand, Cli, Command, LogFormat};
 use fleet_ledger::settings::{LedgerSettings, WebhookSettings};
 use fleet_ledger::webhooks::seal::SealingKey;
-use fleet_ledger::{auth, bench, integrity, AppState, StoreLocation};
+use fleet_ledger::{auth, bench, http, integrity, AppState};
 use tracing_subscriber::EnvFilter;
 
 // See Cargo.toml: glibc's malloc was a quarter of the CPU under load.
@@ -68,12 +68,17 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
 
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
             tracing::info!(listen = %listener.local_addr()?, store = state.log.backend(), "fleet-ledger serving");
-            axum::serve(
-                listener,
-                fleet_ledger::app_with_limits(state.clone(), args.limits.limits()),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+            // Live feeds never end by themselves: told of the shutdown, they end, and their
+            // connections stop holding the graceful shutdown open.
+            let (closing, closing_feeds) = tokio::sync::watch::channel(false);
+            let app = fleet_ledger::app_with_limits(state.clone(), args.limits.limits())
+                .layer(axum::Extension(http::eventos::Closing(closing_feeds)));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    let _ = closing.send(true);
+                })
+                .await?;
             tracing::info!("stopped accepting requests; flushing the event log");
             state.shutdown().await;
             tracing::info!("shut down cleanly");

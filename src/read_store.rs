@@ -82,6 +82,16 @@ impl ReadStore {
                         // index probes, ~3 ms (EXPLAIN ANALYZE, 55,000 rows).
                         sqlx::Executor::execute(&mut *connection, "SET random_page_cost = 1.1")
                             .await?;
+                        // A transaction whose task died between statements (aborted, or stuck)
+                        // would otherwise hold its rows, the checkpoints and the lease among
+                        // them, for as long as its pooled connection lives, and every other
+                        // instance would wait on those locks: the server ends it instead. The
+                        // runner's transactions go statement to statement with no waits between.
+                        sqlx::Executor::execute(
+                            &mut *connection,
+                            "SET idle_in_transaction_session_timeout = '30s'",
+                        )
+                        .await?;
                     }
                     Ok(())
                 })

@@ -29,6 +29,10 @@ enum Param {
     Id,
     Catalog,
     Account,
+    /// `{tipo}/{id}` of the audit routes, as one parameter.
+    Subject,
+    /// A token's `sub`.
+    Sub,
 }
 
 /// One route and method of `app()`, with a body it would accept and the query parameters it
@@ -94,7 +98,35 @@ fn endpoints() -> Vec<Endpoint> {
             "/api/eventos",
             None,
             Option::None,
+            &["desde_posicion", "limite", "tipos", "stream"],
+        ),
+        endpoint(
+            get.clone(),
+            "/api/eventos/stream",
+            None,
+            Option::None,
+            &["desde_posicion", "tipos", "stream"],
+        ),
+        endpoint(
+            get.clone(),
+            "/api/auditoria/actores/{sub}/eventos",
+            Sub,
+            Option::None,
+            &["desde", "hasta", "tipos", "desde_posicion", "limite"],
+        ),
+        endpoint(
+            get.clone(),
+            "/api/auditoria/{tipo}/{id}/eventos",
+            Subject,
+            Option::None,
             &["desde_posicion", "limite"],
+        ),
+        endpoint(
+            get.clone(),
+            "/api/auditoria/{tipo}/{id}",
+            Subject,
+            Option::None,
+            &["as_of"],
         ),
         endpoint(
             get.clone(),
@@ -583,6 +615,21 @@ fn path_param(param: Param) -> BoxedStrategy<String> {
             1 => junk,
         ]
         .boxed(),
+        Param::Subject => prop_oneof![
+            3 => prop::sample::select(vec![
+                "bomba/1", "placa/1", "vehiculo/1", "mision/1", "catalogo/combustibles",
+                "vehiculo/99", "camion/1", "catalogo/colores",
+            ])
+            .prop_map(str::to_string),
+            1 => (junk.clone(), junk.clone()).prop_map(|(tipo, id)| format!("{tipo}/{id}")),
+        ]
+        .boxed(),
+        Param::Sub => prop_oneof![
+            3 => prop::sample::select(vec!["ana@flota.co", "system", "nadie"])
+                .prop_map(str::to_string),
+            1 => junk,
+        ]
+        .boxed(),
         Param::Account => prop_oneof![
             3 => prop::sample::select(vec![
                 "1105-caja", "1330-anticipos-bomba-1", "2205-proveedores-bomba-1",
@@ -612,6 +659,12 @@ fn query_value() -> impl Strategy<Value = String> {
             "false",
             "TANQUEO",
             "anticipo",
+            "TanqueoRecorded",
+            "vehicledeleted,PlateRegistered",
+            "fleet/main",
+            "fuel-station",
+            "fuel-station/1",
+            "fleet/",
             "FOO",
             "OPERATIVO",
             "acpm",
@@ -702,9 +755,10 @@ fn case(endpoints: &[Endpoint]) -> impl Strategy<Value = Case> {
     })
 }
 
-/// `path` with each `{…}` parameter replaced by `value`.
+/// `path` with each `{…}` parameter replaced by `value` (`{tipo}/{id}` taken as one).
 fn with_param(path: &str, value: &str) -> String {
-    path.split('/')
+    path.replace("{tipo}/{id}", "{tipo}")
+        .split('/')
         .map(|segment| {
             if segment.starts_with('{') {
                 value

@@ -104,11 +104,13 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
         _ => None,
     };
     let path = path
+        .replace("{tipo}/{id}", "vehiculo/1")
         .replace("{id}", "1")
         .replace("{catalogo}", "clases-vehiculo")
         .replace("{cuenta}", "1105-caja")
         .replace("{hash}", &"0".repeat(32))
-        .replace("{entrega}", "00000000-0000-0000-0000-000000000000");
+        .replace("{entrega}", "00000000-0000-0000-0000-000000000000")
+        .replace("{sub}", "ana@flota.co");
     (path, body.map(|b| b.to_string()))
 }
 

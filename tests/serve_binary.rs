@@ -307,3 +307,48 @@ fn help_documents_the_limits_and_token_options() {
         .unwrap();
     assert_eq!(zero.status.code(), Some(2), "a cap of 0 is refused");
 }
+
+/// A subscriber of the live feed does not hold the shutdown open: on SIGTERM its stream ends
+/// and `serve` exits 0.
+#[test]
+fn sigterm_ends_live_feeds_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut serve = command(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_healthy(port, &mut serve);
+    let token = command(dir.path())
+        .args(["token", "--sub", "ana@flota.co", "--role", "auditor"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+
+    let mut feed = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    feed.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        feed,
+        "GET /api/eventos/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    // The catalogues' default entries are the first events of a new store.
+    let mut reader = BufReader::new(feed);
+    let mut seen = String::new();
+    while !seen.contains("id: 1\n") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    assert!(seen.starts_with("HTTP/1.1 200 OK"), "{seen}");
+    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+
+    assert_eq!(terminate(&mut serve).code(), Some(0));
+    let mut rest = String::new();
+    // The stream ended (chunked encoding's last chunk), and the connection closed.
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.ends_with("0\r\n\r\n"), "{rest}");
+}

@@ -544,11 +544,27 @@ pub fn as_of_param(
     params: &HashMap<String, String>,
     zone: FixedOffset,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(raw) = params
-        .get("as_of")
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-    else {
+    instant_param(params, "as_of", zone, DayEdge::End)
+}
+
+/// Which instant of its day a plain date given for an instant means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayEdge {
+    /// Its first instant: where a range that starts on that date starts.
+    Start,
+    /// Its last instant: where a range that ends on that date ends, and where `as_of` stands.
+    End,
+}
+
+/// An instant query parameter: RFC 3339, or a date (`YYYY-MM-DD`) meaning its first or last
+/// instant in the service's zone.
+pub fn instant_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    zone: FixedOffset,
+    edge: DayEdge,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
     if let Ok(instant) = DateTime::parse_from_rfc3339(raw) {
@@ -556,15 +572,21 @@ pub fn as_of_param(
     }
     let date = parse_date(raw).ok_or_else(|| {
         bad(format!(
-            "Invalid value for as_of: {raw} (expected an RFC 3339 instant or YYYY-MM-DD)"
+            "Invalid value for {name}: {raw} (expected an RFC 3339 instant or YYYY-MM-DD)"
         ))
     })?;
-    let end_of_day = date
-        .and_time(NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time"))
+    let time = match edge {
+        DayEdge::Start => NaiveTime::MIN,
+        DayEdge::End => {
+            NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time")
+        }
+    };
+    let instant = date
+        .and_time(time)
         .and_local_timezone(zone)
         .single()
-        .ok_or_else(|| bad(format!("Invalid value for as_of: {raw}")))?;
-    Ok(Some(end_of_day.with_timezone(&Utc)))
+        .ok_or_else(|| bad(format!("Invalid value for {name}: {raw}")))?;
+    Ok(Some(instant.with_timezone(&Utc)))
 }
 
 #[cfg(test)]

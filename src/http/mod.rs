@@ -1,6 +1,7 @@
 //! HTTP: one module per resource family. Handlers extract, call the domain, render.
 
 pub mod areas;
+pub mod auditoria;
 pub mod auto_inspecao;
 pub mod bombas;
 pub mod catalogos;

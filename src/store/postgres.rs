@@ -418,6 +418,16 @@ async fn insert_sealed(
 impl_sealed_rows!(PgConnection);
 impl_import_sealed!(PgConnection);
 
+/// JSON as PostgreSQL reads it; the actor expression is the one migration 0003 indexes.
+const DIALECT: super::filter::Dialect = super::filter::Dialect {
+    actor: "(metadata->>'actor')",
+    payload_field_equals: "(payload->>'{field}') = {}",
+    entity_id_as_text: true,
+    explain: "EXPLAIN ",
+    explain_column: 0,
+    explain_setup: Some("SET LOCAL enable_seqscan = off"),
+};
+
 impl PostgresLog {
     async fn close_readers(&self) {
         self.listener.abort();

@@ -311,6 +311,16 @@ async fn insert_sealed(
 impl_sealed_rows!(SqliteConnection);
 impl_import_sealed!(SqliteConnection);
 
+/// JSON as SQLite reads it; the actor expression is the one migration 0003 indexes.
+pub(crate) const DIALECT: super::filter::Dialect = super::filter::Dialect {
+    actor: "json_extract(metadata, '$.actor')",
+    payload_field_equals: "json_extract(payload, '$.{field}') = {}",
+    entity_id_as_text: false,
+    explain: "EXPLAIN QUERY PLAN ",
+    explain_column: 3,
+    explain_setup: None,
+};
+
 impl SqliteLog {
     async fn close_readers(&self) {
         self.readers.close().await;

@@ -338,6 +338,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/api/eventos"),
+    ("GET", "/api/eventos/stream"),
+    ("GET", "/api/auditoria/actores/{sub}/eventos"),
+    ("GET", "/api/auditoria/{tipo}/{id}/eventos"),
+    ("GET", "/api/auditoria/{tipo}/{id}"),
     ("GET", "/api/admin/proyecciones"),
     ("GET", "/api/areas-operacion"),
     ("POST", "/api/areas-operacion"),
@@ -413,6 +417,14 @@ pub async fn respond(
         .expect("the router always answers");
     let status = response.status();
     let headers = response.headers().clone();
+    let live = headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if live {
+        // A live feed's body never ends: its head is the answer, and dropping the body is the
+        // client hanging up.
+        return (status, headers, axum::body::Bytes::new());
+    }
     let bytes = response
         .into_body()
         .collect()
