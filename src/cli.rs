@@ -37,6 +37,54 @@ pub enum Command {
     /// Measures the service end to end (`bench --scenario …`), or the event log alone
     /// (`bench append`).
     Bench(BenchArgs),
+    /// Checks the event log's hash chain, every stream's versions and every checkpoint (or,
+    /// with --file, an export, offline); exits non-zero naming the first broken position.
+    Verify(VerifyArgs),
+    /// Writes the event log as JSON lines, one event with its hashes per line, to stdout.
+    Export(ExportArgs),
+    /// Imports an export into the event log (created if needed); importing twice adds nothing.
+    Import(ImportArgs),
+    /// Copies the SQLite store to FILE while the service runs, and verifies the copy.
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Check this export (`fleet-ledger export > FILE`) instead of a store: no database needed.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// First position to export (the line of the first event says what it links to).
+    #[arg(long = "desde-posicion", default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..))]
+    pub desde_posicion: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The export to import.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Where the copy of the log goes (it must not exist); the read models go beside it, where
+    /// `serve --database-url sqlite://FILE` finds them.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -67,6 +115,12 @@ pub struct JwtArgs {
     /// of HS256 ones (the secret is then not used).
     #[arg(long, env = "FLEET_LEDGER_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn location(&self) -> crate::StoreLocation {
+        crate::StoreLocation::resolve(&self.data_dir, self.database_url.as_deref())
+    }
 }
 
 impl JwtArgs {

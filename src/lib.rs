@@ -11,6 +11,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod inspection_processor;
+pub mod integrity;
 pub mod lease;
 pub mod queries;
 pub mod reactor;

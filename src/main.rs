@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use fleet_ledger::cli::{BenchArgs, BenchCommand, Cli, Command, LogFormat};
 use fleet_ledger::settings::LedgerSettings;
-use fleet_ledger::{auth, bench, AppState, StoreLocation};
+use fleet_ledger::{auth, bench, integrity, AppState};
 use tracing_subscriber::EnvFilter;
 
 // See Cargo.toml: glibc's malloc was a quarter of the CPU under load.
@@ -15,9 +15,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The bench runs the service in this process: its per-request info lines would bury the
     // progress line and the table (RUST_LOG still turns them on).
+    // The integrity commands print their own report; info lines would only interleave.
     let default_level = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info",
+        Command::Serve(_) | Command::Token(_) => "info",
+        _ => "warn",
     };
     init_logging(cli.log_format, default_level);
     match run(cli.command).await {
@@ -46,8 +47,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Serve(args) => {
             let keys = auth::JwtKeys::load(&args.jwt.settings(), &args.store.data_dir)?;
-            let location =
-                StoreLocation::resolve(&args.store.data_dir, args.store.database_url.as_deref());
+            let location = args.store.location();
             let settings = LedgerSettings {
                 time_zone: args.time_zone.clone(),
                 saldo_critico_cop: args.saldo_critico,
@@ -92,6 +92,31 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             log.shutdown().await;
             let _ = std::fs::remove_dir_all(&scratch);
             println!("{}", report?);
+            Ok(())
+        }
+        Command::Verify(args) => {
+            let mut out = std::io::stdout().lock();
+            match &args.file {
+                Some(file) => integrity::verify_file(file, &mut out)?,
+                None => integrity::verify_store(&args.store.location(), &mut out).await?,
+            };
+            Ok(())
+        }
+        Command::Export(args) => {
+            let location = args.store.location();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            integrity::export(&location.log_url, args.desde_posicion, &mut out).await?;
+            Ok(())
+        }
+        Command::Import(args) => {
+            let location = args.store.location();
+            let mut out = std::io::stdout().lock();
+            integrity::import(&location.log_url, &args.file, &mut out).await?;
+            Ok(())
+        }
+        Command::Backup(args) => {
+            let mut out = std::io::stdout().lock();
+            integrity::backup(&args.store.location(), &args.file, &mut out).await?;
             Ok(())
         }
         Command::Bench(BenchArgs { command: None, run }) => {

@@ -70,7 +70,8 @@ impl StoreLocation {
     }
 }
 
-fn sibling_read_models_path(log_path: &str) -> PathBuf {
+/// Where the read models of the SQLite log at `log_path` live.
+pub(crate) fn sibling_read_models_path(log_path: &str) -> PathBuf {
     match log_path.strip_suffix(".db") {
         Some(stem) => PathBuf::from(format!("{stem}.read_models.db")),
         None => PathBuf::from(format!("{log_path}.read_models")),

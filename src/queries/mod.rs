@@ -5,6 +5,7 @@
 //! PostgreSQL through sqlx's `Any` driver (see [`crate::read_store`]).
 
 pub mod balances;
+pub mod checkpoints;
 pub mod fleet;
 pub mod inspections;
 pub mod ledger;

@@ -436,8 +436,11 @@ macro_rules! impl_event_log {
     };
 }
 
+pub mod chain;
 pub mod cqrs_adapter;
 pub mod group_commit;
+#[macro_use]
+pub mod history;
 #[macro_use]
 pub mod idempotency;
 

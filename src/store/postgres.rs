@@ -18,21 +18,22 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::chain::recorded_now;
 use super::group_commit::{
     plan_batch_after, BatchContext, BatchWriter, Dependencies, GroupCommit, KnownEvent,
 };
+use super::history::{seal_rows, TipCache, INSERT_EVENTS};
 use super::{AppendRequest, Appended, StoreError};
 
 const NOTIFY_CHANNEL: &str = "fleet_ledger_events";
 /// PostgreSQL accepts 65535 bound parameters per statement.
 const PARAMS_PER_STATEMENT_MAX: usize = 60_000;
-const COLUMNS_PER_EVENT: usize = 10;
+const COLUMNS_PER_EVENT: usize = 11;
 /// How often the head is re-read if notifications are lost (a dropped listener connection).
 const HEAD_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -43,14 +44,24 @@ pub struct PostgresLog {
     listener: tokio::task::JoinHandle<()>,
 }
 
+/// The writer's connection to the log at `database_url`, the schema migrated if needed.
+pub async fn migrated_connection(database_url: &str) -> Result<PgConnection, StoreError> {
+    let options: PgConnectOptions = database_url.parse()?;
+    let mut connection = writer_connection(&options).await?;
+    sqlx::migrate!("./migrations/postgres")
+        .set_ignore_missing(true)
+        .run(&mut connection)
+        .await?;
+    Ok(connection)
+}
+
 impl PostgresLog {
     pub async fn open(database_url: &str) -> Result<Self, StoreError> {
         let options: PgConnectOptions = database_url.parse()?;
-        let mut connection = writer_connection(&options).await?;
-        sqlx::migrate!("./migrations/postgres")
-            .set_ignore_missing(true)
-            .run(&mut connection)
-            .await?;
+        let mut connection = migrated_connection(database_url).await?;
+        // Events stored before the chain existed get their hashes now, under the head lock, so
+        // that instances starting together backfill once and append only after it.
+        backfill_chain_locked(&mut connection).await?;
         let head = current_head(&mut connection).await?;
         let readers = PgPoolOptions::new()
             .max_connections(8)
@@ -67,6 +78,7 @@ impl PostgresLog {
                 PostgresBatchWriter {
                     options,
                     connection: Some(connection),
+                    tip: TipCache::default(),
                 },
                 head_sender,
             ),
@@ -136,6 +148,8 @@ struct PostgresBatchWriter {
     options: PgConnectOptions,
     /// `None` after a failure, until [`BatchWriter::reconnect`] opens a fresh one.
     connection: Option<PgConnection>,
+    /// The chain's last link, as far as this writer knows: other instances append too.
+    tip: TipCache,
 }
 
 impl BatchWriter for PostgresBatchWriter {
@@ -145,6 +159,8 @@ impl BatchWriter for PostgresBatchWriter {
 
     fn discard_connection(&mut self) {
         self.connection = None;
+        // Whether the failed batch committed is unknown: read the tip again under the lock.
+        self.tip.forget();
     }
 
     async fn reconnect(&mut self) -> Result<(), StoreError> {
@@ -174,47 +190,57 @@ impl BatchWriter for PostgresBatchWriter {
             return Ok((plan.outcomes, head));
         };
         let new_head = last.position;
-        let recorded_at = Utc::now();
+        // The chain follows the global position order across instances: positions are handed
+        // out under the lock on `event_log_head` taken above, and the event at `head` was
+        // committed (hash included) by whichever instance held that lock last. So the hash it
+        // links to is read under the same lock, and no other instance can link to it before this
+        // transaction commits or rolls back. The remembered tip saves that read whenever this
+        // instance wrote the head itself.
+        let previous = match self.tip.at(head) {
+            Some(hash) => hash,
+            None => chain_tip(&mut tx, head).await?,
+        };
+        let recorded_at = recorded_now();
+        let (sealed, last_hash) = seal_rows(&plan.rows, previous, recorded_at);
         // Round trips are what a batch costs, so the last insert also moves the head and
         // notifies, in one statement.
+        let per_statement = PARAMS_PER_STATEMENT_MAX / COLUMNS_PER_EVENT;
         let chunks: Vec<_> = plan
             .rows
-            .chunks(PARAMS_PER_STATEMENT_MAX / COLUMNS_PER_EVENT)
+            .chunks(per_statement)
+            .zip(sealed.chunks(per_statement))
             .collect();
-        for (index, chunk) in chunks.iter().enumerate() {
+        for (index, (chunk, sealed)) in chunks.iter().enumerate() {
             let is_last = index + 1 == chunks.len();
             let mut insert =
                 QueryBuilder::<Postgres>::new(if is_last { "WITH inserted AS (" } else { "" });
-            insert.push(
-                "INSERT INTO events (position, event_id, stream_type, stream_id, version, \
-                 event_type, schema_version, payload, metadata, recorded_at) ",
+            insert.push(INSERT_EVENTS);
+            insert.push_values(
+                chunk.iter().zip(sealed.iter()),
+                |mut row, (planned, sealed)| {
+                    row.push_bind(planned.position)
+                        .push_bind(planned.event.event_id)
+                        .push_bind(planned.stream_type)
+                        .push_bind(planned.stream_id)
+                        .push_bind(planned.version)
+                        .push_bind(&planned.event.event_type)
+                        .push_bind(planned.event.schema_version)
+                        .push_bind(&sealed.payload)
+                        .push_unseparated("::json")
+                        .push_bind(&sealed.metadata)
+                        .push_unseparated("::json")
+                        .push_bind(recorded_at)
+                        .push_bind(&sealed.hash);
+                },
             );
-            insert.push_values(chunk.iter(), |mut row, planned| {
-                row.push_bind(planned.position)
-                    .push_bind(planned.event.event_id)
-                    .push_bind(planned.stream_type)
-                    .push_bind(planned.stream_id)
-                    .push_bind(planned.version)
-                    .push_bind(&planned.event.event_type)
-                    .push_bind(planned.event.schema_version)
-                    .push_bind(planned.event.payload.to_string())
-                    .push_unseparated("::json")
-                    .push_bind(serde_json::to_string(&planned.event.metadata).unwrap_or_default())
-                    .push_unseparated("::json")
-                    .push_bind(recorded_at);
-            });
             if is_last {
-                insert
-                    .push(" RETURNING position), moved AS (UPDATE event_log_head SET position = ");
-                insert.push_bind(new_head);
-                insert.push(" WHERE id = 1 RETURNING position) SELECT pg_notify(");
-                insert.push_bind(NOTIFY_CHANNEL);
-                insert.push(", (SELECT position::text FROM moved))");
+                push_move_head(&mut insert, new_head);
             }
             insert.build().execute(&mut *tx).await?;
         }
         insert_claims(&mut tx, batch, &plan.outcomes).await?;
         tx.commit().await?;
+        self.tip.remember(new_head, last_hash);
         Ok((plan.outcomes, new_head))
     }
 }
@@ -295,6 +321,102 @@ async fn load_context(
 
 const SELECT_EVENTS: &str = "SELECT position, event_id::text, stream_type, stream_id, version, \
      event_type, schema_version, payload::text, metadata::text, recorded_at FROM events ";
+
+/// Ends an insert `WITH inserted AS (INSERT …` begun by the caller: moves the head to
+/// `new_head` and notifies the other instances, in the same statement.
+fn push_move_head(insert: &mut QueryBuilder<'_, Postgres>, new_head: i64) {
+    insert.push(" RETURNING position), moved AS (UPDATE event_log_head SET position = ");
+    insert.push_bind(new_head);
+    insert.push(" WHERE id = 1 RETURNING position) SELECT pg_notify(");
+    insert.push_bind(NOTIFY_CHANNEL);
+    insert.push(", (SELECT position::text FROM moved))");
+}
+
+/// The sealed columns, every one as text or integer; `recorded_at` in the chain's canonical
+/// form (microseconds, `Z`), which is all a `timestamptz` holds.
+const SELECT_SEALED: &str = "SELECT position, event_id::text, stream_type, stream_id, version, \
+     event_type, schema_version, payload::text, metadata::text, \
+     to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), chain_hash \
+     FROM events ";
+
+/// A transaction holding the log's write lock (the `event_log_head` row: no instance can append
+/// until it ends), and the head under it.
+async fn begin_locked(
+    connection: &mut PgConnection,
+) -> Result<(sqlx::Transaction<'_, Postgres>, i64), StoreError> {
+    let mut tx = connection.begin().await?;
+    let head: i64 =
+        sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok((tx, head))
+}
+
+/// Stores the backfill's hashes, a page per statement.
+async fn write_hashes(
+    connection: &mut PgConnection,
+    hashes: &[(i64, String)],
+) -> Result<(), StoreError> {
+    let (positions, hashes): (Vec<i64>, Vec<&str>) = hashes
+        .iter()
+        .map(|(position, hash)| (*position, hash.as_str()))
+        .unzip();
+    sqlx::query(
+        "UPDATE events SET chain_hash = u.hash \
+           FROM UNNEST($1::bigint[], $2::text[]) AS u(position, hash) \
+          WHERE events.position = u.position",
+    )
+    .bind(&positions)
+    .bind(&hashes)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Writes imported events at their own positions, moves the head past them and notifies.
+async fn insert_sealed(
+    connection: &mut PgConnection,
+    events: &[super::chain::SealedEvent],
+) -> Result<(), StoreError> {
+    let chunks: Vec<_> = events
+        .chunks(PARAMS_PER_STATEMENT_MAX / COLUMNS_PER_EVENT)
+        .collect();
+    for (index, chunk) in chunks.iter().enumerate() {
+        let is_last = index + 1 == chunks.len();
+        let times = chunk
+            .iter()
+            .map(super::history::imported_time)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut insert =
+            QueryBuilder::<Postgres>::new(if is_last { "WITH inserted AS (" } else { "" });
+        insert.push(INSERT_EVENTS);
+        insert.push_values(chunk.iter().zip(times), |mut row, (event, recorded_at)| {
+            row.push_bind(event.position)
+                .push_bind(&event.event_id)
+                .push_unseparated("::uuid")
+                .push_bind(&event.stream_type)
+                .push_bind(&event.stream_id)
+                .push_bind(event.version)
+                .push_bind(&event.event_type)
+                .push_bind(event.schema_version)
+                .push_bind(&event.payload)
+                .push_unseparated("::json")
+                .push_bind(&event.metadata)
+                .push_unseparated("::json")
+                .push_bind(recorded_at)
+                .push_bind(&event.hash);
+        });
+        if is_last {
+            let new_head = chunk.last().map_or(0, |event| event.position);
+            push_move_head(&mut insert, new_head);
+        }
+        insert.build().execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
+impl_sealed_rows!(PgConnection);
+impl_import_sealed!(PgConnection);
 
 impl PostgresLog {
     async fn close_readers(&self) {

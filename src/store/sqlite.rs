@@ -9,20 +9,21 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::chain::recorded_now;
 use super::group_commit::{
     plan_batch_after, BatchContext, BatchWriter, Dependencies, GroupCommit, KnownEvent,
 };
+use super::history::{seal_rows, TipCache, INSERT_EVENTS};
 use super::{AppendRequest, Appended, StoreError};
 
 /// SQLite refuses statements with more bound parameters than this (32766); stay well below.
 const PARAMS_PER_STATEMENT_MAX: usize = 30_000;
-const COLUMNS_PER_EVENT: usize = 10;
+const COLUMNS_PER_EVENT: usize = 11;
 /// SQLite refuses a compound SELECT of more than 500 terms; one term per stream, plus the head.
 const COMPOUND_SELECT_TERMS_MAX: usize = 400;
 
@@ -45,13 +46,21 @@ pub fn connect_options(database_url: &str) -> Result<SqliteConnectOptions, Store
         .busy_timeout(Duration::from_secs(10)))
 }
 
+/// A connection to the log at `database_url`, created and migrated if needed.
+pub async fn migrated_connection(database_url: &str) -> Result<SqliteConnection, StoreError> {
+    let mut connection = SqliteConnection::connect_with(&connect_options(database_url)?).await?;
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&mut connection)
+        .await?;
+    Ok(connection)
+}
+
 impl SqliteLog {
     pub async fn open(database_url: &str) -> Result<Self, StoreError> {
         let options = connect_options(database_url)?;
-        let mut connection = SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&mut connection)
-            .await?;
+        let mut connection = migrated_connection(database_url).await?;
+        // Events stored before the chain existed get their hashes now, before any append.
+        backfill_chain_locked(&mut connection).await?;
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&mut connection)
             .await?;
@@ -62,7 +71,13 @@ impl SqliteLog {
         let (head_sender, head_receiver) = watch::channel(head);
         Ok(Self {
             readers,
-            writer: GroupCommit::start(SqliteBatchWriter { connection }, head_sender),
+            writer: GroupCommit::start(
+                SqliteBatchWriter {
+                    connection,
+                    tip: TipCache::default(),
+                },
+                head_sender,
+            ),
             head: head_receiver,
         })
     }
@@ -70,6 +85,8 @@ impl SqliteLog {
 
 struct SqliteBatchWriter {
     connection: SqliteConnection,
+    /// The chain's last link, as far as this writer knows (another process may append too).
+    tip: TipCache,
 }
 
 impl BatchWriter for SqliteBatchWriter {
@@ -83,36 +100,48 @@ impl BatchWriter for SqliteBatchWriter {
         let mut tx = self.connection.begin_with("BEGIN IMMEDIATE").await?;
         let mut context = load_context(&mut tx, batch).await?;
         context.claims = load_claims(&mut tx, batch).await?;
+        let locked_head = context.head;
         let plan = plan_batch_after(batch, context, dependencies);
         let mut head = None;
-        for chunk in plan
-            .rows
-            .chunks(PARAMS_PER_STATEMENT_MAX / COLUMNS_PER_EVENT)
-        {
-            let recorded_at = Utc::now();
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (position, event_id, stream_type, stream_id, version, \
-                 event_type, schema_version, payload, metadata, recorded_at) ",
-            );
-            insert.push_values(chunk, |mut row, planned| {
-                row.push_bind(planned.position)
-                    .push_bind(planned.event.event_id.to_string())
-                    .push_bind(planned.stream_type)
-                    .push_bind(planned.stream_id)
-                    .push_bind(planned.version)
-                    .push_bind(&planned.event.event_type)
-                    .push_bind(planned.event.schema_version)
-                    .push_bind(planned.event.payload.to_string())
-                    .push_bind(serde_json::to_string(&planned.event.metadata).unwrap_or_default())
-                    .push_bind(recorded_at);
-            });
-            insert.build().execute(&mut *tx).await?;
-            head = chunk.last().map(|row| row.position);
-        }
-        if head.is_some() {
+        let mut tip = None;
+        if !plan.rows.is_empty() {
+            // The write lock is held (IMMEDIATE), so the event at `locked_head` is the one the
+            // batch links to, whichever process wrote it.
+            let previous = match self.tip.at(locked_head) {
+                Some(hash) => hash,
+                None => chain_tip(&mut tx, locked_head).await?,
+            };
+            let recorded_at = recorded_now();
+            let (sealed, last_hash) = seal_rows(&plan.rows, previous, recorded_at);
+            for (chunk, sealed) in plan
+                .rows
+                .chunks(PARAMS_PER_STATEMENT_MAX / COLUMNS_PER_EVENT)
+                .zip(sealed.chunks(PARAMS_PER_STATEMENT_MAX / COLUMNS_PER_EVENT))
+            {
+                let mut insert = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
+                insert.push_values(chunk.iter().zip(sealed), |mut row, (planned, sealed)| {
+                    row.push_bind(planned.position)
+                        .push_bind(planned.event.event_id.to_string())
+                        .push_bind(planned.stream_type)
+                        .push_bind(planned.stream_id)
+                        .push_bind(planned.version)
+                        .push_bind(&planned.event.event_type)
+                        .push_bind(planned.event.schema_version)
+                        .push_bind(&sealed.payload)
+                        .push_bind(&sealed.metadata)
+                        .push_bind(recorded_at)
+                        .push_bind(&sealed.hash);
+                });
+                insert.build().execute(&mut *tx).await?;
+                head = chunk.last().map(|row| row.position);
+            }
+            tip = head.map(|head| (head, last_hash));
             insert_claims(&mut tx, batch, &plan.outcomes).await?;
         }
         tx.commit().await?;
+        if let Some((position, hash)) = tip {
+            self.tip.remember(position, hash);
+        }
         let head = match head {
             Some(head) => head,
             None => current_head(&mut self.connection).await?,
@@ -214,6 +243,68 @@ async fn load_context(
 
 const SELECT_EVENTS: &str = "SELECT position, event_id, stream_type, stream_id, version, \
      event_type, schema_version, payload, metadata, recorded_at FROM events ";
+
+/// The sealed columns as stored: `recorded_at` is sqlx's RFC 3339 text.
+const SELECT_SEALED: &str = "SELECT position, event_id, stream_type, stream_id, version, \
+     event_type, schema_version, payload, metadata, recorded_at, chain_hash FROM events ";
+
+/// A transaction holding SQLite's write lock (IMMEDIATE: no other process can append until it
+/// ends), and the head under it.
+async fn begin_locked(
+    connection: &mut SqliteConnection,
+) -> Result<(sqlx::Transaction<'_, Sqlite>, i64), StoreError> {
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+    let head = current_head(&mut tx).await?;
+    Ok((tx, head))
+}
+
+/// Stores the backfill's hashes: one prepared statement, run per row inside the caller's
+/// transaction (SQLite runs in process, so a statement costs microseconds, not a round trip).
+async fn write_hashes(
+    connection: &mut SqliteConnection,
+    hashes: &[(i64, String)],
+) -> Result<(), StoreError> {
+    for (position, hash) in hashes {
+        sqlx::query("UPDATE events SET chain_hash = $1 WHERE position = $2")
+            .bind(hash)
+            .bind(position)
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes imported events at their own positions.
+async fn insert_sealed(
+    connection: &mut SqliteConnection,
+    events: &[super::chain::SealedEvent],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(PARAMS_PER_STATEMENT_MAX / COLUMNS_PER_EVENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
+        let times = chunk
+            .iter()
+            .map(super::history::imported_time)
+            .collect::<Result<Vec<_>, _>>()?;
+        insert.push_values(chunk.iter().zip(times), |mut row, (event, recorded_at)| {
+            row.push_bind(event.position)
+                .push_bind(&event.event_id)
+                .push_bind(&event.stream_type)
+                .push_bind(&event.stream_id)
+                .push_bind(event.version)
+                .push_bind(&event.event_type)
+                .push_bind(event.schema_version)
+                .push_bind(&event.payload)
+                .push_bind(&event.metadata)
+                .push_bind(recorded_at)
+                .push_bind(&event.hash);
+        });
+        insert.build().execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
+impl_sealed_rows!(SqliteConnection);
+impl_import_sealed!(SqliteConnection);
 
 impl SqliteLog {
     async fn close_readers(&self) {
