@@ -432,13 +432,7 @@ pub async fn import(
 ) -> Result<ImportSummary, IntegrityError> {
     let chain = read_export(path)?;
     if !crate::store::is_postgres(database_url) {
-        let log = sqlite_path(database_url);
-        if let Some(dir) = log.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| IntegrityError::File {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
+        create_parent(&sqlite_path(database_url))?;
     }
     let mut history = History::open(database_url).await?;
     let imported = import_checked(&mut history, path, chain).await;
@@ -513,6 +507,17 @@ async fn import_checked(
     }
 }
 
+/// Creates the directory a SQLite file is to be written in.
+fn create_parent(file: &Path) -> Result<(), IntegrityError> {
+    match file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|source| IntegrityError::File {
+            path: dir.to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The file path of a `sqlite://…` URL.
 fn sqlite_path(url: &str) -> PathBuf {
     PathBuf::from(
@@ -546,6 +551,7 @@ pub async fn backup(
     if location.is_postgres() {
         return Err(IntegrityError::BackupNeedsSqlite);
     }
+    create_parent(file)?;
     let read_models_copy = crate::state::sibling_read_models_path(&file.to_string_lossy());
     for target in [file, read_models_copy.as_path()] {
         if target.exists() {

@@ -712,7 +712,8 @@ async fn a_backup_taken_while_writes_continue_passes_verify() {
     // Let some writes land before, during and after the copy.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("backup.db");
+    // Into a directory that does not exist yet.
+    let copy = dir.path().join("copias").join("backup.db");
     let flags = store_flags(&app.location);
     let copy_arg = copy.display().to_string();
     let (ok, stdout, stderr) = fleet_ledger(&with_store(&["backup", &copy_arg], &flags));
@@ -730,7 +731,10 @@ async fn a_backup_taken_while_writes_continue_passes_verify() {
         stdout,
         format!(
             "backup:      {copy_arg}\nread models: {}\n{}",
-            dir.path().join("backup.read_models.db").display(),
+            dir.path()
+                .join("copias")
+                .join("backup.read_models.db")
+                .display(),
             verified.1
         )
     );
