@@ -22,6 +22,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_fleet-ledger");
 on_both_stores!(
     verify_passes_then_names_the_position_of_one_edited_byte,
     verify_refuses_a_checkpoint_past_the_head,
+    verify_names_a_deleted_event_and_a_head_moved_back,
     events_stored_before_the_chain_get_the_hashes_the_writer_gives,
     two_instances_appending_in_turn_keep_one_chain,
     an_export_verifies_offline_and_imports_once,
@@ -214,6 +215,51 @@ async fn verify_refuses_a_checkpoint_past_the_head(app: TestApp) {
     assert!(
         stderr.contains(&format!(
             "error: projection flota is at position 999999, past the log's last position {head}"
+        )),
+        "{stderr}"
+    );
+}
+
+async fn verify_names_a_deleted_event_and_a_head_moved_back(app: TestApp) {
+    app.seed_fleet().await;
+    let head = app.state.log.head().await.unwrap();
+    let flags = store_flags(&app.location);
+    let position = head / 2;
+    if app.location.is_postgres() {
+        // The head row says where the log ends; events past it are not accounted for.
+        execute(
+            &app.location.log_url,
+            "UPDATE event_log_head SET position = position - 1",
+        )
+        .await;
+        let (ok, _, stderr) = fleet_ledger(&with_store(&["verify"], &flags));
+        assert!(!ok);
+        assert!(
+            stderr.contains(&format!(
+                "error: the log's head is position {}, but its events run to position {head} \
+                 (position {head} is past the head)",
+                head - 1
+            )),
+            "{stderr}"
+        );
+        execute(
+            &app.location.log_url,
+            "UPDATE event_log_head SET position = position + 1",
+        )
+        .await;
+    }
+    execute(
+        &app.location.log_url,
+        &format!("DELETE FROM events WHERE position = {position}"),
+    )
+    .await;
+    let (ok, _, stderr) = fleet_ledger(&with_store(&["verify"], &flags));
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "error: the log is broken at position {position}: missing: the next event stored is \
+             at position {}",
+            position + 1
         )),
         "{stderr}"
     );

@@ -176,8 +176,10 @@ impl SealedEvent {
 /// What is wrong at a position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
-    #[error("expected position {expected} here (a position is missing or out of order)")]
-    PositionGap { expected: i64 },
+    #[error("missing: the next event stored is at position {next}")]
+    Missing { next: i64 },
+    #[error("out of order: position {expected} was expected next")]
+    OutOfOrder { expected: i64 },
     #[error("no hash is stored (the chain's backfill never reached it)")]
     Unhashed,
     #[error("the stored hash {stored} is not the hash of its contents ({computed})")]
@@ -247,8 +249,16 @@ impl ChainCheck {
             position: event.position,
             problem,
         };
-        if event.position != self.next_position {
-            return Err(broken(Problem::PositionGap {
+        if event.position > self.next_position {
+            return Err(Broken {
+                position: self.next_position,
+                problem: Problem::Missing {
+                    next: event.position,
+                },
+            });
+        }
+        if event.position < self.next_position {
+            return Err(broken(Problem::OutOfOrder {
                 expected: self.next_position,
             }));
         }
@@ -433,8 +443,20 @@ mod tests {
         let mut check = ChainCheck::new();
         check.check(&events[0]).unwrap();
         assert_eq!(
-            check.check(&events[1]).unwrap_err().problem,
-            Problem::PositionGap { expected: 2 }
+            check.check(&events[1]).unwrap_err(),
+            Broken {
+                position: 2,
+                problem: Problem::Missing { next: 3 }
+            }
+        );
+        let mut check = ChainCheck::new();
+        check.check(&events[0]).unwrap();
+        assert_eq!(
+            check.check(&events[0]).unwrap_err(),
+            Broken {
+                position: 1,
+                problem: Problem::OutOfOrder { expected: 2 }
+            }
         );
     }
 

@@ -499,3 +499,49 @@ pub fn seal_rows(
         .collect();
     (sealed, previous)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::group_commit::PlannedRow;
+    use crate::store::{EventMetadata, NewEvent};
+
+    proptest::proptest! {
+        /// However the writer's batches cut a run of appends, and whether the writer remembered
+        /// the tip or read it again, every event gets the hash it would get sealed alone after
+        /// its predecessor: the chain depends on the log's order only.
+        #[test]
+        fn a_chain_does_not_depend_on_how_batches_cut_it(
+            cuts in proptest::collection::vec(1usize..5, 1..12),
+        ) {
+            let total: usize = cuts.iter().sum();
+            let events: Vec<NewEvent> = (0..total)
+                .map(|n| NewEvent::new("Happened", serde_json::json!({ "n": n }), EventMetadata::default()))
+                .collect();
+            let rows: Vec<PlannedRow> = events
+                .iter()
+                .enumerate()
+                .map(|(n, event)| PlannedRow {
+                    position: n as i64 + 1,
+                    version: n as i64 + 1,
+                    stream_type: "test",
+                    stream_id: "a",
+                    event,
+                })
+                .collect();
+            let at = chrono::Utc::now();
+            let (whole, whole_tip) = seal_rows(&rows, ChainHash::GENESIS, at);
+            let mut tip = ChainHash::GENESIS;
+            let mut start = 0;
+            let mut pieces = Vec::new();
+            for cut in cuts {
+                let (sealed, next) = seal_rows(&rows[start..start + cut], tip, at);
+                pieces.extend(sealed.into_iter().map(|row| row.hash));
+                tip = next;
+                start += cut;
+            }
+            proptest::prop_assert_eq!(whole.iter().map(|row| row.hash.clone()).collect::<Vec<_>>(), pieces);
+            proptest::prop_assert_eq!(whole_tip, tip);
+        }
+    }
+}
