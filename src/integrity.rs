@@ -63,6 +63,11 @@ pub enum IntegrityError {
     BackupExists(PathBuf),
     #[error("backup copies the embedded SQLite store; for PostgreSQL use pg_dump")]
     BackupNeedsSqlite,
+    #[error(
+        "this log has no hash chain yet (it predates migration 0004): start the service on it \
+         once, and the chain is filled in before it serves"
+    )]
+    NoChain,
     #[error("event log: {0}")]
     Store(#[from] StoreError),
     #[error("read models: {0}")]
@@ -169,7 +174,7 @@ async fn walk_store(history: &mut History) -> Result<ChainSummary, IntegrityErro
     let mut check = ChainCheck::new();
     loop {
         let (after, _) = check.tip();
-        let page = history.page(after, PAGE_EVENTS).await?;
+        let page = read_page(history, after, PAGE_EVENTS).await?;
         if page.is_empty() {
             let head = history.head().await?;
             if head == after {
@@ -179,7 +184,7 @@ async fn walk_store(history: &mut History) -> Result<ChainSummary, IntegrityErro
                 return Err(IntegrityError::PastHead { head, last: after });
             }
             // Appends committed during the walk: read on, unless there is nothing to read.
-            if history.page(after, 1).await?.is_empty() {
+            if read_page(history, after, 1).await?.is_empty() {
                 return Err(IntegrityError::ShortOfHead { head, last: after });
             }
             continue;
@@ -189,6 +194,29 @@ async fn walk_store(history: &mut History) -> Result<ChainSummary, IntegrityErro
         }
     }
     Ok(ChainSummary::of(&check, 1, ChainHash::GENESIS))
+}
+
+/// Up to `limit` sealed events after `after`; a log without the chain column is said to be one.
+async fn read_page(
+    history: &mut History,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<SealedEvent>, IntegrityError> {
+    match history.page(after, limit).await {
+        Err(StoreError::Database(sqlx::Error::Database(error)))
+            if is_missing_chain_column(error.as_ref()) =>
+        {
+            Err(IntegrityError::NoChain)
+        }
+        page => Ok(page?),
+    }
+}
+
+/// PostgreSQL's `undefined_column`, or SQLite's "no such column", for `chain_hash`: a log that
+/// no release with the chain has opened yet.
+fn is_missing_chain_column(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error.message().contains("chain_hash")
+        && (error.code().as_deref() == Some("42703") || error.message().contains("no such column"))
 }
 
 fn check_checkpoints(
@@ -316,7 +344,7 @@ async fn export_from(
     let mut check = ChainCheck::after(from - 1, anchor);
     loop {
         let (after, _) = check.tip();
-        let page = history.page(after, PAGE_EVENTS).await?;
+        let page = read_page(history, after, PAGE_EVENTS).await?;
         if page.is_empty() {
             break;
         }

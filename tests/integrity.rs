@@ -532,6 +532,29 @@ async fn an_export_from_a_later_position_continues_a_store_that_holds_the_rest(a
     assert_eq!(hashes(&target).await, stored);
 }
 
+/// A log no release with the chain has opened: `verify` says so, and changes nothing.
+#[tokio::test]
+async fn verify_explains_a_log_from_before_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ledger.db");
+    let url = format!("sqlite://{}?mode=rwc", log.display());
+    execute(
+        &url,
+        include_str!("../migrations/sqlite/0001_event_log.sql"),
+    )
+    .await;
+    let (ok, stdout, stderr) =
+        fleet_ledger(&["verify", "--data-dir", &dir.path().display().to_string()]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains(
+            "error: this log has no hash chain yet (it predates migration 0004): start the \
+             service on it once, and the chain is filled in before it serves"
+        ),
+        "{stderr}"
+    );
+}
+
 /// The migration path of an operator who outgrows the embedded store: SQLite's history
 /// exported, imported into PostgreSQL, and the service started there answers every read as the
 /// SQLite one did.
