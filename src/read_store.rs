@@ -98,10 +98,18 @@ impl ReadStore {
             })
             .connect_with(options)
             .await?;
+        // Both migrators record into the same table; each ignores the versions only the other
+        // knows. The SQLite-only ones take store-specific DDL (`WITHOUT ROWID`).
         sqlx::migrate!("./migrations/read_models")
             .set_ignore_missing(true)
             .run(&pool)
             .await?;
+        if is_sqlite {
+            sqlx::migrate!("./migrations/read_models_sqlite")
+                .set_ignore_missing(true)
+                .run(&pool)
+                .await?;
+        }
         let writer = is_sqlite.then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(Self { pool, writer })
     }
@@ -122,8 +130,8 @@ impl ReadStore {
         }
     }
 
-    /// The aggregate that joins text in a given order: `{name}(text, separator ORDER BY …)`
-    /// means the same on both stores under their own names (SQLite ≥ 3.44, as bundled).
+    /// The aggregate that joins text: `{name}(text, separator)` (and `… ORDER BY …)`) means the
+    /// same on both stores under their own names (SQLite ≥ 3.44, as bundled).
     pub fn string_agg(&self) -> &'static str {
         if self.writer.is_some() {
             "group_concat"

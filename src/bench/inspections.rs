@@ -27,7 +27,7 @@ use super::memory::PeakRss;
 use super::progress::Ticker;
 use super::service::{fresh_keys, FreshStore, InProcessService};
 use super::verify::Verification;
-use super::{BenchConfig, BenchError, Scenario, Target};
+use super::{BenchConfig, BenchError, Scenario};
 use crate::inspection_processor::PROCESSOR;
 use crate::settings::{LedgerSettings, WebhookSettings};
 use crate::webhooks::signature;
@@ -269,13 +269,9 @@ async fn send_batches(
 
 /// `inspecciones`, on a fresh in-process service.
 pub(crate) async fn inspections(config: &BenchConfig) -> Result<super::ScenarioReport, BenchError> {
-    let Target::InProcess { database_url } = &config.target else {
-        return Err(BenchError::NeedsInProcess("inspecciones"));
-    };
-    let store = FreshStore::create(database_url.as_deref()).await?;
+    let store = FreshStore::for_scenario(config, "inspecciones").await?;
     let measured = measure(config, &store).await;
-    store.discard().await?;
-    measured
+    store.discard_after(measured).await
 }
 
 async fn measure(

@@ -32,7 +32,7 @@ use super::memory::PeakRss;
 use super::progress::Ticker;
 use super::service::{fresh_keys, FreshStore, InProcessService};
 use super::verify::Verification;
-use super::{BenchConfig, BenchError, Scenario, Target};
+use super::{BenchConfig, BenchError, Scenario};
 use crate::http::scraping::LOOKUP_VEHICLES_MAX;
 use crate::settings::LedgerSettings;
 use crate::store::{self, AppendRequest, EventMetadata, NewEvent, SharedLog};
@@ -311,13 +311,9 @@ fn check_answer(
 /// `lookup`: `config.lookup.connections` callers asking for 500 vehicles back to back for
 /// `config.duration`, against `config.lookup.results` recorded results.
 pub(crate) async fn lookup(config: &BenchConfig) -> Result<super::ScenarioReport, BenchError> {
-    let Target::InProcess { database_url } = &config.target else {
-        return Err(BenchError::NeedsInProcess("lookup"));
-    };
-    let store = FreshStore::create(database_url.as_deref()).await?;
+    let store = FreshStore::for_scenario(config, "lookup").await?;
     let measured = measure(config, &store).await;
-    store.discard().await?;
-    measured
+    store.discard_after(measured).await
 }
 
 async fn measure(

@@ -86,6 +86,24 @@ impl FreshStore {
         })
     }
 
+    /// A fresh store for `scenario`, which runs its own service in this process (a remote
+    /// target has its store already).
+    pub async fn for_scenario(
+        config: &super::BenchConfig,
+        scenario: &'static str,
+    ) -> Result<Self, BenchError> {
+        let super::Target::InProcess { database_url } = &config.target else {
+            return Err(BenchError::NeedsInProcess(scenario));
+        };
+        Self::create(database_url.as_deref()).await
+    }
+
+    /// Discards the store once `measured` is known, whatever it is, and answers it.
+    pub async fn discard_after<T>(self, measured: Result<T, BenchError>) -> Result<T, BenchError> {
+        self.discard().await?;
+        measured
+    }
+
     pub fn backend(&self) -> &'static str {
         if self.postgres.is_some() {
             "postgres"

@@ -57,7 +57,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
 ) -> Result<Json<OperationArea>, ApiError> {
-    let id = parse_id(&raw_id, "área de operación")?;
+    let id = parse_id(&raw_id, "el área de operación")?;
     let area = registry::operation_area(&state.read_models, id)
         .await?
         .ok_or_else(|| {

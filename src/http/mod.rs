@@ -35,15 +35,21 @@ use extract::CommandContext;
 use crate::commands::{CommandBus, Executed};
 use crate::AppState;
 
-/// Parses a numeric path id; anything else is a 400 naming what was expected.
+/// Parses a numeric path id; anything else is a 400 naming what was expected (`what` with its
+/// article: "la bomba", "el webhook").
 pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     raw.trim()
         .parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| {
+            // Spanish contracts "de el" into "del".
+            let of_what = match what.strip_prefix("el ") {
+                Some(noun) => format!("del {noun}"),
+                None => format!("de {what}"),
+            };
             ApiError::BadRequest(format!(
-                "El ID de {what} debe ser un número entero positivo"
+                "El ID {of_what} debe ser un número entero positivo"
             ))
         })
 }
@@ -143,4 +149,24 @@ where
         state.references.appended_to(A::TYPE).await;
     }
     Ok((executed, viewed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_id;
+
+    #[test]
+    fn a_bad_path_id_is_refused_naming_what_it_should_identify_in_spanish() {
+        let message = |what| parse_id("abc", what).unwrap_err().to_string();
+        assert_eq!(
+            message("el webhook"),
+            "El ID del webhook debe ser un número entero positivo"
+        );
+        assert_eq!(
+            message("la bomba"),
+            "El ID de la bomba debe ser un número entero positivo"
+        );
+        assert_eq!(parse_id(" 7 ", "la bomba").unwrap(), 7);
+        assert!(parse_id("0", "la bomba").is_err());
+    }
 }

@@ -398,7 +398,12 @@ fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], found: &StoredEnt
         answer.push_str(r#"","plate":""#);
         answer.push_str(vehicle.plate.as_str());
         answer.push_str(r#"","info":["#);
-        answer.push_str(info);
+        for (position, entry) in info.iter().enumerate() {
+            if position > 0 {
+                answer.push(',');
+            }
+            answer.push_str(entry);
+        }
         answer.push_str("]}");
     }
     answer.push_str("]}");
