@@ -343,6 +343,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/auditoria/{tipo}/{id}/eventos"),
     ("GET", "/api/auditoria/{tipo}/{id}"),
     ("GET", "/api/admin/proyecciones"),
+    ("POST", "/api/admin/proyecciones/{name}/reconstruir"),
     ("GET", "/api/areas-operacion"),
     ("POST", "/api/areas-operacion"),
     ("GET", "/api/areas-operacion/{id}"),
