@@ -288,15 +288,7 @@ impl ProjectionRunner {
     /// Stops every task after its current batch.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let tasks: Vec<_> = self
-            .tasks
-            .lock()
-            .expect("never poisoned")
-            .drain(..)
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        join_all(&self.tasks).await;
     }
 
     /// Folds one batch for `projection` but dies after `events_before_crash` events, before the
@@ -318,6 +310,14 @@ impl ProjectionRunner {
         )
         .await
         .map(|stepped| stepped.reached)
+    }
+}
+
+/// Waits for every task in `tasks` to end (they have been told to stop), emptying the list.
+pub(crate) async fn join_all(tasks: &std::sync::Mutex<Vec<JoinHandle<()>>>) {
+    let tasks: Vec<_> = tasks.lock().expect("never poisoned").drain(..).collect();
+    for task in tasks {
+        let _ = task.await;
     }
 }
 

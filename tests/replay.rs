@@ -42,14 +42,7 @@ fn read_paths() -> Vec<String> {
                 ]
                 .contains(path)
         })
-        .map(|(_, path)| {
-            path.replace("{tipo}/{id}", "bomba/1")
-                .replace("{sub}", "ana@flota.co")
-                .replace("{id}", "1")
-                .replace("{catalogo}", "clases-vehiculo")
-                .replace("{cuenta}", "1330-anticipos-bomba-1")
-                .replace("{hash}", "0".repeat(64).as_str())
-        })
+        .map(|(_, path)| common::with_sample_ids(path))
         .collect();
     paths.extend(
         [

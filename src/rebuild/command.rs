@@ -140,8 +140,9 @@ impl std::fmt::Display for RebuildSummary {
     }
 }
 
+/// Events per second, or `-` under a millisecond, where the rate says nothing.
 fn per_second(events: u64, seconds: f64) -> String {
-    if seconds > 0.0 {
+    if seconds >= 0.001 {
         thousands((events as f64 / seconds).round() as u64)
     } else {
         "-".to_string()

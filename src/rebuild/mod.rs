@@ -96,7 +96,8 @@ pub struct RebuildSummary {
     pub position: i64,
     /// From the start to the swap's commit.
     pub elapsed: Duration,
-    /// How long the swap's transaction held the live tables.
+    /// How long the swap's transaction held the live tables (from taking their lock to its
+    /// commit): what the live runner, and on PostgreSQL the readers of those tables, waited.
     pub swap: Duration,
     pub projections: Vec<ProjectionSummary>,
 }
@@ -248,11 +249,10 @@ impl ShadowRebuild {
     /// Swaps the shadows in, in one transaction: see the module's documentation. A rebuild that
     /// cannot swap (or fails later) is recorded as failed and its shadows are dropped.
     pub async fn swap(mut self) -> Result<RebuildSummary, RebuildError> {
-        let began = Instant::now();
-        if let Err(error) = self.swap_in().await {
-            return Err(self.abandon(error).await);
-        }
-        let swap = began.elapsed();
+        let swap = match self.swap_in().await {
+            Ok(held) => held,
+            Err(error) => return Err(self.abandon(error).await),
+        };
         let elapsed = self.started.elapsed();
         let position = self.position();
         self.leases.release().await;
@@ -291,10 +291,12 @@ impl ShadowRebuild {
         }
     }
 
-    async fn swap_in(&mut self) -> Result<(), RebuildError> {
+    /// Answers how long it held the live tables.
+    async fn swap_in(&mut self) -> Result<Duration, RebuildError> {
         self.leases.check()?;
         let _turn = self.store.write_turn().await;
         let mut tx = self.lock_live().await?;
+        let locked = Instant::now();
         let mut stored = Vec::with_capacity(self.members.len());
         for member in &self.members {
             let position: Option<i64> =
@@ -337,8 +339,9 @@ impl ShadowRebuild {
         }
         status::record_swapped(&mut tx, &self.positions()).await?;
         tx.commit().await?;
+        let held = locked.elapsed();
         self.publish(self.position());
-        Ok(())
+        Ok(held)
     }
 
     /// The swap's transaction, once nothing else writes the live tables of the projections.
@@ -604,14 +607,6 @@ impl Rebuilds {
     /// Stops the rebuilds under way before their swap (each is recorded as failed) and waits.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
-        let tasks: Vec<_> = self
-            .tasks
-            .lock()
-            .expect("never poisoned")
-            .drain(..)
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        crate::runner::join_all(&self.tasks).await;
     }
 }
