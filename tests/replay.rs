@@ -186,7 +186,12 @@ async fn writes_flow_through_a_rebuild_and_every_answer_survives_the_swap(app: T
     )
     .await
     .expect("the rebuild starts");
+    let head_at_start = app.state.log.head().await.unwrap();
     let summary = rebuild.complete(&running).await.expect("the rebuild swaps");
+    assert!(
+        summary.position > head_at_start,
+        "the shadows folded writes made during the rebuild"
+    );
     assert_eq!(summary.projections.len(), all_projections().len());
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
