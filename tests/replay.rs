@@ -186,7 +186,16 @@ async fn writes_flow_through_a_rebuild_and_every_answer_survives_the_swap(app: T
     )
     .await
     .expect("the rebuild starts");
+    // At least one write lands between the shadows' creation and the swap.
     let head_at_start = app.state.log.head().await.unwrap();
+    let mut head = app.state.log.watch_head();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        head.wait_for(|h| *h > head_at_start),
+    )
+    .await
+    .expect("the writer keeps writing")
+    .unwrap();
     let summary = rebuild.complete(&running).await.expect("the rebuild swaps");
     assert!(
         summary.position > head_at_start,
