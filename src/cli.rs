@@ -46,6 +46,20 @@ pub enum Command {
     Import(ImportArgs),
     /// Copies the SQLite store to FILE while the service runs, and verifies the copy.
     Backup(BackupArgs),
+    /// Rebuilds read models from position 0 into shadow tables, then swaps them in, while the
+    /// service keeps running on the same store; prints a summary.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// A read model to rebuild (`tanqueos`, `saldos`, …); repeat for several. Without it, every
+    /// one.
+    #[arg(long = "projection", value_name = "NAME")]
+    pub projections: Vec<String>,
 }
 
 #[derive(Debug, Args)]

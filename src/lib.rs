@@ -17,6 +17,7 @@ pub mod lease;
 pub mod queries;
 pub mod reactor;
 pub mod read_store;
+pub mod rebuild;
 pub mod references;
 pub mod runner;
 pub mod secret_file;
@@ -57,6 +58,10 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             get(http::auditoria::subject_state),
         )
         .route("/api/admin/proyecciones", get(http::health::projections))
+        .route(
+            "/api/admin/proyecciones/{name}/reconstruir",
+            post(http::health::rebuild),
+        )
         .route(
             "/api/areas-operacion",
             get(http::areas::list).post(http::areas::create),

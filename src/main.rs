@@ -131,6 +131,12 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             integrity::import(&location.log_url, &args.file, &mut out).await?;
             Ok(())
         }
+        Command::Replay(args) => {
+            let mut out = std::io::stdout().lock();
+            fleet_ledger::rebuild::replay(&args.store.location(), &args.projections, &mut out)
+                .await?;
+            Ok(())
+        }
         Command::Backup(args) => {
             let mut out = std::io::stdout().lock();
             integrity::backup(&args.store.location(), &args.file, &mut out).await?;

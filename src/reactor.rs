@@ -193,15 +193,7 @@ impl Consumers {
     /// Stops every consumer after its current batch and gives its lease up.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let tasks: Vec<_> = self
-            .tasks
-            .lock()
-            .expect("never poisoned")
-            .drain(..)
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        crate::runner::join_all(&self.tasks).await;
     }
 }
 

@@ -153,6 +153,20 @@ impl ReadStore {
         }
     }
 
+    /// Begins a transaction that writes read models. On SQLite it takes the file's write lock
+    /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads before it writes (a
+    /// running total read, then stored) fails outright with `SQLITE_BUSY_SNAPSHOT` when another
+    /// process committed in between, as `fleet-ledger replay` does beside a running service;
+    /// waiting for the lock first makes it queue (busy timeout) instead. Callers in this process
+    /// still take [`Self::write_turn`] first, so they queue here rather than in SQLite.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        if self.writer.is_some() {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        }
+    }
+
     /// The projection's stored checkpoint; a projection seen for the first time gets a row at 0,
     /// so that every later move is a compare-and-set ([`advance_checkpoint`]).
     pub async fn checkpoint(&self, projection: &str) -> Result<i64, ReadStoreError> {
@@ -223,6 +237,32 @@ fn anonymous_placeholder(cell: &Cell) -> &'static str {
     match cell {
         Cell::Int(_) => "CAST(? AS BIGINT)",
         Cell::Text(_) => "CAST(? AS TEXT)",
+    }
+}
+
+/// Which copy of a projection's tables a change is written to.
+///
+/// A rebuild folds the log into shadow tables beside the live ones (same columns, keys and
+/// indexes) while the service keeps reading and folding into the live ones, then swaps them in
+/// (see `crate::rebuild`). The projections name their tables once; the writer maps each name
+/// here, so that changes a step derives while it is written (`Derived::also`) land in the
+/// same copy as the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableSet {
+    Live,
+    Shadow,
+}
+
+/// Appended to a live table's name (and a SQLite index's) to name its shadow.
+pub const SHADOW_SUFFIX: &str = "__shadow";
+
+impl TableSet {
+    /// The SQL name of `table` in this set.
+    pub fn name(self, table: &str) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::Live => std::borrow::Cow::Borrowed(table),
+            Self::Shadow => std::borrow::Cow::Owned(format!("{table}{SHADOW_SUFFIX}")),
+        }
     }
 }
 
@@ -314,32 +354,41 @@ pub async fn apply_changes(
     tx: &mut Transaction<'_, Any>,
     changes: Vec<Change>,
 ) -> Result<(), sqlx::Error> {
+    apply_changes_to(tx, changes, TableSet::Live).await
+}
+
+/// [`apply_changes`] into the tables of `tables`.
+pub async fn apply_changes_to(
+    tx: &mut Transaction<'_, Any>,
+    changes: Vec<Change>,
+    tables: TableSet,
+) -> Result<(), sqlx::Error> {
     // Rows derived in this batch as they stand now (none: the table has no such row). A plain
     // change to a table drops its rows from here, so they are read again after it.
-    let mut derived = read_derived_rows(tx, &changes).await?;
+    let mut derived = read_derived_rows(tx, &changes, tables).await?;
     let mut pending: VecDeque<Change> = changes.into();
     let mut groups: BTreeMap<&'static str, UpsertGroup> = BTreeMap::new();
     while let Some(change) = pending.pop_front() {
         match change {
             Change::Upsert { table, key, values } => {
                 forget_table(&mut derived, table);
-                join_group(tx, &mut groups, table, key, values).await?;
+                join_group(tx, &mut groups, tables, table, key, values).await?;
             }
             Change::Update { table, key, values } => {
                 forget_table(&mut derived, table);
-                flush_table(tx, &mut groups, table).await?;
-                execute(tx, update_statement(table, key, values)).await?;
+                flush_table(tx, &mut groups, tables, table).await?;
+                execute(tx, update_statement(&tables.name(table), key, values)).await?;
             }
             Change::Delete { table, key } => {
                 forget_table(&mut derived, table);
-                flush_table(tx, &mut groups, table).await?;
-                execute(tx, delete_statement(table, key)).await?;
+                flush_table(tx, &mut groups, tables, table).await?;
+                execute(tx, delete_statement(&tables.name(table), key)).await?;
             }
             Change::Derive(derive) => {
                 let mut found = Vec::with_capacity(derive.lookups.len());
                 for lookup in &derive.lookups {
-                    flush_table(tx, &mut groups, lookup.table).await?;
-                    found.push(look_up(tx, lookup).await?);
+                    flush_table(tx, &mut groups, tables, lookup.table).await?;
+                    found.push(look_up(tx, lookup, tables).await?);
                 }
                 let slot = (
                     derive.table,
@@ -349,14 +398,22 @@ pub async fn apply_changes(
                 let stored = match derived.remove(&slot) {
                     Some(row) => row,
                     None => {
-                        flush_table(tx, &mut groups, derive.table).await?;
-                        read_derived(tx, &derive).await?
+                        flush_table(tx, &mut groups, tables, derive.table).await?;
+                        read_derived(tx, &derive, tables).await?
                     }
                 };
                 let next = derive.step.next(stored.as_ref(), &found);
                 let row: Stored = derive.key.iter().chain(&next.values).cloned().collect();
                 derived.insert(slot, Some(row));
-                join_group(tx, &mut groups, derive.table, derive.key, next.values).await?;
+                join_group(
+                    tx,
+                    &mut groups,
+                    tables,
+                    derive.table,
+                    derive.key,
+                    next.values,
+                )
+                .await?;
                 for also in next.also.into_iter().rev() {
                     pending.push_front(also);
                 }
@@ -364,7 +421,7 @@ pub async fn apply_changes(
         }
     }
     for group in groups.values_mut() {
-        group.flush(tx).await?;
+        group.flush(tx, tables).await?;
     }
     Ok(())
 }
@@ -373,13 +430,14 @@ pub async fn apply_changes(
 async fn join_group(
     tx: &mut Transaction<'_, Any>,
     groups: &mut BTreeMap<&'static str, UpsertGroup>,
+    tables: TableSet,
     table: &'static str,
     key: projections::Row,
     values: projections::Row,
 ) -> Result<(), sqlx::Error> {
     let group = groups.entry(table).or_default();
     if !group.takes(table, &key, &values) {
-        group.flush(tx).await?;
+        group.flush(tx, tables).await?;
         *group = UpsertGroup::start(table, &key, &values);
     }
     group.push(key, values);
@@ -390,10 +448,11 @@ async fn join_group(
 async fn flush_table(
     tx: &mut Transaction<'_, Any>,
     groups: &mut BTreeMap<&'static str, UpsertGroup>,
+    tables: TableSet,
     table: &str,
 ) -> Result<(), sqlx::Error> {
     match groups.get_mut(table) {
-        Some(group) => group.flush(tx).await,
+        Some(group) => group.flush(tx, tables).await,
         None => Ok(()),
     }
 }
@@ -451,6 +510,7 @@ fn forget_table(derived: &mut DerivedRows, table: &str) {
 async fn read_derived_rows(
     tx: &mut Transaction<'_, Any>,
     changes: &[Change],
+    tables: TableSet,
 ) -> Result<DerivedRows, sqlx::Error> {
     // Derives of one table, by the shape of their key and columns: each group is one query.
     let mut wanted: BTreeMap<(&'static str, Vec<&'static str>), Vec<&Derive>> = BTreeMap::new();
@@ -474,7 +534,7 @@ async fn read_derived_rows(
             // Steps of one table that read different columns: read each on its own.
             for derive in derives {
                 let key = derive.key.iter().map(|(_, cell)| cell.clone()).collect();
-                rows.insert((table, key), read_derived(tx, derive).await?);
+                rows.insert((table, key), read_derived(tx, derive, tables).await?);
             }
             continue;
         }
@@ -506,14 +566,15 @@ async fn read_derived_rows(
                 .collect();
             // A join with the keys, not `(key) IN (VALUES …)`: SQLite scans the whole table for
             // a row-value IN, and looks each key up for a join.
-            let selected: Vec<String> = names.iter().map(|n| format!("{table}.{n}")).collect();
+            let sql_table = tables.name(table);
+            let selected: Vec<String> = names.iter().map(|n| format!("{sql_table}.{n}")).collect();
             let on: Vec<String> = key_columns
                 .iter()
                 .enumerate()
-                .map(|(index, column)| format!("{table}.{column} = wanted.column{}", index + 1))
+                .map(|(index, column)| format!("{sql_table}.{column} = wanted.column{}", index + 1))
                 .collect();
             let sql = format!(
-                "SELECT {} FROM (VALUES {}) AS wanted JOIN {table} ON {}",
+                "SELECT {} FROM (VALUES {}) AS wanted JOIN {sql_table} ON {}",
                 selected.join(", "),
                 tuples.join(", "),
                 on.join(" AND ")
@@ -551,6 +612,7 @@ async fn read_derived_rows(
 async fn read_derived(
     tx: &mut Transaction<'_, Any>,
     derive: &Derive,
+    tables: TableSet,
 ) -> Result<Option<Stored>, sqlx::Error> {
     let names: Vec<&str> = derive.columns.iter().map(|(column, _)| *column).collect();
     let conditions: Vec<String> = derive
@@ -562,7 +624,7 @@ async fn read_derived(
     let sql = format!(
         "SELECT {} FROM {} WHERE {}",
         names.join(", "),
-        derive.table,
+        tables.name(derive.table),
         conditions.join(" AND ")
     );
     let query = bind_cells(sqlx::query(&sql), derive.key.iter().map(|(_, cell)| cell));
@@ -578,6 +640,7 @@ async fn read_derived(
 async fn look_up(
     tx: &mut Transaction<'_, Any>,
     lookup: &Lookup,
+    tables: TableSet,
 ) -> Result<Option<Stored>, sqlx::Error> {
     let names: Vec<&str> = lookup.columns.iter().map(|(column, _)| *column).collect();
     let mut conditions: Vec<String> = lookup
@@ -597,7 +660,7 @@ async fn look_up(
     let sql = format!(
         "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1",
         names.join(", "),
-        lookup.table,
+        tables.name(lookup.table),
         conditions.join(" AND "),
         order.join(", ")
     );
@@ -652,7 +715,11 @@ impl UpsertGroup {
         }
     }
 
-    async fn flush(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+    async fn flush(
+        &mut self,
+        tx: &mut Transaction<'_, Any>,
+        tables: TableSet,
+    ) -> Result<(), sqlx::Error> {
         let rows = std::mem::take(&mut self.rows);
         self.index.clear();
         let columns = self.key_columns.len() + self.value_columns.len();
@@ -700,7 +767,7 @@ impl UpsertGroup {
                 .collect();
             let sql = format!(
                 "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {on_conflict}",
-                self.table,
+                tables.name(self.table),
                 all_columns.join(", "),
                 tuples.join(", "),
                 self.key_columns.join(", "),

@@ -205,6 +205,19 @@ impl ProjectionRunner {
             .map(|r| r.progress.clone())
     }
 
+    /// The projection named `name`, if this runner follows it.
+    pub fn projection(&self, name: &str) -> Option<Arc<dyn Projection>> {
+        self.running
+            .iter()
+            .find(|r| r.projection.name() == name)
+            .map(|r| r.projection.clone())
+    }
+
+    /// Every projection this runner follows.
+    pub fn projections(&self) -> Vec<Arc<dyn Projection>> {
+        self.running.iter().map(|r| r.projection.clone()).collect()
+    }
+
     /// Whether any projection named in `names` is stalled.
     pub fn any_stalled(&self, names: &[&str]) -> bool {
         self.running
@@ -275,15 +288,7 @@ impl ProjectionRunner {
     /// Stops every task after its current batch.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let tasks: Vec<_> = self
-            .tasks
-            .lock()
-            .expect("never poisoned")
-            .drain(..)
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        join_all(&self.tasks).await;
     }
 
     /// Folds one batch for `projection` but dies after `events_before_crash` events, before the
@@ -308,6 +313,14 @@ impl ProjectionRunner {
     }
 }
 
+/// Waits for every task in `tasks` to end (they have been told to stop), emptying the list.
+pub(crate) async fn join_all(tasks: &std::sync::Mutex<Vec<JoinHandle<()>>>) {
+    let tasks: Vec<_> = tasks.lock().expect("never poisoned").drain(..).collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
 /// A projection folded by [`follow_together`], and how far it has got.
 struct Member {
     projection: Arc<dyn Projection>,
@@ -318,22 +331,30 @@ struct Member {
     persisted: i64,
 }
 
-/// One member's fold of a batch.
-struct Folded {
-    changes: Vec<Change>,
-    reached: i64,
-    blocked: Option<Blocked>,
+/// One projection's fold of a batch.
+pub(crate) struct Folded {
+    pub changes: Vec<Change>,
+    /// The last position folded.
+    pub reached: i64,
+    /// The event that stopped it short, if one did.
+    pub blocked: Option<Blocked>,
 }
 
 /// Folds the events of `events` past the member's checkpoint, stopping at one it cannot fold.
 fn fold_member(member: &Member, events: &[Recorded]) -> Folded {
+    fold_after(member.projection.as_ref(), member.checkpoint, events)
+}
+
+/// Folds the events of `events` after position `after` through `projection`, stopping at one it
+/// cannot fold.
+pub(crate) fn fold_after(projection: &dyn Projection, after: i64, events: &[Recorded]) -> Folded {
     let mut folded = Folded {
         changes: Vec::new(),
-        reached: member.checkpoint,
+        reached: after,
         blocked: None,
     };
-    for event in events.iter().filter(|e| e.position > member.checkpoint) {
-        match member.projection.apply(event) {
+    for event in events.iter().filter(|e| e.position > after) {
+        match projection.apply(event) {
             Ok(changes) => folded.changes.extend(changes),
             Err(FoldError { position, reason }) => {
                 folded.blocked = Some(Blocked {
@@ -482,7 +503,11 @@ async fn follow_together(
                     // Idle: store how far the unchanged batches got.
                     match persist_checkpoints(store, &members).await {
                         Ok(()) => members.iter_mut().for_each(|m| m.persisted = m.checkpoint),
-                        Err(RunnerError::Fenced(_)) => break true,
+                        Err(RunnerError::Fenced(projection)) => {
+                            if !resume_after_fence(store, lease, &mut members, projection).await {
+                                break true;
+                            }
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "checkpoints not stored; will retry")
                         }
@@ -506,6 +531,9 @@ async fn follow_together(
         let stepped = match stepped {
             Ok(stepped) => stepped,
             Err(RunnerError::Fenced(projection)) => {
+                if resume_after_fence(store, lease, &mut members, projection).await {
+                    continue;
+                }
                 tracing::warn!(projection, "another instance folds the projections now");
                 break true;
             }
@@ -578,6 +606,44 @@ async fn follow_together(
     }
 }
 
+/// After a checkpoint's compare-and-set failed, whether this instance may go on folding. A
+/// checkpoint moves behind the runner's back in two ways: another instance took the lease over
+/// (this one must stop), or a rebuild swapped its shadow tables in with the checkpoint they were
+/// folded to (`crate::rebuild`) while this instance still holds the lease. Then every member
+/// starts again from its stored checkpoint: the failed batch rolled back whole, so none of it
+/// counted, and the swapped-in tables hold everything up to their checkpoint.
+async fn resume_after_fence(
+    store: &ReadStore,
+    lease: &Lease,
+    members: &mut [Member],
+    fenced: &'static str,
+) -> bool {
+    if !matches!(lease.hold().await, Ok(true)) {
+        return false;
+    }
+    for member in members.iter_mut() {
+        let stored = match store.checkpoint(member.projection.name()).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(%error, "checkpoints unreadable after a swap; will retry");
+                return false;
+            }
+        };
+        member.checkpoint = stored;
+        member.persisted = stored;
+        member.progress.send_if_modified(|current| {
+            let moved = current.checkpoint != stored;
+            current.checkpoint = stored;
+            moved
+        });
+    }
+    tracing::info!(
+        projection = fenced,
+        "checkpoint moved by a rebuild; folding on from the swapped-in tables"
+    );
+    true
+}
+
 /// Commits every member's changes and checkpoint in one transaction. Should some row not store,
 /// each member goes again on its own, event by event, so the event at fault is the one named.
 async fn store_together(
@@ -602,7 +668,7 @@ async fn store_together(
             .collect());
     }
     let turn = store.write_turn().await;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let mut stepped = Vec::with_capacity(members.len());
     for (f, m) in folded.into_iter().zip(members) {
         if f.reached > m.persisted {
@@ -644,7 +710,7 @@ async fn store_together(
 
 async fn persist_checkpoints(store: &ReadStore, members: &[Member]) -> Result<(), RunnerError> {
     let _turn = store.write_turn().await;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for member in members.iter().filter(|m| m.persisted < m.checkpoint) {
         let name = member.projection.name();
         start_from_empty(&mut tx, member.projection.as_ref(), member.persisted).await?;
@@ -753,6 +819,17 @@ async fn follow(
                 persisted = stored;
                 (reached, blocked.map(|b| (b.position, b.error)))
             }
+            // A rebuild swapped this projection's tables in (see `resume_after_fence`): go on
+            // from the checkpoint they were folded to. (Had another instance taken the lease
+            // instead, `follow_together` aborts this task as soon as it notices.)
+            Err(RunnerError::Fenced(_)) => match store.checkpoint(projection.name()).await {
+                Ok(stored) => {
+                    checkpoint = stored;
+                    persisted = stored;
+                    continue;
+                }
+                Err(error) => (checkpoint, Some((checkpoint + 1, error.to_string()))),
+            },
             // The batch as a whole failed (the store is unreachable, say): it is stuck at the
             // next position until the retry succeeds.
             Err(error) => (checkpoint, Some((checkpoint + 1, error.to_string()))),
@@ -801,9 +878,9 @@ async fn follow(
 }
 
 /// The event a projection could not get past.
-struct Blocked {
-    position: i64,
-    error: String,
+pub(crate) struct Blocked {
+    pub position: i64,
+    pub error: String,
 }
 
 /// What one batch did: how far it got, how far is stored, and the event that stopped it short.
@@ -821,7 +898,7 @@ async fn persist_checkpoint(
     to: i64,
 ) -> Result<(), RunnerError> {
     let _turn = store.write_turn().await;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     start_from_empty(&mut tx, projection, from).await?;
     if !advance_checkpoint(&mut tx, projection.name(), from, to).await? {
         return Err(RunnerError::Fenced(projection.name()));
@@ -881,7 +958,7 @@ async fn step(
         });
     }
     let turn = store.write_turn().await;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     start_from_empty(&mut tx, projection, persisted).await?;
     if apply_changes(&mut tx, changes).await.is_err() {
         // Some row cannot be stored. Roll back and go event by event, to name the one.
@@ -910,7 +987,7 @@ async fn step_event_by_event(
     events: &[Recorded],
 ) -> Result<Stepped, RunnerError> {
     let _turn = store.write_turn().await;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     start_from_empty(&mut tx, projection, persisted).await?;
     let mut reached = checkpoint;
     let mut blocked = None;

@@ -21,6 +21,7 @@ use crate::ids::FuelRecordIdBlocks;
 use crate::inspection_processor::InspectionProcessor;
 use crate::reactor::Consumers;
 use crate::read_store::{ReadStore, ReadStoreError};
+use crate::rebuild::Rebuilds;
 use crate::references::References;
 use crate::runner::{ProjectionRunner, RunnerError};
 use crate::settings::LedgerSettings;
@@ -133,6 +134,8 @@ pub struct Ledger {
     pub fuel_record_ids: FuelRecordIdBlocks,
     pub references: References,
     pub idempotency: Idempotency,
+    /// Rebuilds started from the API (`POST /api/admin/proyecciones/{name}/reconstruir`).
+    pub rebuilds: Rebuilds,
 }
 
 /// Where a read stands against the log: the head when it arrived, and whether every read model
@@ -230,6 +233,7 @@ impl AppState {
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
             references: References::new(log.clone()),
             idempotency: Idempotency::start(log.clone(), KEY_TTL),
+            rebuilds: Rebuilds::default(),
             log,
             read_models,
             runner,
@@ -320,6 +324,7 @@ impl AppState {
     /// Finishes the writer's queue, stops the projections and closes every connection.
     pub async fn shutdown(&self) {
         self.idempotency.stop();
+        self.rebuilds.shutdown().await;
         self.consumers.shutdown().await;
         self.deliveries.shutdown().await;
         self.runner.shutdown().await;

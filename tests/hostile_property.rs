@@ -135,6 +135,14 @@ fn endpoints() -> Vec<Endpoint> {
             Option::None,
             &[],
         ),
+        // Names that are no projection's (a rebuild of a real one is tests/replay.rs's).
+        endpoint(
+            post.clone(),
+            "/api/admin/proyecciones/{name}/reconstruir",
+            Id,
+            Option::None,
+            &[],
+        ),
         endpoint(get.clone(), "/api/areas-operacion", None, Option::None, &[]),
         endpoint(
             post.clone(),

@@ -615,14 +615,7 @@ fn read_paths() -> Vec<String> {
         .iter()
         // The live feed never ends: its catch-up is the feed's first page, compared below.
         .filter(|(method, path)| *method == "GET" && *path != "/api/eventos/stream")
-        .map(|(_, path)| {
-            path.replace("{tipo}/{id}", "bomba/1")
-                .replace("{sub}", "ana@flota.co")
-                .replace("{id}", "1")
-                .replace("{catalogo}", "clases-vehiculo")
-                .replace("{cuenta}", "1330-anticipos-bomba-1")
-                .replace("{hash}", "0".repeat(64).as_str())
-        })
+        .map(|(_, path)| common::with_sample_ids(path))
         .collect();
     paths.extend(
         [

@@ -110,7 +110,8 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
         .replace("{cuenta}", "1105-caja")
         .replace("{hash}", &"0".repeat(32))
         .replace("{entrega}", "00000000-0000-0000-0000-000000000000")
-        .replace("{sub}", "ana@flota.co");
+        .replace("{sub}", "ana@flota.co")
+        .replace("{name}", "tanqueos");
     (path, body.map(|b| b.to_string()))
 }
 

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 pub use append::{append, open_log, AppendReport};
 pub use inspections::InspectionSize;
+pub(crate) use report::thousands;
 pub use report::{BenchReport, Check, ScenarioReport, TargetVerdict};
 pub use stats::LatencySummary;
 pub use verify::Verification;
@@ -307,6 +308,8 @@ pub enum BenchError {
     Json(#[from] serde_json::Error),
     #[error("the projections did not catch up: {0}")]
     NotCaughtUp(String),
+    #[error("rebuild: {0}")]
+    Rebuild(#[from] crate::rebuild::RebuildError),
     #[error("a benchmark task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -14,6 +14,7 @@ use crate::commands::CommandError;
 use crate::idempotency::IdempotencyError;
 use crate::queries::QueryError;
 use crate::read_store::ReadStoreError;
+use crate::rebuild::RebuildError;
 use crate::store::StoreError;
 
 pub const AUTHENTICATION_REQUIRED: &str = "Authentication required";
@@ -164,6 +165,27 @@ impl From<BalanceError> for ApiError {
             BalanceError::Query(error) => error.into(),
             BalanceError::Store(error) => error.into(),
             BalanceError::Fold(error) => Self::internal(error),
+        }
+    }
+}
+
+impl From<RebuildError> for ApiError {
+    fn from(error: RebuildError) -> Self {
+        match error {
+            RebuildError::UnknownProjection { name, valid } => Self::NotFound(format!(
+                "No existe la proyección {}; las proyecciones son: {}",
+                super::extract::echo(&name),
+                valid.join(", ")
+            )),
+            RebuildError::AlreadyRunning(name) => {
+                Self::Conflict(format!("Ya hay una reconstrucción de {name} en curso"))
+            }
+            RebuildError::Log(error) => error.into(),
+            RebuildError::ReadStore(error) => error.into(),
+            RebuildError::Database(error) => {
+                Self::server_side(crate::store::is_outage(&error), error)
+            }
+            other => Self::internal(other),
         }
     }
 }

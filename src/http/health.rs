@@ -1,12 +1,14 @@
 //! Liveness and readiness for orchestrators, and the projections' state for operators.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::CommandContext;
+use crate::read_store::ReadStoreError;
+use crate::rebuild::{self, RebuildRecord};
 use crate::runner::ProjectionStatus;
 use crate::AppState;
 
@@ -80,9 +82,10 @@ fn stalled_reason(projections: &[ProjectionStatus]) -> Option<String> {
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
-/// `GET /api/admin/proyecciones` (admin): every projection's position, state and, when stalled,
-/// the position it cannot get past, the error, since when and how many attempts; and the same,
-/// with the lag, for every consumer of the log.
+/// `GET /api/admin/proyecciones` (admin): every projection's position, lag, state (`rebuilding`
+/// while a rebuild of it runs, in any process) and last error; when stalled, the position it
+/// cannot get past, the error, since when and how many attempts; its latest rebuild; and the
+/// same, with the lag, for every consumer of the log.
 pub async fn projections(
     State(state): State<AppState>,
     context: CommandContext,
@@ -91,10 +94,81 @@ pub async fn projections(
         return Err(ApiError::Forbidden);
     }
     let head = state.log.head().await?;
+    let rebuilds = rebuild::records(&state.read_models)
+        .await
+        .map_err(ReadStoreError::from)?;
+    let projections: Vec<Value> = state
+        .runner
+        .statuses(head)
+        .into_iter()
+        .map(|status| {
+            let record = rebuilds.get(status.name);
+            projection_view(status, head, record)
+        })
+        .collect();
     Ok(Json(json!({
         "head": head,
         "leading": state.runner.is_leading(),
-        "projections": state.runner.statuses(head),
+        "projections": projections,
         "consumers": state.consumers.statuses(head),
     })))
+}
+
+/// `POST /api/admin/proyecciones/{name}/reconstruir` (admin): starts rebuilding the projection
+/// into shadow tables in the background (see [`crate::rebuild`]) and answers 202 with its entry
+/// of `GET /api/admin/proyecciones`; 404 for a name no projection has, 409 while a rebuild of it
+/// runs (here or in another process).
+pub async fn rebuild(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !context.actor.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let projection =
+        rebuild::select(&state.runner.projections(), std::slice::from_ref(&name))?.remove(0);
+    let name = projection.name();
+    state
+        .rebuilds
+        .launch(state.log.clone(), state.read_models.clone(), projection)
+        .await?;
+    let head = state.log.head().await?;
+    let rebuilds = rebuild::records(&state.read_models)
+        .await
+        .map_err(ReadStoreError::from)?;
+    let status = state
+        .runner
+        .statuses(head)
+        .into_iter()
+        .find(|status| status.name == name)
+        .ok_or_else(|| ApiError::internal(format!("projection {name} has no status")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(projection_view(status, head, rebuilds.get(name))),
+    ))
+}
+
+/// One projection as the admin endpoints show it.
+fn projection_view(status: ProjectionStatus, head: i64, rebuild: Option<&RebuildRecord>) -> Value {
+    let rebuilding = rebuild.is_some_and(RebuildRecord::is_running);
+    // A stalled projection's error is the one that matters now; otherwise a rebuild's that
+    // failed, until the next one.
+    let last_error = status
+        .stalled
+        .as_ref()
+        .map(|stall| stall.error.clone())
+        .or_else(|| rebuild.and_then(|r| r.error.clone()));
+    let mut view = json!({
+        "name": status.name,
+        "position": status.position,
+        "lag": (head - status.position).max(0),
+        "status": if rebuilding { "rebuilding" } else { status.status },
+    });
+    if let Some(stalled) = &status.stalled {
+        view["stalled"] = json!(stalled);
+    }
+    view["last_error"] = json!(last_error);
+    view["rebuild"] = json!(rebuild);
+    view
 }

@@ -332,6 +332,17 @@ pub async fn inspection_fixture(app: &TestApp) -> String {
     token
 }
 
+/// `path` of [`ROUTES`] with its parameters filled with ids a small history has: station 1's
+/// audit trail and balance account, catalogue `clases-vehiculo`, record and entity 1.
+pub fn with_sample_ids(path: &str) -> String {
+    path.replace("{tipo}/{id}", "bomba/1")
+        .replace("{sub}", "ana@flota.co")
+        .replace("{id}", "1")
+        .replace("{catalogo}", "clases-vehiculo")
+        .replace("{cuenta}", "1330-anticipos-bomba-1")
+        .replace("{hash}", "0".repeat(64).as_str())
+}
+
 /// Every route `app()` lists (src/lib.rs), as `(method, path)` with its path parameters as
 /// written there. The role table in README.md and the property test are checked against it.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -343,6 +354,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/auditoria/{tipo}/{id}/eventos"),
     ("GET", "/api/auditoria/{tipo}/{id}"),
     ("GET", "/api/admin/proyecciones"),
+    ("POST", "/api/admin/proyecciones/{name}/reconstruir"),
     ("GET", "/api/areas-operacion"),
     ("POST", "/api/areas-operacion"),
     ("GET", "/api/areas-operacion/{id}"),
