@@ -245,7 +245,7 @@ impl AppState {
             inspections,
             consumers,
             deliveries,
-            fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
+            fuel_record_ids: FuelRecordIdBlocks::new(log.clone(), settings.snapshot_every_events),
             references: References::new(log.clone()),
             idempotency: Idempotency::start(log.clone(), KEY_TTL),
             log,
