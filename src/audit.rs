@@ -3,12 +3,14 @@
 
 use std::collections::VecDeque;
 
-use aggregates::audit::Subject;
+use aggregates::audit::{Subject, SubjectFold};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::store::{EventFilter, EventLog, SharedLog, StoreError, StoredEvent, STREAM_PAGE_EVENTS};
+use crate::store::{
+    EventFilter, EventLog, SharedLog, SnapshotBound, StoreError, StoredEvent, STREAM_PAGE_EVENTS,
+};
 
 /// One page of a filtered read.
 #[derive(Debug)]
@@ -50,21 +52,26 @@ pub struct SubjectState {
     pub version: i64,
     /// The last event folded that is about the subject.
     pub last_event: StoredEvent,
+    /// Stored events folded to get here (after the snapshot it started from, if any).
+    pub events_folded: u64,
 }
 
 /// The subject's state folded (by its aggregate's own `apply`) from its stream's events recorded
 /// at or before `as_of` (every event without it); `None` before the subject's first event.
 ///
 /// The fold stops at the first event recorded after `as_of`: a stream's state is always one of
-/// its prefixes, even should the clock have stepped back between two of its events.
+/// its prefixes, even should the clock have stepped back between two of its events. It starts
+/// from the newest snapshot whose events were all recorded by then, which is such a prefix too.
 pub async fn subject_state(
     log: &dyn EventLog,
     subject: &Subject,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Option<SubjectState>, StoreError> {
-    let mut fold = subject.fold();
-    let mut version = 0;
-    let mut last_event = None;
+    let (mut fold, mut version, mut last_event) = match resumed(log, subject, as_of).await? {
+        Some(resumed) => resumed,
+        None => (subject.fold(), 0, None),
+    };
+    let mut events_folded = 0;
     'pages: loop {
         let page = log
             .read_stream_page(
@@ -85,6 +92,7 @@ pub async fn subject_state(
                     reason: e.to_string(),
                 })?;
             version = event.version;
+            events_folded += 1;
             if subject.concerns(&event.payload) {
                 last_event = Some(event);
             }
@@ -100,7 +108,64 @@ pub async fn subject_state(
             state,
             version,
             last_event,
+            events_folded,
         }))
+}
+
+/// The subject's fold resumed from the newest snapshot of its stream recorded by `as_of`, the
+/// version it covers and the last of its events about the subject; `None` without a snapshot
+/// that reads back (a fold from the start then).
+async fn resumed(
+    log: &dyn EventLog,
+    subject: &Subject,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Option<(SubjectFold, i64, Option<StoredEvent>)>, StoreError> {
+    let bound = as_of.map_or(SnapshotBound::Latest, SnapshotBound::RecordedBy);
+    let Some(snapshot) = log
+        .load_snapshot(
+            subject.stream_type(),
+            subject.stream_id(),
+            subject.snapshot_version(),
+            bound,
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let last_event = match subject.entity() {
+        // Every event of the stream is about the subject: the last one is the snapshot's own.
+        None => log
+            .read_stream_page(
+                subject.stream_type(),
+                subject.stream_id(),
+                snapshot.version - 1,
+                1,
+            )
+            .await?
+            .pop(),
+        Some(entity) => {
+            let filter = EventFilter {
+                stream_type: Some(subject.stream_type().to_string()),
+                stream_id: Some(subject.stream_id().to_string()),
+                entity: Some(entity),
+                ..EventFilter::default()
+            };
+            log.read_filtered_last(&filter, snapshot.position).await?
+        }
+    };
+    match subject.resume(&snapshot.state, last_event.is_some()) {
+        Ok(fold) => Ok(Some((fold, snapshot.version, last_event))),
+        Err(error) => {
+            tracing::warn!(
+                stream_type = subject.stream_type(),
+                stream_id = subject.stream_id(),
+                version = snapshot.version,
+                %error,
+                "a snapshot does not read back: ignored, the stream is folded from its events"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Events the live feed reads from the log at once: what it holds in memory, at most.

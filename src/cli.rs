@@ -204,6 +204,13 @@ pub struct ServeArgs {
     /// every delivery.
     #[arg(long, env = "FLEET_LEDGER_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+
+    /// Save a stream's aggregate every this many events, so that loading a long stream (for a
+    /// command after a restart, or an as_of) folds only the events after its newest snapshot.
+    /// A state that grows with its stream is saved less often (at most about as many bytes as
+    /// the events it spares). 0 turns snapshots off.
+    #[arg(long, env = "FLEET_LEDGER_SNAPSHOT_EVERY", default_value_t = crate::store::snapshots::SNAPSHOT_EVERY_EVENTS_DEFAULT)]
+    pub snapshot_every: u64,
 }
 
 #[derive(Debug, Args)]

@@ -13,9 +13,11 @@
 //! being committed and then wedging a projection forever.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aggregates::codec::{self, Unrepresentable};
+use aggregates::snapshot::Snapshotted;
 use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -25,6 +27,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::idempotency::IdempotencyScope;
+use crate::store::snapshots::{SnapshotMark, Snapshots, SNAPSHOT_EVERY_EVENTS_DEFAULT};
 use crate::store::{AppendRequest, Appended, EventMetadata, NewEvent, SharedLog, StoreError};
 
 /// Attempts per command before a conflict is reported to the caller. Several instances writing
@@ -75,6 +78,8 @@ struct Cached<A> {
     version: i64,
     /// The append this state is waiting on, if it is not known to be committed.
     tail: Option<Tail>,
+    /// The stream's newest snapshot, as far as this process knows.
+    snapshot: SnapshotMark,
 }
 
 /// The last append a cached state includes, and whether it committed.
@@ -111,6 +116,7 @@ impl<A: Default> Cached<A> {
             aggregate: A::default(),
             version: 0,
             tail: None,
+            snapshot: SnapshotMark::default(),
         }
     }
 }
@@ -126,11 +132,15 @@ pub struct CommandBus<A: Aggregate> {
     slots: Mutex<LruCache<String, Slot<A>>>,
     /// Every read model, to prove each decided event folds before it is appended.
     projections: Vec<Arc<dyn Projection>>,
+    /// Where a stream not in memory is loaded from, and where long ones are saved.
+    snapshots: Snapshots,
+    /// Stored events folded into aggregates so far: what loading streams has cost.
+    events_folded: AtomicU64,
 }
 
 impl<A> CommandBus<A>
 where
-    A: Aggregate + Clone + 'static,
+    A: Snapshotted + Clone + 'static,
     A::Command: Clone,
 {
     pub fn new(log: SharedLog, services: A::Services) -> Self {
@@ -140,11 +150,27 @@ where
     pub fn with_capacity(log: SharedLog, services: A::Services, streams_max: usize) -> Self {
         let capacity = NonZeroUsize::new(streams_max).unwrap_or(NonZeroUsize::MIN);
         Self {
+            snapshots: Snapshots::new(log.clone(), SNAPSHOT_EVERY_EVENTS_DEFAULT),
             log,
             services,
             slots: Mutex::new(LruCache::new(capacity)),
             projections: Vec::new(),
+            events_folded: AtomicU64::new(0),
         }
+    }
+
+    /// Saves a stream's aggregate every `every` events (see [`snapshot_due`]) and loads streams
+    /// from their newest snapshot; 0 turns snapshots off (every load folds the whole stream).
+    ///
+    /// [`snapshot_due`]: crate::store::snapshots::snapshot_due
+    pub fn snapshot_every(mut self, every: u64) -> Self {
+        self.snapshots = Snapshots::new(self.log.clone(), every);
+        self
+    }
+
+    /// Stored events folded into aggregates since the bus started.
+    pub fn events_folded(&self) -> u64 {
+        self.events_folded.load(Ordering::Relaxed)
     }
 
     /// Proves every decided event against these read models before appending it.
@@ -363,14 +389,23 @@ where
             };
             let viewed = view(&current.aggregate);
             let (confirm, confirmed) = watch::channel(None);
-            *cached = Some(Cached {
+            let mut next = Cached {
                 aggregate: current.aggregate,
                 version: base_version + appended_events,
                 tail: last_event_id.map(|last_event_id| Tail {
                     last_event_id,
-                    confirmed,
+                    confirmed: confirmed.clone(),
                 }),
-            });
+                snapshot: current.snapshot,
+            };
+            self.snapshots.save_if_due(
+                stream_id,
+                &next.aggregate,
+                next.version,
+                &mut next.snapshot,
+                Some(confirmed),
+            );
+            *cached = Some(next);
             drop(cached);
             match pending.outcome().await {
                 Ok(appended)
@@ -526,11 +561,23 @@ where
         Ok(answer)
     }
 
+    /// `current` brought up to the log's head. A stream not loaded yet starts from its newest
+    /// snapshot, and is saved again once a snapshot is due.
     async fn refresh(
         &self,
         stream_id: &str,
         mut current: Cached<A>,
     ) -> Result<Cached<A>, CommandError<A::Error>> {
+        if current.version == 0 {
+            if let Some((aggregate, snapshot)) = self.snapshots.load::<A>(stream_id).await? {
+                current = Cached {
+                    aggregate,
+                    version: snapshot.version,
+                    tail: None,
+                    snapshot,
+                };
+            }
+        }
         let after_version = current.version;
         crate::store::fold_stream(
             self.log.as_ref(),
@@ -542,10 +589,20 @@ where
                 let event: A::Event = codec::decode(&stored.event_type, &stored.payload)?;
                 current.aggregate.apply(event);
                 current.version = stored.version;
+                self.events_folded.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             },
         )
         .await?;
+        if current.is_settled() {
+            self.snapshots.save_if_due(
+                stream_id,
+                &current.aggregate,
+                current.version,
+                &mut current.snapshot,
+                None,
+            );
+        }
         Ok(current)
     }
 }
@@ -583,6 +640,11 @@ fn prepare_events<A: Aggregate>(
             codec::round_trip(event).map_err(CommandError::Unrepresentable)?;
         debug_assert_eq!(event_type, event.event_type());
         let schema_version = event.event_version().parse().unwrap_or(1);
+        debug_assert_eq!(
+            schema_version,
+            aggregates::upcast::REGISTRY.current_version(&event_type),
+            "writers write the version readers are upcast to"
+        );
         if !projections.is_empty() {
             // Position 0 stands for "not yet appended": folds are pure and take it as any other.
             let recorded = Recorded {

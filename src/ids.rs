@@ -40,9 +40,10 @@ pub struct FuelRecordIdBlocks {
 }
 
 impl FuelRecordIdBlocks {
-    pub fn new(log: SharedLog) -> Self {
+    /// `snapshot_every`: as [`CommandBus::snapshot_every`].
+    pub fn new(log: SharedLog, snapshot_every: u64) -> Self {
         Self {
-            bus: CommandBus::new(log, ()),
+            bus: CommandBus::new(log, ()).snapshot_every(snapshot_every),
             block: Mutex::new(Block::default()),
         }
     }

@@ -57,6 +57,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     allow_private: args.webhook_allow_private,
                     ..WebhookSettings::default()
                 },
+                snapshot_every_events: args.snapshot_every,
             };
             if settings.webhooks.allow_private {
                 tracing::warn!(

@@ -72,6 +72,8 @@ pub struct LedgerSettings {
     /// Below this balance a station is `CRITICO`; from here up to zero it is `BAJO`.
     pub saldo_critico_cop: Decimal,
     pub webhooks: WebhookSettings,
+    /// Events between snapshots of a stream's aggregate (`--snapshot-every`); 0 turns them off.
+    pub snapshot_every_events: u64,
 }
 
 impl Default for LedgerSettings {
@@ -80,6 +82,7 @@ impl Default for LedgerSettings {
             time_zone: "America/Bogota".parse().expect("a listed zone"),
             saldo_critico_cop: Decimal::from(-500_000),
             webhooks: WebhookSettings::default(),
+            snapshot_every_events: crate::store::snapshots::SNAPSHOT_EVERY_EVENTS_DEFAULT,
         }
     }
 }

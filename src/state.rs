@@ -197,7 +197,11 @@ impl AppState {
         let read_models = ReadStore::open(&location.read_models_url).await?;
         let runner =
             ProjectionRunner::start(log.clone(), read_models.clone(), projections.clone()).await?;
-        let inspections = Arc::new(CommandBus::new(log.clone(), ()).folded_by(projections.clone()));
+        let inspections = Arc::new(
+            CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+        );
         // Without the inspections' read model (a test standing for another set) there is
         // nothing to wait for: its tables stay as they are.
         let inspections_folded = runner
@@ -220,17 +224,31 @@ impl AppState {
         );
         let deliveries = DeliveryWorker::start(read_models.clone(), settings.webhooks.clone());
         let state = Self(Arc::new(Ledger {
-            operation_areas: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
-            drivers: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
-            stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
-            catalogs: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
-            fleet: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
-            fuel_stations: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
-            vehicle_checks: CommandBus::new(log.clone(), ()).folded_by(projections.clone()),
+            operation_areas: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+            drivers: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+            stations: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+            catalogs: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+            fleet: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+            fuel_stations: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+            vehicle_checks: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
             inspections,
             consumers,
             deliveries,
-            fuel_record_ids: FuelRecordIdBlocks::new(log.clone()),
+            fuel_record_ids: FuelRecordIdBlocks::new(log.clone(), settings.snapshot_every_events),
             references: References::new(log.clone()),
             idempotency: Idempotency::start(log.clone(), KEY_TTL),
             rebuilds: Rebuilds::default(),

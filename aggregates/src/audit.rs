@@ -15,6 +15,7 @@ use crate::fleet::{Fleet, FLEET_STREAM_ID};
 use crate::fuel::{FuelRecordIds, FuelStation};
 use crate::inspection::Inspections;
 use crate::registry::{Catalog, CatalogKind, Drivers, Stations};
+use crate::snapshot::Snapshotted;
 use crate::vehicle_check::VehicleChecks;
 use crate::OperationAreas;
 
@@ -208,6 +209,34 @@ impl Subject {
         }
     }
 
+    /// The snapshot schema of the aggregate the subject's stream folds into.
+    pub fn snapshot_version(&self) -> i32 {
+        match self.kind {
+            SubjectKind::Bomba => FuelStation::SNAPSHOT_VERSION,
+            SubjectKind::Placa | SubjectKind::Vehiculo | SubjectKind::Mision => {
+                Fleet::SNAPSHOT_VERSION
+            }
+            SubjectKind::Catalogo => Catalog::SNAPSHOT_VERSION,
+        }
+    }
+
+    /// A fold of the subject's stream resumed from a snapshot of it (`state`, the aggregate as
+    /// saved); `about_subject`: whether any of the events it covers is about the subject.
+    pub fn resume(&self, state: &str, about_subject: bool) -> Result<SubjectFold, CodecError> {
+        let aggregate = match self.kind {
+            SubjectKind::Bomba => Folded::Station(serde_json::from_str(state)?),
+            SubjectKind::Placa | SubjectKind::Vehiculo | SubjectKind::Mision => {
+                Folded::Fleet(Box::new(serde_json::from_str(state)?))
+            }
+            SubjectKind::Catalogo => Folded::Catalog(serde_json::from_str(state)?),
+        };
+        Ok(SubjectFold {
+            subject: self.clone(),
+            aggregate,
+            concerning: u64::from(about_subject),
+        })
+    }
+
     /// An empty fold of the subject's stream.
     pub fn fold(&self) -> SubjectFold {
         let aggregate = match self.kind {
@@ -237,7 +266,8 @@ enum Folded {
 pub struct SubjectFold {
     subject: Subject,
     aggregate: Folded,
-    /// Events folded so far that are about the subject.
+    /// Events folded so far that are about the subject (a snapshot it resumed from counts as
+    /// one when any of its events were).
     concerning: u64,
 }
 

@@ -371,7 +371,9 @@ impl DomainEvent for FleetEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 

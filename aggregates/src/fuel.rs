@@ -96,6 +96,17 @@ impl FuelRecord {
             TipoOperacion::Tanqueo => -self.valor_tanqueo.unwrap_or_default(),
         }
     }
+
+    /// What voiding the record does to the station's balance: its own effect taken back.
+    pub fn effect_of_void(&self) -> Decimal {
+        let effect = self.effect();
+        // A zero is written `0`, never `-0`.
+        if effect.is_zero() {
+            Decimal::ZERO
+        } else {
+            -effect
+        }
+    }
 }
 
 /// `valor / galones`, rounded half-even to cents; none for zero gallons.
@@ -134,14 +145,18 @@ impl StationRecord {
     }
 }
 
-/// A digest of the record's exact JSON form; it only lives in memory, rebuilt from the events.
+/// A digest of the record's exact JSON form (64-bit FNV-1a). It is saved with the station's
+/// snapshots, so it must not change between releases, which the standard library's hasher does
+/// not promise.
 fn fingerprint(record: &FuelRecord) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
     serde_json::to_string(record)
         .unwrap_or_default()
-        .hash(&mut hasher);
-    hasher.finish()
+        .bytes()
+        .fold(OFFSET_BASIS, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+        })
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -205,10 +220,14 @@ pub enum FuelEvent {
         antes: FuelRecord,
         despues: FuelRecord,
     },
+    /// Version 2 added `efecto_saldo` (see [`crate::upcast`]).
     TanqueoVoided {
         id: i64,
         motivo: String,
         record: FuelRecord,
+        /// What the void did to the station's balance, as decided:
+        /// [`FuelRecord::effect_of_void`].
+        efecto_saldo: Decimal,
     },
     /// The station's overdraft policy from this event on; it changes no balance.
     OverdraftPolicyChanged {
@@ -238,7 +257,9 @@ impl DomainEvent for FuelEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 
@@ -382,6 +403,7 @@ impl FuelStation {
                 Ok(vec![FuelEvent::TanqueoVoided {
                     id,
                     motivo,
+                    efecto_saldo: antes.effect_of_void(),
                     record: antes,
                 }])
             }
@@ -432,8 +454,10 @@ impl Aggregate for FuelStation {
                 self.saldo += despues.effect() - antes.effect();
                 self.records.insert(id, StationRecord::of(&despues));
             }
-            FuelEvent::TanqueoVoided { id, record, .. } => {
-                self.saldo -= record.effect();
+            FuelEvent::TanqueoVoided {
+                id, efecto_saldo, ..
+            } => {
+                self.saldo += efecto_saldo;
                 if let Some(stored) = self.records.get_mut(&id) {
                     stored.voided = true;
                 }
@@ -472,7 +496,9 @@ impl DomainEvent for FuelRecordIdEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 
@@ -596,6 +622,36 @@ mod tests {
         assert_eq!(change_policy(&mut station, true), 0);
         assert_eq!(change_policy(&mut station, false), 1);
         assert_eq!(station.saldo(), Decimal::ZERO, "a policy moves no money");
+    }
+
+    #[test]
+    fn a_record_s_fingerprint_is_the_same_in_every_release() {
+        // Saved in snapshots: a new value here would refuse every correction and void of a
+        // record older than the newest snapshot as stale.
+        assert_eq!(
+            StationRecord::of(&tanqueo(1, "10")).fingerprint,
+            13_709_543_455_976_443_362
+        );
+    }
+
+    #[test]
+    fn a_void_records_what_it_gives_back_at_the_current_version() {
+        let mut station = FuelStation::default();
+        assert!(record_on(&mut station, 1, true));
+        let events = station
+            .decide(FuelCommand::Void {
+                antes: tanqueo(1, "10"),
+                motivo: "Duplicado".into(),
+                registered_policy: true,
+            })
+            .unwrap();
+        let FuelEvent::TanqueoVoided { efecto_saldo, .. } = &events[0] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(*efecto_saldo, d("10"));
+        assert_eq!(events[0].event_version(), "2");
+        station.apply(events[0].clone());
+        assert_eq!(station.saldo(), Decimal::ZERO);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod inspection;
 pub mod operation_area;
 pub mod placa;
 pub mod registry;
+pub mod snapshot;
+pub mod upcast;
 pub mod vehicle_check;
 
 pub use operation_area::{OperationAreaCommand, OperationAreaEvent, OperationAreas};

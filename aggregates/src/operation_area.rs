@@ -37,7 +37,9 @@ impl DomainEvent for OperationAreaEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 

@@ -83,7 +83,9 @@ impl DomainEvent for DriverEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 
@@ -180,7 +182,9 @@ impl DomainEvent for StationEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 
@@ -346,7 +350,9 @@ impl DomainEvent for CatalogEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 

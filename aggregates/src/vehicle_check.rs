@@ -171,7 +171,9 @@ impl DomainEvent for VehicleCheckEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        crate::upcast::REGISTRY
+            .current_version(&self.event_type())
+            .to_string()
     }
 }
 

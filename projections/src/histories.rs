@@ -148,8 +148,8 @@ pub(crate) fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
                 stream_type: FuelStation::TYPE.into(),
                 stream_id: "7".into(),
                 version: position,
+                schema_version: aggregates::upcast::REGISTRY.current_version(&event_type),
                 event_type,
-                schema_version: 1,
                 payload,
                 actor: None,
                 recorded_at: start + chrono::Duration::seconds(position),
@@ -197,13 +197,17 @@ pub(crate) fn with_scrambled_ids_and_reports(events: Vec<Recorded>) -> Vec<Recor
                     }
                 }
                 FuelEvent::TanqueoVoided {
-                    motivo, mut record, ..
+                    motivo,
+                    mut record,
+                    efecto_saldo,
+                    ..
                 } => {
                     scramble(&mut record);
                     FuelEvent::TanqueoVoided {
                         id: record.id,
                         motivo,
                         record,
+                        efecto_saldo,
                     }
                 }
                 policy @ FuelEvent::OverdraftPolicyChanged { .. } => policy,

@@ -253,24 +253,8 @@ impl HistoryWriter {
         let fecha = NaiveDate::from_yo_opt(2024, rng.gen_range(1..=365)).unwrap_or_default();
         let anticipo = rng.gen_ratio(1, 10);
         let record = if anticipo {
-            FuelRecord {
-                id,
-                fecha,
-                bomba_id: station.id,
-                area_operacion_id: station.area_id,
-                concepto: Concepto::Operativo,
-                tipo_operacion: TipoOperacion::Anticipo,
-                observacion: None,
-                saldo_disponible: None,
-                conductor_id: None,
-                placa_id: None,
-                tipo_combustible: None,
-                valor_tanqueo: None,
-                cantidad_galones: None,
-                costo_por_galon: None,
-                horometro: None,
-                valor_anticipo: Some(Decimal::from(rng.gen_range(500_000..=2_500_000))),
-            }
+            let valor = Decimal::from(rng.gen_range(500_000..=2_500_000));
+            advance_record(id, fecha, station.id, station.area_id, valor)
         } else {
             let valor = Decimal::from(rng.gen_range(50_000..=300_000));
             let galones = Decimal::new(rng.gen_range(40..=800), 1);
@@ -317,5 +301,33 @@ impl HistoryWriter {
         };
         let (event_type, payload) = codec::encode(&event)?;
         Ok(NewEvent::new(event_type, payload, self.metadata.clone()))
+    }
+}
+
+/// An advance payment (ANTICIPO) of `valor` to station `bomba_id`, as the API records one.
+pub(crate) fn advance_record(
+    id: i64,
+    fecha: NaiveDate,
+    bomba_id: i64,
+    area_operacion_id: i64,
+    valor: Decimal,
+) -> FuelRecord {
+    FuelRecord {
+        id,
+        fecha,
+        bomba_id,
+        area_operacion_id,
+        concepto: Concepto::Operativo,
+        tipo_operacion: TipoOperacion::Anticipo,
+        observacion: None,
+        saldo_disponible: None,
+        conductor_id: None,
+        placa_id: None,
+        tipo_combustible: None,
+        valor_tanqueo: None,
+        cantidad_galones: None,
+        costo_por_galon: None,
+        horometro: None,
+        valor_anticipo: Some(valor),
     }
 }

@@ -10,6 +10,7 @@
 
 mod append;
 mod client;
+mod cold_commands;
 mod fleet;
 mod history;
 mod inspections;

@@ -551,6 +551,7 @@ async fn measure_as_of(
     // Timed only once the projections are idle: a rebuild in the background would be measured
     // instead of the as-of answer.
     catch_up(&state, "catch-up", config.progress).await?;
+    let log = state.log.clone();
     let service = InProcessService::serve(state).await?;
     let api = service.api(&history.token, 1);
     let path = format!(
@@ -612,8 +613,14 @@ async fn measure_as_of(
     let mut verification =
         verify::verify(&api, &history.fleet.station_ids(), &history.seeded.expected).await;
     verification.absorb(as_of_differences);
+    // After the verification: these refuels change the station's balance.
+    if config.progress {
+        eprintln!("[as-of] timing cold refuels on the station: folded, then from a snapshot");
+    }
+    let cold = super::cold_commands::measure(&log, history.fleet.stations[0]).await;
     drop(api);
     service.stop().await;
+    let cold = cold?;
 
     let first_ms = first.latencies.first().map(|d| d.as_secs_f64() * 1000.0);
     let first_failed = first.non_2xx.values().sum::<u64>() + first.transport_errors;
@@ -640,6 +647,7 @@ async fn measure_as_of(
         "station {} holds all {} events; as_of {} (the middle of its history)",
         midpoint.bomba_id, history.seeded.events, midpoint.instant
     ));
+    report.notes.extend(cold);
     if (asked as usize) < config.as_of_requests {
         report.notes.push(format!(
             "{asked} of {} requests fit in the {:.0} s duration",

@@ -28,7 +28,7 @@ pub mod tanqueos;
 pub mod vehiculo;
 pub mod webhooks;
 
-use cqrs_es::Aggregate;
+use aggregates::snapshot::Snapshotted;
 use error::ApiError;
 use extract::CommandContext;
 
@@ -67,7 +67,7 @@ pub async fn run_command<A>(
     refused: impl FnOnce(A::Error) -> ApiError,
 ) -> Result<Executed<A>, ApiError>
 where
-    A: Aggregate + Clone + 'static,
+    A: Snapshotted + Clone + 'static,
     A::Command: Clone,
 {
     let (executed, ()) =
@@ -88,7 +88,7 @@ pub async fn run_command_answering_from_events<A>(
     refused: impl FnOnce(A::Error) -> ApiError,
 ) -> Result<Executed<A>, ApiError>
 where
-    A: Aggregate + Clone + 'static,
+    A: Snapshotted + Clone + 'static,
     A::Command: Clone,
 {
     let (executed, ()) = execute(state, bus, stream_id, command, context, refused, |_| ()).await?;
@@ -109,7 +109,7 @@ pub async fn run_command_viewing<A, R>(
     view: impl FnMut(&A) -> R,
 ) -> Result<(Executed<A>, R), ApiError>
 where
-    A: Aggregate + Clone + 'static,
+    A: Snapshotted + Clone + 'static,
     A::Command: Clone,
 {
     let (executed, viewed) =
@@ -132,7 +132,7 @@ async fn execute<A, R>(
     view: impl FnMut(&A) -> R,
 ) -> Result<(Executed<A>, R), ApiError>
 where
-    A: Aggregate + Clone + 'static,
+    A: Snapshotted + Clone + 'static,
     A::Command: Clone,
 {
     let (executed, viewed) = bus

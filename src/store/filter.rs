@@ -90,6 +90,37 @@ pub(crate) fn select(
     until_position: i64,
     limit: i64,
 ) -> (String, Vec<Bind>) {
+    select_ordered(
+        select,
+        dialect,
+        filter,
+        after_position,
+        until_position,
+        limit,
+        "",
+    )
+}
+
+/// The last event [`select`] would select up to `until_position`: the same conditions, newest
+/// first, one row.
+pub(crate) fn select_last(
+    select: &str,
+    dialect: &Dialect,
+    filter: &EventFilter,
+    until_position: i64,
+) -> (String, Vec<Bind>) {
+    select_ordered(select, dialect, filter, 0, until_position, 1, " DESC")
+}
+
+fn select_ordered(
+    select: &str,
+    dialect: &Dialect,
+    filter: &EventFilter,
+    after_position: i64,
+    until_position: i64,
+    limit: i64,
+    order: &str,
+) -> (String, Vec<Bind>) {
     let mut binds = vec![Bind::Int(after_position), Bind::Int(until_position)];
     let mut sql = format!("{select} WHERE position > $1 AND position <= $2");
     let next = |sql: &mut String, binds: &mut Vec<Bind>, clause: &str, bind: Bind| {
@@ -142,7 +173,7 @@ pub(crate) fn select(
         next(&mut sql, &mut binds, "recorded_at <= {}", Bind::Time(to));
     }
     binds.push(Bind::Int(limit));
-    sql.push_str(&format!(" ORDER BY position LIMIT ${}", binds.len()));
+    sql.push_str(&format!(" ORDER BY position{order} LIMIT ${}", binds.len()));
     (sql, binds)
 }
 

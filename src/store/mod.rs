@@ -141,6 +141,12 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored event at position {position} is unreadable: {reason}")]
     Corrupt { position: i64, reason: String },
+    /// A stored event this release has no way to read at the current version of its type.
+    #[error("stored event at position {position}: {source}")]
+    Schema {
+        position: i64,
+        source: aggregates::upcast::UpcastError,
+    },
 }
 
 impl StoreError {
@@ -267,6 +273,28 @@ pub trait EventLog: IdempotencyStore + Send + Sync {
         Ok(found)
     }
 
+    /// The last event `filter` selects at or before `until_position`, if any. Both stores
+    /// override this with one statement read newest first; the default (test doubles) reads the
+    /// range page by page and keeps the last match.
+    async fn read_filtered_last(
+        &self,
+        filter: &EventFilter,
+        until_position: i64,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let mut last = None;
+        let mut after = 0;
+        loop {
+            let page = self
+                .read_filtered(filter, after, until_position, STREAM_PAGE_EVENTS)
+                .await?;
+            let Some(end) = page.last() else {
+                return Ok(last);
+            };
+            after = end.position;
+            last = page.into_iter().last();
+        }
+    }
+
     /// The store's plan for [`Self::read_filtered`] with `filter`, one step a line, as its
     /// `EXPLAIN` says (with sequential scans off on PostgreSQL, so that the plan shows whether
     /// an index can serve the query at all, whatever the table's size). Empty for logs without
@@ -274,6 +302,33 @@ pub trait EventLog: IdempotencyStore + Send + Sync {
     async fn explain_filtered(&self, filter: &EventFilter) -> Result<String, StoreError> {
         let _ = filter;
         Ok(String::new())
+    }
+
+    /// The newest snapshot of a stream in `schema_version` that `bound` allows. Logs that keep
+    /// none (test doubles) answer `None`.
+    async fn load_snapshot(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        schema_version: i32,
+        bound: SnapshotBound,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let _ = (stream_type, stream_id, schema_version, bound);
+        Ok(None)
+    }
+
+    /// Saves `state`, the stream's aggregate at `version` (an event already committed), and
+    /// deletes the stream's snapshots of any other schema. Logs without snapshots drop it.
+    async fn save_snapshot(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        version: i64,
+        schema_version: i32,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        let _ = (stream_type, stream_id, version, schema_version, state);
+        Ok(())
     }
 
     /// The highest committed position, asking the database.
@@ -488,6 +543,16 @@ macro_rules! impl_event_log {
                 bound(&sql, binds).fetch_all(&self.readers).await?.into_iter().map(decode_row).collect()
             }
 
+            async fn read_filtered_last(
+                &self,
+                filter: &$crate::store::EventFilter,
+                until_position: i64,
+            ) -> Result<Option<$crate::store::StoredEvent>, $crate::store::StoreError> {
+                let (sql, binds) =
+                    $crate::store::filter::select_last(SELECT_EVENTS, &DIALECT, filter, until_position);
+                bound(&sql, binds).fetch_optional(&self.readers).await?.map(decode_row).transpose()
+            }
+
             async fn explain_filtered(
                 &self,
                 filter: &$crate::store::EventFilter,
@@ -508,6 +573,69 @@ macro_rules! impl_event_log {
                     .collect::<Result<Vec<_>, _>>()?;
                 tx.rollback().await?;
                 Ok(lines.join("\n"))
+            }
+
+            async fn load_snapshot(
+                &self,
+                stream_type: &str,
+                stream_id: &str,
+                schema_version: i32,
+                bound: $crate::store::SnapshotBound,
+            ) -> Result<Option<$crate::store::Snapshot>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let mut query = sqlx::query($crate::store::snapshots::select_sql(bound))
+                    .bind(stream_type)
+                    .bind(stream_id)
+                    .bind(schema_version);
+                if let $crate::store::SnapshotBound::RecordedBy(instant) = bound {
+                    query = query.bind(instant);
+                }
+                let Some(row) = query.fetch_optional(&self.readers).await? else {
+                    return Ok(None);
+                };
+                Ok(Some($crate::store::Snapshot {
+                    version: row.try_get(0)?,
+                    position: row.try_get(1)?,
+                    schema_version: row.try_get(2)?,
+                    recorded_at: row.try_get(3)?,
+                    state: row.try_get(4)?,
+                }))
+            }
+
+            async fn save_snapshot(
+                &self,
+                stream_type: &str,
+                stream_id: &str,
+                version: i64,
+                schema_version: i32,
+                state: &str,
+            ) -> Result<(), $crate::store::StoreError> {
+                // Three statements, each atomic on its own: a snapshot saved by another process
+                // in between only makes `previous` older, and `recorded_at` the latest over more
+                // events, which is the same instant.
+                let previous: Option<i64> =
+                    sqlx::query_scalar($crate::store::snapshots::PREVIOUS_SQL)
+                        .bind(stream_type)
+                        .bind(stream_id)
+                        .bind(version)
+                        .fetch_optional(&self.readers)
+                        .await?;
+                sqlx::query($crate::store::snapshots::INSERT_SQL)
+                    .bind(stream_type)
+                    .bind(stream_id)
+                    .bind(version)
+                    .bind(schema_version)
+                    .bind(state)
+                    .bind(previous.unwrap_or(0))
+                    .execute(&self.readers)
+                    .await?;
+                sqlx::query($crate::store::snapshots::DELETE_STALE_SQL)
+                    .bind(stream_type)
+                    .bind(stream_id)
+                    .bind(schema_version)
+                    .execute(&self.readers)
+                    .await?;
+                Ok(())
             }
 
             async fn head(&self) -> Result<i64, $crate::store::StoreError> {
@@ -546,9 +674,15 @@ pub mod idempotency;
 
 pub use group_commit::PendingAppend;
 pub mod postgres;
+pub mod snapshots;
 pub mod sqlite;
 
-/// Rebuilds a stored event from the textual columns both backends share.
+pub use snapshots::{Snapshot, SnapshotBound};
+
+/// Rebuilds a stored event from the textual columns both backends share, at the current version
+/// of its type: the one place where events are upcast ([`aggregates::upcast`]), so that no
+/// reader of the log (aggregate, read model, feed, audit) ever sees an old schema. The bytes
+/// stored, hashed and exported stay as written (`verify` and `export` read sealed rows).
 #[allow(clippy::too_many_arguments)]
 fn stored_event_from_columns(
     position: i64,
@@ -563,6 +697,10 @@ fn stored_event_from_columns(
     recorded_at: DateTime<Utc>,
 ) -> Result<StoredEvent, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let payload = serde_json::from_str(payload).map_err(|e| corrupt(e.to_string()))?;
+    let (schema_version, payload) = aggregates::upcast::REGISTRY
+        .upcast(&event_type, schema_version, payload)
+        .map_err(|source| StoreError::Schema { position, source })?;
     Ok(StoredEvent {
         position,
         event_id: Uuid::parse_str(event_id).map_err(|e| corrupt(e.to_string()))?,
@@ -571,7 +709,7 @@ fn stored_event_from_columns(
         version,
         event_type,
         schema_version,
-        payload: serde_json::from_str(payload).map_err(|e| corrupt(e.to_string()))?,
+        payload,
         metadata: serde_json::from_str(metadata).map_err(|e| corrupt(e.to_string()))?,
         recorded_at,
     })
