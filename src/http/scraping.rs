@@ -398,7 +398,7 @@ fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], found: &StoredEnt
         answer.push_str(r#"","plate":""#);
         answer.push_str(vehicle.plate.as_str());
         answer.push_str(r#"","info":["#);
-        for (position, entry) in info.iter().enumerate() {
+        for (position, (_, entry)) in info.iter().enumerate() {
             if position > 0 {
                 answer.push(',');
             }

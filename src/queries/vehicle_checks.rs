@@ -27,8 +27,9 @@ pub struct StoredEntries {
 }
 
 impl StoredEntries {
-    /// By vehicle key, the entries of each vehicle some resource processed, by resource id.
-    pub fn by_vehicle(&self) -> HashMap<&str, Vec<&str>> {
+    /// By vehicle key, the entries of each vehicle some resource processed, each with its
+    /// resource id, in the order of those ids.
+    pub fn by_vehicle(&self) -> HashMap<&str, Vec<(i64, &str)>> {
         let mut found: HashMap<&str, Vec<(i64, &str)>> = HashMap::new();
         for stored in self.texts.iter().flat_map(|text| text.split(ENTRY_END)) {
             let mut fields = stored.splitn(3, FIELD_END);
@@ -41,17 +42,11 @@ impl StoredEntries {
             let resource_id = resource_id.parse().unwrap_or(i64::MAX);
             found.entry(vehicle).or_default().push((resource_id, entry));
         }
+        // The database reads them in its key's order, which SQL does not promise.
+        for entries in found.values_mut() {
+            entries.sort_unstable_by_key(|&(resource_id, _)| resource_id);
+        }
         found
-            .into_iter()
-            .map(|(vehicle, mut entries)| {
-                // The database reads them in its key's order, which SQL does not promise.
-                entries.sort_unstable_by_key(|&(resource_id, _)| resource_id);
-                (
-                    vehicle,
-                    entries.into_iter().map(|(_, entry)| entry).collect(),
-                )
-            })
-            .collect()
     }
 
     /// Bytes of entries in all: what an answer holding them all needs at least.
