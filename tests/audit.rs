@@ -13,7 +13,7 @@ use fleet_ledger::auth::Role;
 use fleet_ledger::store::StoredEvent;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -778,16 +778,8 @@ async fn check_history(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseErr
 async fn as_of_equals_the_state_answered_live_at_that_instant(app: TestApp) {
     let backend = app.backend;
     app.state.shutdown().await;
-    let mut runner = TestRunner::new(Config {
-        cases: 6,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::block_in_place(|| {
-        runner.run(&proptest::collection::vec(op(), 1..16), |ops| {
-            handle.block_on(check_history(backend, ops))
-        })
+    let outcome = common::run_property(6, &proptest::collection::vec(op(), 1..16), async |ops| {
+        check_history(backend, ops).await
     });
     outcome.unwrap();
 }

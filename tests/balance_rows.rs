@@ -16,7 +16,7 @@ use common::{respond, Backend, TestApp};
 use fleet_ledger::state::all_projections;
 use projections::{Change, FoldError, Projection, Recorded};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::json;
 
 on_both_stores!(
@@ -298,16 +298,8 @@ fn first_difference(rows: &[String], folded: &[String]) -> Option<String> {
 async fn random_histories_answer_from_rows_what_folding_the_stream_answers(app: TestApp) {
     let backend = app.backend;
     app.state.shutdown().await;
-    let mut runner = TestRunner::new(Config {
-        cases: 8,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::block_in_place(|| {
-        runner.run(&proptest::collection::vec(op(), 1..30), |ops| {
-            handle.block_on(check_history(backend, ops))
-        })
+    let outcome = common::run_property(8, &proptest::collection::vec(op(), 1..30), async |ops| {
+        check_history(backend, ops).await
     });
     outcome.unwrap();
 }

@@ -32,7 +32,7 @@ use fleet_ledger::settings::{LedgerSettings, WebhookSettings};
 use fleet_ledger::state::all_projections;
 use projections::Cell;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Value};
 use sqlx::{Column, Row};
 
@@ -622,17 +622,11 @@ fn settings() -> LedgerSettings {
 async fn rebuilt_read_models_and_past_states_agree_with_the_history(app: TestApp) {
     let backend = app.backend;
     app.state.shutdown().await;
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::block_in_place(|| {
-        runner.run(&proptest::collection::vec(step(), 0..40), |steps| {
-            handle.block_on(check_history(backend, steps))
-        })
-    });
+    let outcome = common::run_property(
+        cases(),
+        &proptest::collection::vec(step(), 0..40),
+        async |steps| check_history(backend, steps).await,
+    );
     if let Err(failure) = outcome {
         panic!("{failure}");
     }

@@ -445,3 +445,20 @@ pub async fn respond(
         .to_bytes();
     (status, headers, bytes)
 }
+
+/// Runs an async property from inside a `#[tokio::test]` (multi-threaded): proptest drives its
+/// cases synchronously, and each case blocks on the test's own runtime. No failure file: a
+/// failing case prints its shrunk input instead.
+pub fn run_property<S: proptest::strategy::Strategy>(
+    cases: u32,
+    strategy: &S,
+    case: impl AsyncFn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+) -> Result<(), proptest::test_runner::TestError<S::Value>> {
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    });
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| runner.run(strategy, |value| handle.block_on(case(value))))
+}
