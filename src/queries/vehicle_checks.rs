@@ -67,25 +67,48 @@ impl StoredEntries {
 /// 500-vehicle lookup has about a thousand entries. One flat join, not one per vehicle inside
 /// another: a nested aggregate sorted each vehicle's entries and copied every byte twice more;
 /// grouping a thousand entries in memory costs next to nothing.
+///
+/// On SQLite the vehicles go in as one JSON array walked by `json_each`, each probing the
+/// table's key: an `IN` list of 500 placeholders made SQLite bind 500 values, sort them into a
+/// temporary index and compare the keys' long shared prefixes over again, a third of the
+/// lookup's time (profiled; p99 20.7 → 15.9 ms in `bench --scenario lookup`). PostgreSQL plans
+/// its `IN` list as index probes already. `vehicles` holds each vehicle once: the join, unlike
+/// `IN`, would answer a repeated one twice.
 pub async fn latest(
     read_models: &ReadStore,
     vehicles: &[String],
 ) -> Result<StoredEntries, QueryError> {
     let mut texts = Vec::new();
+    let line = format!(
+        "c.vehicle || '{FIELD_END}' || CAST(c.resource_id AS TEXT) || '{FIELD_END}' || c.entry"
+    );
     for chunk in vehicles.chunks(VEHICLES_PER_STATEMENT_MAX) {
-        let placeholders = read_models.placeholders(1, chunk.len());
-        let join = read_models.string_agg();
-        let sql = format!(
-            "SELECT {join}(vehicle || '{FIELD_END}' || CAST(resource_id AS TEXT) || '{FIELD_END}' \
-             || entry, '{ENTRY_END}') FROM rm_vehicle_checks WHERE vehicle IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for vehicle in chunk {
-            query = query.bind(vehicle.as_str());
-        }
+        let text: Option<String> = if read_models.is_postgres() {
+            let placeholders = read_models.placeholders(1, chunk.len());
+            let sql = format!(
+                "SELECT string_agg({line}, '{ENTRY_END}') FROM rm_vehicle_checks c \
+                 WHERE c.vehicle IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for vehicle in chunk {
+                query = query.bind(vehicle.as_str());
+            }
+            query.fetch_one(read_models.pool()).await?.try_get(0)?
+        } else {
+            let sql = format!(
+                "SELECT group_concat({line}, '{ENTRY_END}') FROM json_each(?) AS asked \
+                 JOIN rm_vehicle_checks c ON c.vehicle = asked.value"
+            );
+            let asked = serde_json::to_string(chunk)
+                .map_err(|error| QueryError::from(sqlx::Error::Encode(Box::new(error))))?;
+            sqlx::query(&sql)
+                .bind(asked)
+                .fetch_one(read_models.pool())
+                .await?
+                .try_get(0)?
+        };
         // No vehicle found joins nothing: NULL.
-        let text: Option<String> = query.fetch_one(read_models.pool()).await?.try_get(0)?;
         texts.extend(text);
     }
     Ok(StoredEntries { texts })
