@@ -902,7 +902,7 @@ fn folded_state(subject: &Subject, history: &[Value]) -> Option<Value> {
     }
     let id = subject.id.parse::<i64>().unwrap_or_default();
     let state = match subject.tipo {
-        "bomba" => serde_json::to_value(fold::<FuelStation>(history)),
+        "bomba" => serde_json::to_value(fold::<FuelStation>(history).view()),
         "catalogo" => serde_json::to_value(fold::<Catalog>(history)),
         tipo => {
             let fleet = fold::<Fleet>(history);

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use aggregates::audit::Subject;
 use aggregates::codec;
-use aggregates::fuel::FuelStation;
+use aggregates::fleet::Fleet;
+use aggregates::fuel::{FuelStation, RECENT_CHANGES_REMEMBERED};
 use aggregates::snapshot::Snapshotted;
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -32,6 +33,7 @@ on_both_stores_with!(super::every(5);
     every_aggregate_reads_back_from_its_snapshot_as_its_full_fold,
     a_snapshot_of_another_schema_or_unreadable_is_ignored_and_replaced,
     as_of_starts_from_the_newest_snapshot_by_then_and_is_exact,
+    a_record_older_than_the_station_remembers_is_corrected_and_voided,
 );
 
 /// `count` advances of 1000 to station 1, one request each.
@@ -65,6 +67,11 @@ fn full_fold<A: Aggregate>(events: &[StoredEvent]) -> Value {
 
 /// Waits (the save runs in the background) until the stream's newest snapshot covers `version`.
 async fn snapshot_reaches(app: &TestApp, stream_type: &str, stream_id: &str, version: i64) {
+    let snapshot_version = match stream_type {
+        "fuel-station" => FuelStation::SNAPSHOT_VERSION,
+        "fleet" => Fleet::SNAPSHOT_VERSION,
+        other => panic!("no snapshot schema known here for {other}"),
+    };
     let started = Instant::now();
     loop {
         let newest = app
@@ -73,7 +80,7 @@ async fn snapshot_reaches(app: &TestApp, stream_type: &str, stream_id: &str, ver
             .load_snapshot(
                 stream_type,
                 stream_id,
-                FuelStation::SNAPSHOT_VERSION,
+                snapshot_version,
                 SnapshotBound::Latest,
             )
             .await
@@ -350,4 +357,94 @@ async fn as_of_starts_from_the_newest_snapshot_by_then_and_is_exact(app: TestApp
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["version"], 12);
     assert_eq!(answer["ultimo_evento"]["position"], events[11].position);
+}
+
+async fn saldo(app: &TestApp) -> Value {
+    let (status, answer) = app.get("/api/bombas/1/saldo").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["saldo"].clone()
+}
+
+/// The station's state holds only its latest changes (its snapshot stays small however long
+/// the history): a record changed before them is corrected and voided on the record as the read
+/// models show it, before and after a restart, and the rules still hold for it.
+async fn a_record_older_than_the_station_remembers_is_corrected_and_voided(app: TestApp) {
+    app.seed_fleet().await;
+    let (status, first) = app
+        .post(
+            "/api/tanqueos",
+            r#"{"fecha":"2024-03-15","bomba_id":1,"area_operacion_id":1,"tipo_operacion":"ANTICIPO","valor_anticipo":777}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let oldest = first["id"].as_i64().unwrap();
+    advances(&app, RECENT_CHANGES_REMEMBERED + 2).await;
+    let (station, _) = app.state.fuel_stations.load("1").await.unwrap();
+    // The seeded ANTICIPO of 500000, ours, and the advances.
+    assert_eq!(station.version(), RECENT_CHANGES_REMEMBERED as u64 + 4);
+    let before: i64 = (0..RECENT_CHANGES_REMEMBERED as i64 + 2)
+        .map(|n| 1000 + n)
+        .sum::<i64>()
+        + 777
+        + 500_000;
+    assert_eq!(saldo(&app).await, before);
+
+    // Forgotten by the station: decided on the read model's record.
+    let operador = app.operador();
+    let (status, corrected) = app
+        .call(
+            Method::PUT,
+            &format!("/api/tanqueos/{oldest}"),
+            Some(&operador),
+            Some(r#"{"valor_anticipo":700}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{corrected}");
+    assert_eq!(corrected["valor_anticipo"], 700);
+    assert_eq!(saldo(&app).await, before - 77);
+    let (status, voided) = app
+        .post(
+            &format!("/api/tanqueos/{oldest}/anular"),
+            r#"{"motivo":"Duplicado"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{voided}");
+    assert_eq!(saldo(&app).await, before - 777);
+    let (status, again) = app
+        .post(
+            &format!("/api/tanqueos/{oldest}/anular"),
+            r#"{"motivo":"Duplicado"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+
+    // After a restart the station loads from its small snapshot, and the next oldest record is
+    // voided the same way.
+    let app = app.restart().await;
+    let snapshot = app
+        .state
+        .log
+        .load_snapshot(
+            "fuel-station",
+            "1",
+            FuelStation::SNAPSHOT_VERSION,
+            SnapshotBound::Latest,
+        )
+        .await
+        .unwrap()
+        .expect("a snapshot of the long station");
+    assert!(
+        snapshot.state.len() < 100_000,
+        "{} bytes",
+        snapshot.state.len()
+    );
+    let (status, voided) = app
+        .post(
+            &format!("/api/tanqueos/{}/anular", oldest + 1),
+            r#"{"motivo":"Error"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{voided}");
+    assert_eq!(saldo(&app).await, before - 777 - 1000);
+    reads_back(&app, &app.state.fuel_stations, "1").await;
 }

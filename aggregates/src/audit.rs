@@ -293,7 +293,7 @@ impl SubjectFold {
         }
         let id = self.subject.number;
         match &self.aggregate {
-            Folded::Station(station) => to_value(station),
+            Folded::Station(station) => to_value(&station.view()),
             Folded::Catalog(catalog) => to_value(catalog),
             Folded::Fleet(fleet) => match self.subject.kind {
                 SubjectKind::Placa => fleet.plate(id).and_then(to_value),

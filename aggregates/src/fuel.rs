@@ -5,7 +5,7 @@
 //! same stream ([`FuelEvent::OverdraftPolicyChanged`]), so the rule and the balance it is applied
 //! to are one state: a policy change and a refuel can never be decided on different versions.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
@@ -121,9 +121,9 @@ pub fn costo_por_galon(valor: Decimal, galones: Decimal) -> Option<Decimal> {
 }
 
 /// What the station's rules need of one of its records: its effect on the balance, whether it is
-/// voided, and a fingerprint of the record as it stands. Not the record itself, so a station's
-/// state stays small however long its history.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// voided, and a fingerprint of the record as it stands. Not the record itself, so the station's
+/// recent changes stay small.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StationRecord {
     pub effect: Decimal,
     pub voided: bool,
@@ -136,6 +136,13 @@ impl StationRecord {
             effect: record.effect(),
             voided: false,
             fingerprint: fingerprint(record),
+        }
+    }
+
+    fn voided(record: &FuelRecord) -> Self {
+        Self {
+            voided: true,
+            ..Self::of(record)
         }
     }
 
@@ -159,13 +166,46 @@ fn fingerprint(record: &FuelRecord) -> u64 {
         })
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// How many of a station's latest events the station remembers the records of. A correction or
+/// a void of a record changed further back is decided on the record as the read models show it,
+/// which they must have folded to within this many events of the station's head; the handler's
+/// read barrier makes that the case but for a burst of this many writes to the same station
+/// between its read and its decision (then the command is refused as stale, and retried).
+pub const RECENT_CHANGES_REMEMBERED: usize = 512;
+
+/// A station's state: its balance, its overdraft policy and its latest changes, and nothing that
+/// grows with its history, so loading it for a command costs the same on a station of ten
+/// events or of a million (the station's snapshot is a few kilobytes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FuelStation {
     saldo: Decimal,
-    records: BTreeMap<i64, StationRecord>,
     /// May the balance go below zero, as the stream last said; `None` until a policy change is
     /// recorded here (the policy the station was registered with applies until then).
     permitir_saldo_negativo: Option<bool>,
+    /// Events folded: the stream's version.
+    version: u64,
+    /// The records changed by the latest [`RECENT_CHANGES_REMEMBERED`] events, oldest first:
+    /// (the version of the event, the record's id, the record as that event left it).
+    recent: VecDeque<(u64, i64, StationRecord)>,
+}
+
+/// [`FuelStation::view`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StationView {
+    pub saldo: Decimal,
+    /// `None` while the policy the station was registered with applies.
+    pub permitir_saldo_negativo: Option<bool>,
+    pub version: u64,
+}
+
+/// A record as the caller read it from the read models, to be corrected or voided.
+#[derive(Debug, Clone)]
+pub struct RecordAsRead {
+    pub record: FuelRecord,
+    pub voided: bool,
+    /// A version of the station's stream that the read models had folded when the record was
+    /// read (they may have folded more); `None` when not known to (they lagged behind).
+    pub folded_through: Option<u64>,
 }
 
 // A correction names the record before and after; a command lives for one request, so boxing
@@ -187,13 +227,13 @@ pub enum FuelCommand {
     },
     /// Replaces `antes` (the record as the caller read it) with `corrected`.
     Correct {
-        antes: FuelRecord,
+        antes: RecordAsRead,
         corrected: FuelRecord,
         registered_policy: bool,
     },
     /// Voids `antes` (the record as the caller read it).
     Void {
-        antes: FuelRecord,
+        antes: RecordAsRead,
         motivo: String,
         registered_policy: bool,
     },
@@ -295,8 +335,63 @@ impl FuelStation {
         self.saldo
     }
 
-    pub fn record(&self, id: i64) -> Option<&StationRecord> {
-        self.records.get(&id)
+    /// What an auditor sees of the station at a version: its balance and its policy.
+    pub fn view(&self) -> StationView {
+        StationView {
+            saldo: self.saldo,
+            permitir_saldo_negativo: self.permitir_saldo_negativo,
+            version: self.version,
+        }
+    }
+
+    /// The stream's version: events folded into this state.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Record `id` as the station's latest events left it, if one of them changed it.
+    fn recently_changed(&self, id: i64) -> Option<&StationRecord> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(_, changed, _)| *changed == id)
+            .map(|(_, _, record)| record)
+    }
+
+    /// Record `antes.record.id` as it stands: as the station's latest events left it, or else
+    /// as the caller read it, when that read had folded every event before those the station
+    /// remembers (so no event the read missed changed it). Stale when neither can tell.
+    fn current(&self, antes: &RecordAsRead) -> Result<StationRecord, FuelError> {
+        let id = antes.record.id;
+        if let Some(record) = self.recently_changed(id) {
+            return Ok(record.clone());
+        }
+        let remembered_from = self
+            .version
+            .saturating_sub(RECENT_CHANGES_REMEMBERED as u64);
+        match antes.folded_through {
+            Some(folded) if folded >= remembered_from => Ok(if antes.voided {
+                StationRecord::voided(&antes.record)
+            } else {
+                StationRecord::of(&antes.record)
+            }),
+            _ => Err(FuelError::Stale { id }),
+        }
+    }
+
+    /// Folds one event that changed record `id` into the recent changes.
+    fn remember(&mut self, id: i64, record: StationRecord) {
+        self.recent.push_back((self.version, id, record));
+        let remembered_from = self
+            .version
+            .saturating_sub(RECENT_CHANGES_REMEMBERED as u64);
+        while self
+            .recent
+            .front()
+            .is_some_and(|(version, _, _)| *version <= remembered_from)
+        {
+            self.recent.pop_front();
+        }
     }
 
     /// The policy recorded in the station's stream, if any change was.
@@ -367,13 +462,14 @@ impl FuelStation {
                 registered_policy,
             } => {
                 let id = corrected.id;
-                let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
+                let current = self.current(&antes)?;
                 if current.voided {
                     return Err(FuelError::Voided { id });
                 }
-                if !current.is(&antes) {
+                if !current.is(&antes.record) {
                     return Err(FuelError::Stale { id });
                 }
+                let antes = antes.record;
                 if antes == corrected {
                     return Ok(Vec::new());
                 }
@@ -390,14 +486,15 @@ impl FuelStation {
                 motivo,
                 registered_policy,
             } => {
-                let id = antes.id;
-                let current = self.records.get(&id).ok_or(FuelError::NotFound { id })?;
+                let id = antes.record.id;
+                let current = self.current(&antes)?;
                 if current.voided {
                     return Err(FuelError::AlreadyVoided { id });
                 }
-                if !current.is(&antes) {
+                if !current.is(&antes.record) {
                     return Err(FuelError::Stale { id });
                 }
+                let antes = antes.record;
                 // Voiding an anticipo takes its money back out of the station.
                 self.check_balance(-current.effect, &antes, registered_policy)?;
                 Ok(vec![FuelEvent::TanqueoVoided {
@@ -445,22 +542,24 @@ impl Aggregate for FuelStation {
     }
 
     fn apply(&mut self, event: FuelEvent) {
+        self.version += 1;
         match event {
             FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
                 self.saldo += record.effect();
-                self.records.insert(record.id, StationRecord::of(&record));
+                self.remember(record.id, StationRecord::of(&record));
             }
             FuelEvent::TanqueoCorrected { id, antes, despues } => {
                 self.saldo += despues.effect() - antes.effect();
-                self.records.insert(id, StationRecord::of(&despues));
+                self.remember(id, StationRecord::of(&despues));
             }
             FuelEvent::TanqueoVoided {
-                id, efecto_saldo, ..
+                id,
+                efecto_saldo,
+                record,
+                ..
             } => {
                 self.saldo += efecto_saldo;
-                if let Some(stored) = self.records.get_mut(&id) {
-                    stored.voided = true;
-                }
+                self.remember(id, StationRecord::voided(&record));
             }
             FuelEvent::OverdraftPolicyChanged {
                 permitir_saldo_negativo,
@@ -640,7 +739,7 @@ mod tests {
         assert!(record_on(&mut station, 1, true));
         let events = station
             .decide(FuelCommand::Void {
-                antes: tanqueo(1, "10"),
+                antes: read(tanqueo(1, "10"), false, None),
                 motivo: "Duplicado".into(),
                 registered_policy: true,
             })
@@ -652,6 +751,98 @@ mod tests {
         assert_eq!(events[0].event_version(), "2");
         station.apply(events[0].clone());
         assert_eq!(station.saldo(), Decimal::ZERO);
+    }
+
+    fn read(record: FuelRecord, voided: bool, folded_through: Option<u64>) -> RecordAsRead {
+        RecordAsRead {
+            record,
+            voided,
+            folded_through,
+        }
+    }
+
+    fn void(station: &FuelStation, antes: RecordAsRead) -> Result<Vec<FuelEvent>, FuelError> {
+        station.decide(FuelCommand::Void {
+            antes,
+            motivo: "Duplicado".into(),
+            registered_policy: true,
+        })
+    }
+
+    /// A station with `count` refuels of 1 each, ids 1 to `count`.
+    fn station_with(count: i64) -> FuelStation {
+        let mut station = FuelStation::default();
+        for id in 1..=count {
+            let record = tanqueo(id, "1");
+            station.apply(FuelEvent::TanqueoRecorded { record });
+        }
+        station
+    }
+
+    #[test]
+    fn a_recent_change_is_decided_on_what_the_station_remembers_whatever_the_read_says() {
+        let mut station = station_with(3);
+        station.apply(FuelEvent::TanqueoVoided {
+            id: 2,
+            motivo: "Duplicado".into(),
+            record: tanqueo(2, "1"),
+            efecto_saldo: d("1"),
+        });
+        // A read that missed the void, however far it claims to have folded.
+        let missed = read(tanqueo(2, "1"), false, Some(station.version()));
+        assert_eq!(
+            void(&station, missed),
+            Err(FuelError::AlreadyVoided { id: 2 })
+        );
+        // A read of another value than the station's.
+        let other = read(tanqueo(3, "7"), false, Some(station.version()));
+        assert_eq!(void(&station, other), Err(FuelError::Stale { id: 3 }));
+        assert!(void(&station, read(tanqueo(3, "1"), false, None)).is_ok());
+    }
+
+    #[test]
+    fn an_older_record_is_decided_on_a_read_that_folded_past_the_remembered_changes() {
+        let remembered = RECENT_CHANGES_REMEMBERED as i64;
+        let station = station_with(remembered * 3);
+        let head = station.version();
+        assert_eq!(head, 3 * RECENT_CHANGES_REMEMBERED as u64);
+        let oldest_remembered = head - RECENT_CHANGES_REMEMBERED as u64;
+        let forgotten = tanqueo(1, "1");
+        // The read folded every event the station no longer remembers: it is the truth.
+        let events = void(
+            &station,
+            read(forgotten.clone(), false, Some(oldest_remembered)),
+        )
+        .expect("decided on the read");
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            void(&station, read(forgotten.clone(), true, Some(head))),
+            Err(FuelError::AlreadyVoided { id: 1 })
+        );
+        // A read that may have missed a change the station forgot, or whose reach is unknown.
+        assert_eq!(
+            void(
+                &station,
+                read(forgotten.clone(), false, Some(oldest_remembered - 1))
+            ),
+            Err(FuelError::Stale { id: 1 })
+        );
+        assert_eq!(
+            void(&station, read(forgotten, false, None)),
+            Err(FuelError::Stale { id: 1 })
+        );
+    }
+
+    #[test]
+    fn the_state_stays_the_same_size_however_long_the_history() {
+        let size = |station: &FuelStation| serde_json::to_string(station).unwrap().len();
+        let remembered = RECENT_CHANGES_REMEMBERED as i64;
+        let full = size(&station_with(remembered));
+        let station = station_with(remembered * 20);
+        assert_eq!(station.recent.len(), RECENT_CHANGES_REMEMBERED);
+        assert_eq!(station.saldo(), Decimal::from(-remembered * 20));
+        // Longer ids and versions only.
+        assert!(size(&station) < full * 2, "{} vs {full}", size(&station));
     }
 
     #[test]

@@ -27,7 +27,8 @@ impl Snapshotted for Fleet {
     const SNAPSHOT_VERSION: i32 = 1;
 }
 impl Snapshotted for FuelStation {
-    const SNAPSHOT_VERSION: i32 = 1;
+    // 2: the station remembers only its recent changes, not every record.
+    const SNAPSHOT_VERSION: i32 = 2;
 }
 impl Snapshotted for FuelRecordIds {
     const SNAPSHOT_VERSION: i32 = 1;

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use aggregates::fuel::{Concepto, FuelCommand, FuelEvent, FuelRecord, FuelStation, TipoOperacion};
+use aggregates::fuel::{
+    Concepto, FuelCommand, FuelEvent, FuelRecord, FuelStation, RecordAsRead, TipoOperacion,
+};
 use chrono::{NaiveDate, TimeZone, Utc};
 use cqrs_es::Aggregate;
 use proptest::prelude::*;
@@ -102,7 +104,12 @@ pub(crate) fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
                     TipoOperacion::Tanqueo => corrected.valor_tanqueo = amount,
                 }
                 FuelCommand::Correct {
-                    antes: current.clone(),
+                    antes: RecordAsRead {
+                        record: current.clone(),
+                        voided: false,
+                        // The reader is current: it has seen every event so far.
+                        folded_through: Some(station.version()),
+                    },
                     corrected,
                     registered_policy: true,
                 }
@@ -112,7 +119,12 @@ pub(crate) fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
                     continue;
                 };
                 FuelCommand::Void {
-                    antes: current.clone(),
+                    antes: RecordAsRead {
+                        record: current.clone(),
+                        voided: false,
+                        // The reader is current: it has seen every event so far.
+                        folded_through: Some(station.version()),
+                    },
                     motivo: "x".into(),
                     registered_policy: true,
                 }

@@ -7,7 +7,7 @@ use aggregates::amount::AMOUNT_ABS_MAX;
 use aggregates::codec;
 use aggregates::fuel::{
     costo_por_galon, Concepto, FuelCommand, FuelError, FuelEvent, FuelRecord, FuelStation,
-    TipoOperacion,
+    RecordAsRead, TipoOperacion,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -339,7 +339,7 @@ pub async fn correct(
         .as_object()
         .ok_or_else(|| bad("Request body must be a JSON object"))?;
     reject_unknown(&body, &WRITABLE_FIELDS)?;
-    let current_row = record_to_change(&state, id).await?;
+    let (current_row, folded_through) = record_to_change(&state, id).await?;
     let current = Value::Object(record_json(&current_row, true));
     if current["anulado"] == true {
         return Err(ApiError::Conflict(FuelError::Voided { id }.to_string()));
@@ -373,7 +373,7 @@ pub async fn correct(
         &context,
         corrected.bomba_id,
         FuelCommand::Correct {
-            antes: record_from_row(&current_row)?,
+            antes: record_as_read(&current_row, folded_through)?,
             corrected,
             registered_policy,
         },
@@ -400,18 +400,15 @@ pub async fn void(
             "Invalid value for motivo: at most {MOTIVO_LEN_MAX} characters"
         )));
     }
-    let current = record_to_change(&state, id).await?;
-    let bomba_id = match current.get("bomba_id") {
-        Some(Cell::Int(Some(bomba_id))) => *bomba_id,
-        _ => return Err(ApiError::internal("record without station")),
-    };
+    let (current, folded_through) = record_to_change(&state, id).await?;
+    let bomba_id = row_station(&current)?;
     let registered_policy = station_registered_policy(&state, bomba_id).await?;
     let executed = on_station(
         &state,
         &context,
         bomba_id,
         FuelCommand::Void {
-            antes: record_from_row(&current)?,
+            antes: record_as_read(&current, folded_through)?,
             motivo,
             registered_policy,
         },
@@ -486,13 +483,41 @@ fn record_from_row(row: &RecordRow) -> Result<FuelRecord, ApiError> {
     })
 }
 
-/// The record a correction or void starts from. Writes do not wait for the read models, so
-/// this one waits first for them to show every write acknowledged before it (the record may
-/// have been created a moment ago). Whatever the read model says, the station's aggregate
-/// refuses the command if the record has changed since.
-async fn record_to_change(state: &AppState, id: i64) -> Result<RecordRow, ApiError> {
+/// The record a correction or void starts from, and the station's version the read models had
+/// folded when it was read (`None` if they lagged). Writes do not wait for the read models, so
+/// this waits for them to show every write acknowledged before it (the record may have been
+/// created a moment ago).
+///
+/// The station's aggregate remembers only its latest changes, and decides on this read for a
+/// record changed before them: so the read must be known to have folded the station up to a
+/// version read first. A record's station never changes, so the first read finds it.
+async fn record_to_change(state: &AppState, id: i64) -> Result<(RecordRow, Option<u64>), ApiError> {
     state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await;
-    read_row(state, id).await
+    let bomba_id = row_station(&read_row(state, id).await?)?;
+    let (_, version) = state
+        .fuel_stations
+        .load(&bomba_id.to_string())
+        .await
+        .map_err(|e| command_error(e, refusal))?;
+    let settled = state.read_barrier(READ_YOUR_WRITES_TIMEOUT).await;
+    let row = read_row(state, id).await?;
+    Ok((row, settled.then(|| u64::try_from(version).ok()).flatten()))
+}
+
+fn row_station(row: &RecordRow) -> Result<i64, ApiError> {
+    match row.get("bomba_id") {
+        Some(Cell::Int(Some(bomba_id))) => Ok(*bomba_id),
+        _ => Err(ApiError::internal("record without station")),
+    }
+}
+
+/// The record as read, for the station's aggregate to decide on.
+fn record_as_read(row: &RecordRow, folded_through: Option<u64>) -> Result<RecordAsRead, ApiError> {
+    Ok(RecordAsRead {
+        record: record_from_row(row)?,
+        voided: matches!(row.get("anulado"), Some(Cell::Int(Some(flag))) if *flag != 0),
+        folded_through,
+    })
 }
 
 async fn read_row(state: &AppState, id: i64) -> Result<RecordRow, ApiError> {
