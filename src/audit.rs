@@ -120,12 +120,15 @@ async fn resumed(
     subject: &Subject,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Option<(SubjectFold, i64, Option<StoredEvent>)>, StoreError> {
+    let Some(snapshot_version) = subject.snapshot_version() else {
+        return Ok(None);
+    };
     let bound = as_of.map_or(SnapshotBound::Latest, SnapshotBound::RecordedBy);
     let Some(snapshot) = log
         .load_snapshot(
             subject.stream_type(),
             subject.stream_id(),
-            subject.snapshot_version(),
+            snapshot_version,
             bound,
         )
         .await?

@@ -31,6 +31,7 @@ on_both_stores!(
     the_live_feed_resumes_after_last_event_id_losing_and_repeating_nothing,
     as_of_equals_the_state_answered_live_at_that_instant,
     the_actor_query_reads_the_actor_index,
+    registries_and_check_results_are_subjects_too,
 );
 
 fn auditor(app: &TestApp) -> String {
@@ -297,17 +298,27 @@ async fn an_unknown_subject_is_a_clear_4xx(app: TestApp) {
         (
             "/api/auditoria/camion/1",
             StatusCode::NOT_FOUND,
-            "Invalid value for tipo: camion; accepted values: bomba, placa, vehiculo, mision, catalogo",
+            "Invalid value for tipo: camion; accepted values: bomba, placa, vehiculo, mision, catalogo, area, conductor, registro-bomba, verificacion",
         ),
         (
             "/api/auditoria/camion/1/eventos",
             StatusCode::NOT_FOUND,
-            "Invalid value for tipo: camion; accepted values: bomba, placa, vehiculo, mision, catalogo",
+            "Invalid value for tipo: camion; accepted values: bomba, placa, vehiculo, mision, catalogo, area, conductor, registro-bomba, verificacion",
         ),
         (
             "/api/auditoria/vehiculo/abc",
             StatusCode::BAD_REQUEST,
             "Invalid value for id: abc (expected a positive integer)",
+        ),
+        (
+            "/api/auditoria/verificacion/abc-123",
+            StatusCode::BAD_REQUEST,
+            "Invalid value for id: abc-123 (expected VIN-PLATE, uppercase letters and digits)",
+        ),
+        (
+            "/api/auditoria/verificacion/3VWFE21C04M000001/eventos",
+            StatusCode::BAD_REQUEST,
+            "Invalid value for id: 3VWFE21C04M000001 (expected VIN-PLATE, uppercase letters and digits)",
         ),
         (
             "/api/auditoria/catalogo/colores/eventos",
@@ -791,4 +802,86 @@ async fn the_actor_query_reads_the_actor_index(app: TestApp) {
         .await
         .unwrap();
     assert!(plan.contains("events_by_actor"), "{plan}");
+}
+
+/// Areas, drivers, registered stations and a vehicle's check results have their history and
+/// their state at any instant like every other subject.
+async fn registries_and_check_results_are_subjects_too(app: TestApp) {
+    app.seed_fleet().await;
+    let admin = app.token(Role::Admin);
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/api/bombas/2",
+            Some(&admin),
+            Some(r#"{"bomba":"Estricta Norte"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = audit(&app, "/api/auditoria/registro-bomba/2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["estado"],
+        json!({ "id": 2, "bomba": "Estricta Norte", "area_operacion_id": 1, "permitir_saldo_negativo": false })
+    );
+    assert_eq!(body["ultimo_evento"]["event_type"], "StationUpdated");
+    // Before the PATCH, the registration as it was.
+    let updated = body["ultimo_evento"]["recorded_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before =
+        DateTime::parse_from_rfc3339(&updated).unwrap().to_utc() - chrono::Duration::nanoseconds(1);
+    let (_, earlier) = audit(
+        &app,
+        &format!("/api/auditoria/registro-bomba/2?as_of={}", instant(before)),
+    )
+    .await;
+    assert_eq!(earlier["estado"]["bomba"], "Estricta");
+    let (_, events) = audit(&app, "/api/auditoria/registro-bomba/2/eventos").await;
+    let types: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["StationRegistered", "StationUpdated"]);
+
+    let (_, area) = audit(&app, "/api/auditoria/area/1").await;
+    assert_eq!(area["estado"], json!({ "id": 1, "nombre": "Logística" }));
+    let (_, driver) = audit(&app, "/api/auditoria/conductor/1").await;
+    assert_eq!(driver["estado"]["id"], 1);
+    assert_eq!(driver["estado"]["area_principal"], 1);
+    let (status, _) = audit(&app, "/api/auditoria/conductor/9").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Two results of resource 12, one of resource 7: the latest of each, in resource order.
+    for (resource, status) in [(12, "Pending"), (7, "Completed"), (12, "Completed")] {
+        let body = format!(
+            r#"{{"vin":"3VWFE21C04M000001","plate":"JAL1234","resourceId":{resource},"status":"{status}","result":[],"creationDateTime":"2024-03-01T10:00:00.000Z"}}"#
+        );
+        let (got, answer) = app.post("/api/scraping/resultados", &body).await;
+        assert_eq!(got, StatusCode::CREATED, "{answer}");
+    }
+    let (status, checks) = audit(
+        &app,
+        "/api/auditoria/verificacion/3VWFE21C04M000001-JAL1234",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{checks}");
+    assert_eq!(checks["version"], 3);
+    let latest: Vec<(i64, &str)> = checks["estado"]["resultados"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["resource_id"].as_i64().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(latest, [(7, "Completed"), (12, "Completed")]);
+    let (status, _) = audit(&app, "/api/auditoria/verificacion/3VWFE21C04M000001-OTHER1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -797,6 +797,12 @@ impl Subject {
         match self.tipo {
             "bomba" => event["stream_type"] == "fuel-station" && event["stream_id"] == *self.id,
             "catalogo" => event["stream_type"] == "catalog" && event["stream_id"] == *self.id,
+            "area" => event["stream_type"] == "operation-areas",
+            "conductor" => event["stream_type"] == "drivers",
+            "registro-bomba" => event["stream_type"] == "stations",
+            "verificacion" => {
+                event["stream_type"] == "vehicle-checks" && event["stream_id"] == *self.id
+            }
             _ => event["stream_type"] == "fleet",
         }
     }
@@ -805,13 +811,21 @@ impl Subject {
 /// The subjects the log's events are about (README's table of `tipo`s), and one of each kind
 /// that none is about.
 fn subjects(log: &[Value]) -> BTreeSet<Subject> {
-    let mut subjects: BTreeSet<Subject> = ["bomba", "placa", "vehiculo", "mision"]
-        .into_iter()
-        .map(|tipo| Subject {
-            tipo,
-            id: "99".into(),
-        })
-        .collect();
+    let mut subjects: BTreeSet<Subject> = [
+        "bomba",
+        "placa",
+        "vehiculo",
+        "mision",
+        "area",
+        "conductor",
+        "registro-bomba",
+    ]
+    .into_iter()
+    .map(|tipo| Subject {
+        tipo,
+        id: "99".into(),
+    })
+    .collect();
     for event in log {
         let stream_id = event["stream_id"].as_str().unwrap_or_default().to_string();
         match event["stream_type"].as_str() {
@@ -826,6 +840,25 @@ fn subjects(log: &[Value]) -> BTreeSet<Subject> {
                     tipo: "catalogo",
                     id: stream_id,
                 });
+            }
+            Some("vehicle-checks") => {
+                subjects.insert(Subject {
+                    tipo: "verificacion",
+                    id: stream_id,
+                });
+            }
+            Some(registry @ ("operation-areas" | "drivers" | "stations")) => {
+                let tipo = match registry {
+                    "operation-areas" => "area",
+                    "drivers" => "conductor",
+                    _ => "registro-bomba",
+                };
+                if let Some(id) = event["payload"]["id"].as_i64() {
+                    subjects.insert(Subject {
+                        tipo,
+                        id: id.to_string(),
+                    });
+                }
             }
             Some("fleet") => {
                 for (tipo, field) in [
@@ -904,6 +937,27 @@ fn folded_state(subject: &Subject, history: &[Value]) -> Option<Value> {
     let state = match subject.tipo {
         "bomba" => serde_json::to_value(fold::<FuelStation>(history).view()),
         "catalogo" => serde_json::to_value(fold::<Catalog>(history)),
+        // A registry's entity: the registration's fields, each update's `changes` over them.
+        "area" | "conductor" | "registro-bomba" => {
+            let mut entity = serde_json::Map::new();
+            for event in history {
+                let payload = &event["payload"];
+                let fields = payload.get("changes").unwrap_or(payload);
+                for (name, value) in fields.as_object().expect("an object payload") {
+                    entity.insert(name.clone(), value.clone());
+                }
+            }
+            Ok(Value::Object(entity))
+        }
+        // The latest result of each resource, in resource order.
+        "verificacion" => {
+            let mut latest = BTreeMap::new();
+            for event in history {
+                let check = &event["payload"]["check"];
+                latest.insert(check["resource_id"].as_i64(), check.clone());
+            }
+            Ok(json!({ "resultados": latest.into_values().collect::<Vec<_>>() }))
+        }
         tipo => {
             let fleet = fold::<Fleet>(history);
             match tipo {

@@ -5,6 +5,13 @@
 //! entity of a stream that holds many: plates, vehicles and missions share the single `fleet`
 //! stream (see [`crate::fleet`]), so `vehiculo/1` is the fleet's events whose payload names
 //! `vehicle_id` 1, and its state is vehicle 1 in the fleet folded from the whole stream.
+//!
+//! The registries' aggregates (operation areas, drivers, the stations' register) keep only the
+//! counters their rules need, not the entities: an entity of a registry is its registration with
+//! its updates applied, folded from its own events' payloads. A vehicle's check results are the
+//! latest result of each resource, as seed 001's lookup answers them.
+
+use std::collections::BTreeMap;
 
 use cqrs_es::Aggregate;
 use serde::Serialize;
@@ -14,10 +21,13 @@ use crate::codec::{self, CodecError};
 use crate::fleet::{Fleet, FLEET_STREAM_ID};
 use crate::fuel::{FuelRecordIds, FuelStation};
 use crate::inspection::Inspections;
-use crate::registry::{Catalog, CatalogKind, Drivers, Stations};
+use crate::operation_area::OPERATION_AREAS_STREAM_ID;
+use crate::registry::{
+    Catalog, CatalogKind, DriverEvent, Drivers, StationEvent, Stations, REGISTRY_STREAM_ID,
+};
 use crate::snapshot::Snapshotted;
-use crate::vehicle_check::VehicleChecks;
-use crate::OperationAreas;
+use crate::vehicle_check::{CheckedVehicle, VehicleCheckEvent, VehicleChecks, VehiclePlate, Vin};
+use crate::{OperationAreaEvent, OperationAreas};
 
 /// Every stream type the log holds, one per aggregate.
 pub const STREAM_TYPES: [&str; 9] = [
@@ -88,15 +98,28 @@ pub enum SubjectKind {
     Mision,
     /// A catalogue by its slug (`clases-vehiculo`, `combustibles`, …).
     Catalogo,
+    /// An operation area in its registry.
+    Area,
+    /// A driver in its registry.
+    Conductor,
+    /// A station in the stations' register (its name, area and overdraft policy), apart from
+    /// its fuel ledger (`bomba`).
+    RegistroBomba,
+    /// A vehicle's check results (seed 001), by `VIN-PLATE`.
+    Verificacion,
 }
 
 impl SubjectKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 9] = [
         Self::Bomba,
         Self::Placa,
         Self::Vehiculo,
         Self::Mision,
         Self::Catalogo,
+        Self::Area,
+        Self::Conductor,
+        Self::RegistroBomba,
+        Self::Verificacion,
     ];
 
     /// The path segment of `/api/auditoria/{tipo}/…`.
@@ -107,6 +130,10 @@ impl SubjectKind {
             Self::Vehiculo => "vehiculo",
             Self::Mision => "mision",
             Self::Catalogo => "catalogo",
+            Self::Area => "area",
+            Self::Conductor => "conductor",
+            Self::RegistroBomba => "registro-bomba",
+            Self::Verificacion => "verificacion",
         }
     }
 
@@ -119,6 +146,10 @@ impl SubjectKind {
             Self::Bomba => FuelStation::TYPE,
             Self::Placa | Self::Vehiculo | Self::Mision => Fleet::TYPE,
             Self::Catalogo => Catalog::TYPE,
+            Self::Area => OperationAreas::TYPE,
+            Self::Conductor => Drivers::TYPE,
+            Self::RegistroBomba => Stations::TYPE,
+            Self::Verificacion => VehicleChecks::TYPE,
         }
     }
 
@@ -128,7 +159,8 @@ impl SubjectKind {
             Self::Placa => Some("plate_id"),
             Self::Vehiculo => Some("vehicle_id"),
             Self::Mision => Some("mission_id"),
-            Self::Bomba | Self::Catalogo => None,
+            Self::Area | Self::Conductor | Self::RegistroBomba => Some("id"),
+            Self::Bomba | Self::Catalogo | Self::Verificacion => None,
         }
     }
 }
@@ -141,6 +173,8 @@ pub enum SubjectError {
     NotAnId(String),
     #[error("Invalid value for id: {0} (expected a catalogue)")]
     UnknownCatalog(String),
+    #[error("Invalid value for id: {0} (expected VIN-PLATE, uppercase letters and digits)")]
+    NotAVehicle(String),
 }
 
 /// One subject: a kind and the id that names it.
@@ -158,6 +192,19 @@ impl Subject {
     pub fn parse(tipo: &str, id: &str) -> Result<Self, SubjectError> {
         let kind =
             SubjectKind::from_name(tipo).ok_or_else(|| SubjectError::UnknownKind(tipo.into()))?;
+        if kind == SubjectKind::Verificacion {
+            let not_a_vehicle = || SubjectError::NotAVehicle(id.into());
+            let (vin, plate) = id.split_once('-').ok_or_else(not_a_vehicle)?;
+            let vehicle = CheckedVehicle {
+                vin: Vin::parse(vin).map_err(|_| not_a_vehicle())?,
+                plate: VehiclePlate::parse(plate).map_err(|_| not_a_vehicle())?,
+            };
+            return Ok(Self {
+                kind,
+                number: 0,
+                stream_id: vehicle.key(),
+            });
+        }
         if kind == SubjectKind::Catalogo {
             let catalog = CatalogKind::from_slug(id)
                 .ok_or_else(|| SubjectError::UnknownCatalog(id.into()))?;
@@ -174,6 +221,8 @@ impl Subject {
             .ok_or_else(|| SubjectError::NotAnId(id.into()))?;
         let stream_id = match kind {
             SubjectKind::Bomba => number.to_string(),
+            SubjectKind::Area => OPERATION_AREAS_STREAM_ID.to_string(),
+            SubjectKind::Conductor | SubjectKind::RegistroBomba => REGISTRY_STREAM_ID.to_string(),
             _ => FLEET_STREAM_ID.to_string(),
         };
         Ok(Self {
@@ -209,14 +258,20 @@ impl Subject {
         }
     }
 
-    /// The snapshot schema of the aggregate the subject's stream folds into.
-    pub fn snapshot_version(&self) -> i32 {
+    /// The snapshot schema of the aggregate the subject's stream folds into; `None` when the
+    /// subject's state is not the aggregate's (registries' entities and check results are folded
+    /// from their events, from the start).
+    pub fn snapshot_version(&self) -> Option<i32> {
         match self.kind {
-            SubjectKind::Bomba => FuelStation::SNAPSHOT_VERSION,
+            SubjectKind::Bomba => Some(FuelStation::SNAPSHOT_VERSION),
             SubjectKind::Placa | SubjectKind::Vehiculo | SubjectKind::Mision => {
-                Fleet::SNAPSHOT_VERSION
+                Some(Fleet::SNAPSHOT_VERSION)
             }
-            SubjectKind::Catalogo => Catalog::SNAPSHOT_VERSION,
+            SubjectKind::Catalogo => Some(Catalog::SNAPSHOT_VERSION),
+            SubjectKind::Area
+            | SubjectKind::Conductor
+            | SubjectKind::RegistroBomba
+            | SubjectKind::Verificacion => None,
         }
     }
 
@@ -229,6 +284,10 @@ impl Subject {
                 Folded::Fleet(Box::new(serde_json::from_str(state)?))
             }
             SubjectKind::Catalogo => Folded::Catalog(serde_json::from_str(state)?),
+            SubjectKind::Area
+            | SubjectKind::Conductor
+            | SubjectKind::RegistroBomba
+            | SubjectKind::Verificacion => return Ok(self.fold()),
         };
         Ok(SubjectFold {
             subject: self.clone(),
@@ -245,6 +304,10 @@ impl Subject {
                 Folded::Fleet(Box::default())
             }
             SubjectKind::Catalogo => Folded::Catalog(Catalog::default()),
+            SubjectKind::Area | SubjectKind::Conductor | SubjectKind::RegistroBomba => {
+                Folded::Entity(serde_json::Map::new())
+            }
+            SubjectKind::Verificacion => Folded::Checks(BTreeMap::new()),
         };
         SubjectFold {
             subject: self.clone(),
@@ -259,6 +322,10 @@ enum Folded {
     Station(FuelStation),
     Fleet(Box<Fleet>),
     Catalog(Catalog),
+    /// A registry's entity: its registration's fields, then each update's `changes`.
+    Entity(serde_json::Map<String, Value>),
+    /// A vehicle's latest check result of each resource, by resource id.
+    Checks(BTreeMap<i64, Value>),
 }
 
 /// A subject's aggregate as its stream is folded into it, event by event.
@@ -275,12 +342,39 @@ impl SubjectFold {
     /// Folds the next event of the subject's stream (every event of it, in version order: an
     /// entity's state may depend on its neighbours').
     pub fn apply(&mut self, event_type: &str, payload: &Value) -> Result<(), CodecError> {
+        let concerns = self.subject.concerns(payload);
         match &mut self.aggregate {
             Folded::Station(station) => station.apply(codec::decode(event_type, payload)?),
             Folded::Fleet(fleet) => fleet.apply(codec::decode(event_type, payload)?),
             Folded::Catalog(catalog) => catalog.apply(codec::decode(event_type, payload)?),
+            Folded::Entity(entity) => {
+                // Decoded to be checked, as every other fold checks its events.
+                match self.subject.kind {
+                    SubjectKind::Area => {
+                        drop(codec::decode::<OperationAreaEvent>(event_type, payload)?)
+                    }
+                    SubjectKind::Conductor => {
+                        drop(codec::decode::<DriverEvent>(event_type, payload)?)
+                    }
+                    _ => drop(codec::decode::<StationEvent>(event_type, payload)?),
+                }
+                let fields = match payload.get("changes") {
+                    Some(Value::Object(changes)) => Some(changes),
+                    _ => payload.as_object(),
+                };
+                if let (true, Some(fields)) = (concerns, fields) {
+                    for (name, value) in fields {
+                        entity.insert(name.clone(), value.clone());
+                    }
+                }
+            }
+            Folded::Checks(latest) => {
+                let VehicleCheckEvent::VehicleCheckRecorded { check } =
+                    codec::decode(event_type, payload)?;
+                latest.insert(check.resource_id, serde_json::to_value(&check)?);
+            }
         }
-        if self.subject.concerns(payload) {
+        if concerns {
             self.concerning += 1;
         }
         Ok(())
@@ -295,11 +389,15 @@ impl SubjectFold {
         match &self.aggregate {
             Folded::Station(station) => to_value(&station.view()),
             Folded::Catalog(catalog) => to_value(catalog),
+            Folded::Entity(entity) => Some(Value::Object(entity.clone())),
+            Folded::Checks(latest) => Some(serde_json::json!({
+                "resultados": latest.values().collect::<Vec<_>>(),
+            })),
             Folded::Fleet(fleet) => match self.subject.kind {
                 SubjectKind::Placa => fleet.plate(id).and_then(to_value),
                 SubjectKind::Vehiculo => fleet.vehicle(id).and_then(to_value),
                 SubjectKind::Mision => fleet.mission(id).and_then(to_value),
-                SubjectKind::Bomba | SubjectKind::Catalogo => None,
+                _ => None,
             },
         }
     }

@@ -35,7 +35,9 @@ fn subject(tipo: &str, id: &str) -> Result<Subject, ApiError> {
             SubjectKind::ALL.map(SubjectKind::name).join(", ")
         )),
         SubjectError::UnknownCatalog(_) => ApiError::NotFound(error.to_string()),
-        SubjectError::NotAnId(_) => ApiError::BadRequest(error.to_string()),
+        SubjectError::NotAnId(_) | SubjectError::NotAVehicle(_) => {
+            ApiError::BadRequest(error.to_string())
+        }
     })
 }
 
