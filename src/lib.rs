@@ -2,6 +2,7 @@
 //!
 //! [`app`] is the one place routes are listed. Everything a request needs lives in [`AppState`].
 
+pub mod anomalies;
 pub mod audit;
 pub mod auth;
 pub mod balances;

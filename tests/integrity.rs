@@ -566,6 +566,7 @@ async fn sqlite_history_imported_into_postgres_answers_every_read_alike() {
         return;
     };
     drive_a_working_day(&sqlite).await;
+    consumers_caught_up(&sqlite).await;
     let reads = read_paths();
     let mut before = Vec::new();
     for path in &reads {
@@ -592,6 +593,7 @@ async fn sqlite_history_imported_into_postgres_answers_every_read_alike() {
     ));
     assert!(ok, "{stderr}");
     let postgres = TestApp::start_at(Backend::Postgres, pg_location, pg_dir).await;
+    consumers_caught_up(&postgres).await;
     let mut differences = Vec::new();
     for (path, sqlite_answer) in reads.iter().zip(before) {
         let postgres_answer = read(&postgres, path).await;
@@ -643,6 +645,25 @@ fn read_paths() -> Vec<String> {
 /// the request was answered rather than anything stored, which legitimately differ between any
 /// two requests: the `/vehiculo` envelope's `timestamp`, and the trial balance's `as_of` when
 /// none is asked for (it is then "now"; the variant with an explicit `as_of` is compared whole).
+/// Waits until every consumer of the log has reached its head: `/readyz` and the admin view
+/// report their positions, which a busy machine may leave behind for a moment (the read models
+/// themselves are waited for by every read).
+async fn consumers_caught_up(app: &TestApp) {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, ready) = read(app, "/readyz").await;
+        let consumers = ready["consumers"].as_array().cloned().unwrap_or_default();
+        if consumers.iter().all(|consumer| consumer["lag"] == 0) {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "consumers still behind: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn read(app: &TestApp, path: &str) -> (StatusCode, Value) {
     let admin = app.token(Role::Admin);
     let (status, mut body) = app.call(Method::GET, path, Some(&admin), None).await;

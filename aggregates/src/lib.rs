@@ -4,6 +4,7 @@
 //! `apply` only assigns. Nothing here performs I/O, so every rule can be tested in memory.
 
 pub mod amount;
+pub mod anomaly;
 pub mod audit;
 pub mod codec;
 pub mod fleet;
