@@ -380,25 +380,6 @@ fn load_secret(data_dir: &Path) -> Result<String, KeyError> {
         .map_err(|source| KeyError::SecretFile { path, source })
 }
 
-/// Parses a lifetime such as `8h`, `30m`, `45s`, `7d`, or a number of seconds.
-pub fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (digits, unit_s) = match text.char_indices().last() {
-        Some((i, 'd')) => (&text[..i], 86_400),
-        Some((i, 'h')) => (&text[..i], 3_600),
-        Some((i, 'm')) => (&text[..i], 60),
-        Some((i, 's')) => (&text[..i], 1),
-        _ => (text, 1),
-    };
-    let count: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: use e.g. 8h, 30m, 45s or 7d"))?;
-    if count == 0 {
-        return Err("the duration must be positive".to_string());
-    }
-    Ok(Duration::from_secs(count.saturating_mul(unit_s)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,15 +476,6 @@ mod tests {
             b"test-secret",
         );
         assert_eq!(keys().verify(&token), Err(AuthError::Expired));
-    }
-
-    #[test]
-    fn ttls_read_as_people_write_them() {
-        assert_eq!(parse_ttl("8h"), Ok(Duration::from_secs(8 * 3600)));
-        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
-        assert!(parse_ttl("soon").is_err());
-        assert!(parse_ttl("0h").is_err());
     }
 
     const RS256_PRIVATE: &[u8] = include_bytes!("../tests/fixtures/jwt_rs256_test_private.pem");

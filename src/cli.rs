@@ -18,6 +18,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "FLEET_LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// TOML file of options, keyed by their long names (`listen = "0.0.0.0:8080"`); flags and
+    /// environment variables override it (see src/config.rs).
+    #[arg(long, global = true, env = "FLEET_LEDGER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +37,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Runs the HTTP service.
     Serve(ServeArgs),
+    /// Prints the configuration `serve` would run with (same flags, environment and --config
+    /// file), where each value came from, secrets redacted.
+    Config(ServeArgs),
     /// Prints a signed JWT for the configured secret.
     Token(TokenArgs),
     /// Measures the service end to end (`bench --scenario …`), or the event log alone
@@ -185,7 +193,7 @@ pub struct LimitArgs {
     pub max_in_flight: u32,
 
     /// Longest a request may run (e.g. 30s, 2m) before it is abandoned with a 503.
-    #[arg(long, env = "FLEET_LEDGER_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::auth::parse_ttl)]
+    #[arg(long, env = "FLEET_LEDGER_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::config::parse_duration)]
     pub request_timeout: std::time::Duration,
 }
 
@@ -213,8 +221,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: LimitArgs,
 
-    /// Time zone in which a plain date given as `as_of` ends (IANA name of a zone without
-    /// daylight saving, e.g. America/Bogota, or an offset such as -05:00).
+    /// Time zone in which a plain date given as `as_of` ends (an IANA name such as
+    /// America/Bogota or America/Sao_Paulo, whose offset on that date applies, or a fixed offset
+    /// such as -05:00).
     #[arg(long, env = "FLEET_LEDGER_TIME_ZONE", default_value = "America/Bogota")]
     pub time_zone: ServiceTimeZone,
 
@@ -240,6 +249,11 @@ pub struct ServeArgs {
     /// the events it spares). 0 turns snapshots off.
     #[arg(long, env = "FLEET_LEDGER_SNAPSHOT_EVERY", default_value_t = crate::store::snapshots::SNAPSHOT_EVERY_EVENTS_DEFAULT)]
     pub snapshot_every: u64,
+
+    /// `/readyz` answers 503 when a read model is more than this many events behind the log's
+    /// head (or is stalled); a smaller lag, as under steady writes, is still ready.
+    #[arg(long, env = "FLEET_LEDGER_READY_LAG_MAX", default_value_t = crate::settings::READY_LAG_MAX_EVENTS_DEFAULT)]
+    pub ready_lag_max: u64,
 }
 
 #[derive(Debug, Args)]
@@ -252,9 +266,9 @@ pub struct TokenArgs {
     #[arg(long = "role")]
     pub roles: Vec<String>,
 
-    /// Lifetime, e.g. 8h, 30m, 7d.
-    #[arg(long, default_value = "8h")]
-    pub ttl: String,
+    /// Lifetime, e.g. 8h, 30m, 7d, 1h 30m.
+    #[arg(long, default_value = "8h", value_parser = crate::config::parse_duration)]
+    pub ttl: std::time::Duration,
 
     /// Directory holding the generated JWT secret (ignored when FLEET_LEDGER_JWT_SECRET is set).
     #[arg(long, env = "FLEET_LEDGER_DATA_DIR", default_value = "./data")]

@@ -9,6 +9,7 @@ pub mod balances;
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
@@ -25,6 +26,7 @@ pub mod secret_file;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod webhooks;
 
 use axum::routing::{get, patch, post};
@@ -279,13 +281,17 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             http::limits::admit,
         ))
         .route_layer(axum::middleware::from_fn(http::auto_inspecao::error_format));
+    // Installed before the first request or append is counted.
+    telemetry::handle();
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
+        .route("/metrics", get(http::health::metrics))
         .merge(api)
         .merge(vehiculo)
         .merge(scraping)
         .merge(inspecoes)
+        .route_layer(axum::middleware::from_fn(http::middleware::matched_route))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(http::middleware::panic_response))

@@ -1,12 +1,11 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use fleet_ledger::cli::{
-    AnomaliasArgs, AnomaliasCommand, BenchArgs, BenchCommand, Cli, Command, LogFormat,
+    AnomaliasArgs, AnomaliasCommand, BenchArgs, BenchCommand, Command, LogFormat,
 };
 use fleet_ledger::settings::{LedgerSettings, WebhookSettings};
 use fleet_ledger::webhooks::seal::SealingKey;
-use fleet_ledger::{auth, bench, http, integrity, AppState};
+use fleet_ledger::{auth, bench, config, http, integrity, AppState};
 use tracing_subscriber::EnvFilter;
 
 // See Cargo.toml: glibc's malloc was a quarter of the CPU under load.
@@ -15,7 +14,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let loaded = config::load().unwrap_or_else(|error| error.exit());
+    if let Command::Config(_) = &loaded.cli.command {
+        print!("{}", loaded.describe());
+        return ExitCode::SUCCESS;
+    }
+    let cli = loaded.cli;
     // The bench runs the service in this process: its per-request info lines would bury the
     // progress line and the table (RUST_LOG still turns them on).
     // The integrity commands print their own report; info lines would only interleave.
@@ -60,6 +64,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     ..WebhookSettings::default()
                 },
                 snapshot_every_events: args.snapshot_every,
+                ready_lag_max_events: args.ready_lag_max,
             };
             if settings.webhooks.allow_private {
                 tracing::warn!(
@@ -87,6 +92,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!("shut down cleanly");
             Ok(())
         }
+        Command::Config(_) => Ok(()),
         Command::Token(args) => {
             let keys = auth::JwtKeys::load(&args.jwt.settings(), &args.data_dir)?;
             let roles = args
@@ -98,8 +104,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let ttl = auth::parse_ttl(&args.ttl)?;
-            println!("{}", keys.try_issue(&args.sub, &roles, ttl)?);
+            println!("{}", keys.try_issue(&args.sub, &roles, args.ttl)?);
             Ok(())
         }
         Command::Bench(BenchArgs {

@@ -3,66 +3,95 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::FixedOffset;
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
 use crate::webhooks::seal::SealingKey;
 
-/// Zones the operators work in. Only zones without daylight saving are listed: a date's end of
-/// day then has one unambiguous instant.
-const ZONES: &[(&str, i32)] = &[
-    ("America/Bogota", -5),
-    ("America/Lima", -5),
-    ("America/Guayaquil", -5),
-    ("America/Panama", -5),
-    ("America/Mexico_City", -6),
-    ("America/Guatemala", -6),
-    ("America/Costa_Rica", -6),
-    ("America/El_Salvador", -6),
-    ("America/Tegucigalpa", -6),
-    ("America/Caracas", -4),
-    ("America/La_Paz", -4),
-    ("America/Santo_Domingo", -4),
-    ("America/Argentina/Buenos_Aires", -3),
-    ("America/Sao_Paulo", -3),
-    ("America/Montevideo", -3),
-    ("UTC", 0),
-];
-
-/// The service's time zone: when a plain date given as `as_of` ends.
+/// The service's time zone: when a plain date given as `as_of` (or `desde`/`hasta`) begins and
+/// ends. An IANA zone keeps its history, so a date in 2018 ends at the offset in force in 2018.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceTimeZone {
     pub name: String,
-    pub offset: FixedOffset,
+    zone: Zone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zone {
+    Named(Tz),
+    Fixed(FixedOffset),
+}
+
+impl ServiceTimeZone {
+    /// The instant `local` names on the zone's clock. In a gap (a clock moved forward: Brazil's
+    /// daylight saving began at midnight) the first instant after it; when the clock moved back
+    /// and `local` happened twice, the earlier with `Earliest`, the later with `Latest`.
+    pub fn instant(&self, local: NaiveDateTime, pick: Pick) -> Option<DateTime<Utc>> {
+        match self.zone {
+            Zone::Fixed(offset) => resolve(offset.from_local_datetime(&local), pick),
+            Zone::Named(tz) => resolve(tz.from_local_datetime(&local), pick).or_else(|| {
+                // A gap: the offset in force before it, applied to the missing local time, is
+                // the instant the clock jumped at.
+                let before = tz
+                    .from_local_datetime(&(local - chrono::Duration::hours(3)))
+                    .earliest()?;
+                let offset = before.offset().fix();
+                resolve(offset.from_local_datetime(&local), pick)
+            }),
+        }
+    }
+}
+
+/// Which of two instants a local time that happened twice means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Earliest,
+    Latest,
+}
+
+fn resolve<T: TimeZone>(local: LocalResult<DateTime<T>>, pick: Pick) -> Option<DateTime<Utc>> {
+    let chosen = match (local, pick) {
+        (LocalResult::Single(at), _) => at,
+        (LocalResult::Ambiguous(early, _), Pick::Earliest) => early,
+        (LocalResult::Ambiguous(_, late), Pick::Latest) => late,
+        (LocalResult::None, _) => return None,
+    };
+    Some(chosen.with_timezone(&Utc))
 }
 
 impl FromStr for ServiceTimeZone {
     type Err = String;
 
-    /// An IANA name from the list above, or a fixed offset such as `-05:00`.
+    /// An IANA name (any letter case) of the tz database's American zones or UTC, or a fixed
+    /// offset such as `-05:00`.
     fn from_str(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
-        if let Some((name, hours)) = ZONES
+        if let Some(tz) = chrono_tz::TZ_VARIANTS
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(raw))
+            .find(|tz| tz.name().eq_ignore_ascii_case(raw))
         {
-            let offset = FixedOffset::east_opt(hours * 3600).ok_or("invalid offset")?;
             return Ok(Self {
-                name: name.to_string(),
-                offset,
+                name: tz.name().to_string(),
+                zone: Zone::Named(*tz),
             });
         }
         let offset = FixedOffset::from_str(raw).map_err(|_| {
-            let names: Vec<&str> = ZONES.iter().map(|(name, _)| *name).collect();
             format!(
-                "unknown time zone {raw:?}: use one of {} or an offset such as -05:00",
-                names.join(", ")
+                "unknown time zone {raw:?}: use an IANA name such as America/Bogota or \
+                 America/Sao_Paulo, or an offset such as -05:00"
             )
         })?;
         Ok(Self {
             name: raw.to_string(),
-            offset,
+            zone: Zone::Fixed(offset),
         })
+    }
+}
+
+impl std::fmt::Display for ServiceTimeZone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
     }
 }
 
@@ -74,7 +103,14 @@ pub struct LedgerSettings {
     pub webhooks: WebhookSettings,
     /// Events between snapshots of a stream's aggregate (`--snapshot-every`); 0 turns them off.
     pub snapshot_every_events: u64,
+    /// `/readyz` answers 503 when a projection is more than this many events behind the log's
+    /// head (`--ready-lag-max`).
+    pub ready_lag_max_events: u64,
 }
+
+/// Events a projection may trail the head by and still be ready: steady writes keep every
+/// projection a batch or two behind the newest commit, which is no reason to leave the pool.
+pub const READY_LAG_MAX_EVENTS_DEFAULT: u64 = 1_000;
 
 impl Default for LedgerSettings {
     fn default() -> Self {
@@ -83,6 +119,7 @@ impl Default for LedgerSettings {
             saldo_critico_cop: Decimal::from(-500_000),
             webhooks: WebhookSettings::default(),
             snapshot_every_events: crate::store::snapshots::SNAPSHOT_EVERY_EVENTS_DEFAULT,
+            ready_lag_max_events: READY_LAG_MAX_EVENTS_DEFAULT,
         }
     }
 }
@@ -130,13 +167,62 @@ impl Default for WebhookSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
+
+    fn end_of(zone: &str, date: &str) -> DateTime<Utc> {
+        let zone: ServiceTimeZone = zone.parse().unwrap();
+        let local = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(23, 0, 0)
+            .unwrap();
+        zone.instant(local, Pick::Latest).unwrap()
+    }
 
     #[test]
-    fn zones_are_named_or_fixed_offsets() {
+    fn zones_are_named_in_any_case_or_fixed_offsets() {
         let bogota: ServiceTimeZone = "america/bogota".parse().unwrap();
-        assert_eq!(bogota.offset, FixedOffset::west_opt(5 * 3600).unwrap());
+        assert_eq!(bogota.name, "America/Bogota");
         let fixed: ServiceTimeZone = "-03:00".parse().unwrap();
-        assert_eq!(fixed.offset, FixedOffset::west_opt(3 * 3600).unwrap());
-        assert!("America/Santiago".parse::<ServiceTimeZone>().is_err());
+        assert_eq!(
+            fixed.zone,
+            Zone::Fixed(FixedOffset::west_opt(3 * 3600).unwrap())
+        );
+        assert!("Mars/Olympus_Mons".parse::<ServiceTimeZone>().is_err());
+    }
+
+    #[test]
+    fn a_past_date_ends_at_the_offset_in_force_on_that_date() {
+        // São Paulo kept daylight saving (-02:00) in January 2018; Brazil abolished it in 2019.
+        assert_eq!(
+            end_of("America/Sao_Paulo", "2018-01-15").to_rfc3339(),
+            "2018-01-16T01:00:00+00:00"
+        );
+        assert_eq!(
+            end_of("America/Sao_Paulo", "2020-01-15").to_rfc3339(),
+            "2020-01-16T02:00:00+00:00"
+        );
+        // Santiago still changes: -03:00 in its summer, -04:00 in its winter.
+        assert_eq!(
+            end_of("America/Santiago", "2024-01-15").to_rfc3339(),
+            "2024-01-16T02:00:00+00:00"
+        );
+        assert_eq!(
+            end_of("America/Santiago", "2024-07-15").to_rfc3339(),
+            "2024-07-16T03:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_midnight_skipped_by_the_clock_means_the_instant_it_jumped_at() {
+        // 2018-11-04 00:00 did not happen in São Paulo: the clocks went from 23:59:59 to 01:00.
+        let zone: ServiceTimeZone = "America/Sao_Paulo".parse().unwrap();
+        let midnight = NaiveDate::from_ymd_opt(2018, 11, 4)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        assert_eq!(
+            zone.instant(midnight, Pick::Earliest).unwrap().to_rfc3339(),
+            "2018-11-04T03:00:00+00:00"
+        );
     }
 }

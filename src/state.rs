@@ -179,6 +179,8 @@ impl AppState {
         settings: LedgerSettings,
         projections: Vec<Arc<dyn Projection>>,
     ) -> Result<Self, StartupError> {
+        // Installed before the first append is counted.
+        crate::telemetry::handle();
         if !location.is_postgres() {
             if let Some(dir) = location
                 .log_url

@@ -830,7 +830,7 @@ async fn the_statement_and_reconciliation_show_where_reports_disagree(app: TestA
     let csv = body.as_str().unwrap();
     assert_eq!(
         csv.lines().nth(1),
-        Some("1,\"Estación Central\",350000,340000,-10000,3,2024-03-03,350000,340000,-10000")
+        Some("1,Estación Central,350000,340000,-10000,3,2024-03-03,350000,340000,-10000")
     );
 }
 

@@ -17,7 +17,6 @@ use aggregates::amount::{parse_amount, AMOUNT_ABS_MAX, SCALE_MAX};
 use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::http::{Method, Request};
-use chrono::FixedOffset;
 use fleet_ledger::auth::{JwtKeys, Role};
 use fleet_ledger::http::error::ApiError;
 use fleet_ledger::http::extract::{nested_deeper_than, JsonBody, JSON_DEPTH_MAX};
@@ -216,7 +215,9 @@ proptest! {
         "[0-9T:+Z-]{0,30}",
     ]) {
         let params: HashMap<String, String> = HashMap::from([("p".to_string(), raw.clone())]);
-        let offset = FixedOffset::west_opt(5 * 3600).expect("a valid offset");
+        // A zone whose clocks changed: dates in its gaps and overlaps must parse or refuse too.
+        let zone: fleet_ledger::settings::ServiceTimeZone =
+            "America/Sao_Paulo".parse().expect("a known zone");
         let outcomes: Vec<Result<(), ApiError>> = vec![
             id_list_param(&params, "p").map(|list| {
                 assert!(list.is_none_or(|l| !l.is_empty() && l.len() <= 100))
@@ -228,7 +229,7 @@ proptest! {
                 .map(|_| ()),
             date_param(&params, "p").map(|_| ()),
             positive_param(&params, "p", 1).map(|n| assert!(n >= 1)),
-            as_of_param(&params, offset).map(|_| ()),
+            as_of_param(&params, &zone).map(|_| ()),
             query_id(params.get("p"), "p").map(|id| assert!(id.is_none_or(|id| id >= 1))),
             fleet_ledger::http::parse_id(&raw, "x").map(|id| assert!(id >= 1)),
         ];

@@ -28,7 +28,9 @@ fn command(dir: &Path) -> Command {
         .env_remove("FLEET_LEDGER_LOG_FORMAT")
         .env_remove("FLEET_LEDGER_JWT_ISSUER")
         .env_remove("FLEET_LEDGER_JWT_AUDIENCE")
-        .env_remove("FLEET_LEDGER_JWT_PUBLIC_KEY");
+        .env_remove("FLEET_LEDGER_JWT_PUBLIC_KEY")
+        .env_remove("FLEET_LEDGER_CONFIG")
+        .env_remove("FLEET_LEDGER_READY_LAG_MAX");
     command
 }
 
@@ -228,6 +230,66 @@ fn a_short_jwt_secret_stops_serve_with_a_message_naming_it() {
         !dir.path().join("data/ledger.db").exists(),
         "nothing is opened before the keys are good"
     );
+}
+
+#[test]
+fn a_bad_value_stops_serve_with_a_message_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .env("FLEET_LEDGER_READY_LAG_MAX", "lots")
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid value 'lots' for '--ready-lag-max <READY_LAG_MAX>'"),
+        "{stderr}"
+    );
+    let file = dir.path().join("fleet-ledger.toml");
+    std::fs::write(&file, "request_timeout = \"soon\"\n").unwrap();
+    let output = command(dir.path())
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fleet-ledger.toml"), "{stderr}");
+    assert!(stderr.contains("--request-timeout"), "{stderr}");
+    assert!(
+        !dir.path().join("data/ledger.db").exists(),
+        "nothing is opened before the configuration is good"
+    );
+}
+
+#[test]
+fn config_prints_the_effective_configuration_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet-ledger.toml");
+    std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nready_lag_max = 64\n").unwrap();
+    let output = command(dir.path())
+        .env(
+            "FLEET_LEDGER_JWT_SECRET",
+            "a-jwt-secret-of-at-least-32-bytes-long",
+        )
+        .env("DATABASE_URL", "postgres://app:pg-password@db:5432/ledger")
+        .env("FLEET_LEDGER_READY_LAG_MAX", "32")
+        .args(["config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("a-jwt-secret"), "{text}");
+    assert!(!text.contains("pg-password"), "{text}");
+    for line in [
+        "listen = \"0.0.0.0:9000\"  # configuration file\n",
+        "ready_lag_max = 32  # environment FLEET_LEDGER_READY_LAG_MAX\n",
+        "database_url = \"postgres://app:***@db:5432/ledger\"  # environment DATABASE_URL\n",
+        "request_timeout = \"30s\"  # default\n",
+        "# jwt_secret = \"<redacted>\"  # environment FLEET_LEDGER_JWT_SECRET, redacted\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
 }
 
 #[test]

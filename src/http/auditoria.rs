@@ -73,7 +73,7 @@ pub async fn subject_state(
 ) -> Result<Json<Value>, ApiError> {
     require_auditor(&context)?;
     let subject = subject(&tipo, &id)?;
-    let as_of = as_of_param(&params, state.settings.time_zone.offset)?;
+    let as_of = as_of_param(&params, &state.settings.time_zone)?;
     let as_of_text = as_of.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
     let Some(found) = audit::subject_state(state.log.as_ref(), &subject, as_of).await? else {
         return Err(ApiError::NotFound(match &as_of_text {
@@ -116,7 +116,7 @@ pub async fn actor_events(
             "Invalid value for sub: expected 1 to {SUB_LEN_MAX} characters without control characters"
         )));
     }
-    let zone = state.settings.time_zone.offset;
+    let zone = &state.settings.time_zone;
     let desde_instant = instant_param(&params, "desde", zone, DayEdge::Start)?;
     let hasta_instant = instant_param(&params, "hasta", zone, DayEdge::End)?;
     if let (Some(desde), Some(hasta)) = (desde_instant, hasta_instant) {

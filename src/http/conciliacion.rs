@@ -106,7 +106,7 @@ pub async fn reconcile(
     if wants_csv {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            csv(&report),
+            csv(&report)?,
         )
             .into_response());
     }
@@ -128,36 +128,98 @@ pub async fn reconcile(
 
 /// One line per discrepancy (a station without any still gets its summary line), so the
 /// accountant can filter and sum in a spreadsheet.
-fn csv(report: &[Reconciliation]) -> String {
-    let text =
+fn csv(report: &[Reconciliation]) -> Result<Vec<u8>, ApiError> {
+    let amount =
         |value: Option<rust_decimal::Decimal>| value.map(|d| d.to_string()).unwrap_or_default();
-    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let mut out = String::from(
-        "bomba_id,nombre_bomba,saldo_calculado,saldo_reportado,diferencia,\
-         movimiento_id,fecha,saldo_calculado_movimiento,saldo_reportado_movimiento,diferencia_movimiento\n",
-    );
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let write_error = |e: csv::Error| ApiError::internal(format!("writing CSV: {e}"));
+    out.write_record([
+        "bomba_id",
+        "nombre_bomba",
+        "saldo_calculado",
+        "saldo_reportado",
+        "diferencia",
+        "movimiento_id",
+        "fecha",
+        "saldo_calculado_movimiento",
+        "saldo_reportado_movimiento",
+        "diferencia_movimiento",
+    ])
+    .map_err(write_error)?;
     for station in report {
-        let summary = format!(
-            "{},{},{},{},{}",
-            station.bomba_id,
-            quoted(&station.nombre_bomba),
-            station.saldo_calculado,
-            text(station.saldo_reportado),
-            text(station.diferencia())
-        );
+        let summary = [
+            station.bomba_id.to_string(),
+            spreadsheet_text(&station.nombre_bomba),
+            station.saldo_calculado.to_string(),
+            amount(station.saldo_reportado),
+            amount(station.diferencia()),
+        ];
         if station.discrepancias.is_empty() {
-            out.push_str(&format!("{summary},,,,,\n"));
+            let empty = std::iter::repeat_n(String::new(), 5);
+            out.write_record(summary.iter().cloned().chain(empty))
+                .map_err(write_error)?;
         }
         for line in &station.discrepancias {
-            out.push_str(&format!(
-                "{summary},{},{},{},{},{}\n",
-                line.movement.id,
-                line.movement.fecha,
-                line.saldo_calculado,
-                text(line.movement.saldo_disponible),
-                text(line.diferencia)
-            ));
+            let movement = [
+                line.movement.id.to_string(),
+                line.movement.fecha.to_string(),
+                line.saldo_calculado.to_string(),
+                amount(line.movement.saldo_disponible),
+                amount(line.diferencia),
+            ];
+            out.write_record(summary.iter().chain(&movement))
+                .map_err(write_error)?;
         }
     }
-    out
+    out.into_inner()
+        .map_err(|e| ApiError::internal(format!("writing CSV: {e}")))
+}
+
+/// Free text as a spreadsheet cell: text that begins like a formula (`=`, `+`, `-`, `@`, a tab
+/// or a carriage return) gets a leading `'`, so a station named `=HYPERLINK(…)` opens as text
+/// instead of running (OWASP's CSV injection advice). Only free text: amounts are written as
+/// numbers, so a negative one stays a number.
+fn spreadsheet_text(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn formula_like_names_are_neutralised_and_negative_amounts_stay_numbers() {
+        let report = [
+            Reconciliation {
+                bomba_id: 7,
+                nombre_bomba: "=HYPERLINK(\"http://x\",\"y\")".into(),
+                saldo_calculado: Decimal::from(-25_000),
+                saldo_reportado: Some(Decimal::from(-30_000)),
+                discrepancias: Vec::new(),
+            },
+            Reconciliation {
+                bomba_id: 8,
+                nombre_bomba: "Estación, Norte".into(),
+                saldo_calculado: Decimal::from(100),
+                saldo_reportado: None,
+                discrepancias: Vec::new(),
+            },
+        ];
+        let text = String::from_utf8(csv(&report).unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "7,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-25000,-30000,-5000,,,,,"
+        );
+        assert_eq!(lines[2], "8,\"Estación, Norte\",100,,,,,,,");
+        for cell in ["@SUM(A1)", "+1", "-1", "\tx", "\rx"] {
+            assert_eq!(spreadsheet_text(cell), format!("'{cell}"));
+        }
+        assert_eq!(spreadsheet_text("Central"), "Central");
+    }
 }

@@ -23,7 +23,7 @@ pub async fn trial_balance(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let as_of = as_of_param(&params, state.settings.time_zone.offset)?.unwrap_or_else(Utc::now);
+    let as_of = as_of_param(&params, &state.settings.time_zone)?.unwrap_or_else(Utc::now);
     let accounts = ledger::trial_balance(&state.read_models, as_of).await?;
     let total_debe: Decimal = accounts.iter().map(|a| a.debe).sum();
     let total_haber: Decimal = accounts.iter().map(|a| a.haber).sum();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use aggregates::amount::{parse_amount, DecimalError, SCALE_MAX};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
@@ -13,6 +13,7 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::extract::echo;
+use crate::settings::{Pick, ServiceTimeZone};
 
 /// Whose words a refusal is written in. The registry endpoints answer in their own Spanish;
 /// seed 004's records answer as the seed's service (Node over PostgreSQL) does, with
@@ -542,7 +543,7 @@ pub fn positive_param(
 /// `as_of`: an RFC 3339 instant, or a date meaning the end of that day in the service's zone.
 pub fn as_of_param(
     params: &HashMap<String, String>,
-    zone: FixedOffset,
+    zone: &ServiceTimeZone,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
     instant_param(params, "as_of", zone, DayEdge::End)
 }
@@ -561,7 +562,7 @@ pub enum DayEdge {
 pub fn instant_param(
     params: &HashMap<String, String>,
     name: &str,
-    zone: FixedOffset,
+    zone: &ServiceTimeZone,
     edge: DayEdge,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(raw) = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
@@ -575,18 +576,19 @@ pub fn instant_param(
             "Invalid value for {name}: {raw} (expected an RFC 3339 instant or YYYY-MM-DD)"
         ))
     })?;
-    let time = match edge {
-        DayEdge::Start => NaiveTime::MIN,
-        DayEdge::End => {
-            NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time")
-        }
+    // The zone's offset on that date, not today's: a date before a change of daylight saving
+    // ends when it ended then.
+    let (time, pick) = match edge {
+        DayEdge::Start => (NaiveTime::MIN, Pick::Earliest),
+        DayEdge::End => (
+            NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time"),
+            Pick::Latest,
+        ),
     };
-    let instant = date
-        .and_time(time)
-        .and_local_timezone(zone)
-        .single()
+    let instant = zone
+        .instant(date.and_time(time), pick)
         .ok_or_else(|| bad(format!("Invalid value for {name}: {raw}")))?;
-    Ok(Some(instant.with_timezone(&Utc)))
+    Ok(Some(instant))
 }
 
 #[cfg(test)]

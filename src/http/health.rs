@@ -19,8 +19,20 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 once the store answers and every projection has folded the whole log; 503 until then. A
-/// stalled projection is named with the position it cannot pass and the error, in its entry of
+/// `GET /metrics`: Prometheus' text exposition format (see [`crate::telemetry`]). No token: a
+/// scraper on the operators' network reads counts and positions, never ledger data.
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(&state).await,
+    )
+}
+
+/// 200 once the store answers and every projection is within `--ready-lag-max` events of the
+/// log's head; 503 until then, and whenever a projection is stalled. A stalled projection is named with the position it cannot pass and the error, in its entry of
 /// `projections` and in `reason`.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     // A write acknowledged just before is folded within milliseconds; an orchestrator's probe
@@ -57,13 +69,25 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     if let Some(reason) = stalled_reason(&projections) {
         body["reason"] = json!(reason);
     }
-    let status = if projections.iter().any(|p| p.position < head) {
+    let lag_max = state.settings.ready_lag_max_events;
+    body["lag_max"] = json!(lag_max);
+    let status = if is_ready(&projections, head, lag_max) {
+        StatusCode::OK
+    } else {
         body["status"] = json!("catching_up");
         StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
     };
     (status, Json(body))
+}
+
+/// Ready when no projection is stalled and none is more than `lag_max_events` behind `head`.
+/// Under steady writes every projection is always a few events behind the newest commit; only a
+/// lag past the threshold (or a projection that cannot move at all) takes the instance out.
+fn is_ready(projections: &[ProjectionStatus], head: i64, lag_max_events: u64) -> bool {
+    projections.iter().all(|p| {
+        let lag = u64::try_from(head - p.position).unwrap_or(0);
+        p.stalled.is_none() && lag <= lag_max_events
+    })
 }
 
 /// `projection tanqueos is stalled at position 12: …` for each stalled projection.
@@ -171,4 +195,41 @@ fn projection_view(status: ProjectionStatus, head: i64, rebuild: Option<&Rebuild
     view["last_error"] = json!(last_error);
     view["rebuild"] = json!(rebuild);
     view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Stall;
+
+    fn at(position: i64) -> ProjectionStatus {
+        ProjectionStatus {
+            name: "saldos",
+            position,
+            status: "catching_up",
+            stalled: None,
+        }
+    }
+
+    #[test]
+    fn a_lag_within_the_threshold_is_ready_and_one_past_it_is_not() {
+        assert!(is_ready(&[at(100), at(90)], 100, 10));
+        assert!(!is_ready(&[at(100), at(89)], 100, 10));
+        assert!(is_ready(&[at(100)], 100, 0));
+        assert!(!is_ready(&[at(99)], 100, 0));
+    }
+
+    #[test]
+    fn a_stalled_projection_is_never_ready_however_small_its_lag() {
+        let stalled = ProjectionStatus {
+            stalled: Some(Stall {
+                position: 100,
+                error: "cannot fold".into(),
+                since: chrono::Utc::now(),
+                attempts: 3,
+            }),
+            ..at(99)
+        };
+        assert!(!is_ready(&[stalled], 100, 1_000));
+    }
 }

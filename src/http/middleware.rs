@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -37,6 +37,16 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!("request", request_id = %id, %method, %path);
     let mut response = next.run(request).instrument(span.clone()).await;
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    crate::telemetry::record_request(
+        route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
@@ -51,6 +61,20 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         response
             .headers_mut()
             .insert(READ_MODELS_LAG_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The route label of requests no route matched (404s): one label, however many paths are tried.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Hands the matched route template (`/api/bombas/{id}`) to [`request_id`] through the response:
+/// it is known only once routing ran, inside the layers that wrap the whole router.
+pub async fn matched_route(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
     }
     response
 }

@@ -25,7 +25,7 @@ pub async fn station_balance(
 ) -> Result<Json<Value>, ApiError> {
     let bomba_id = parse_id(&raw_id, "la bomba")?;
     require_station(&state, bomba_id).await?;
-    let as_of = as_of_param(&params, state.settings.time_zone.offset)?;
+    let as_of = as_of_param(&params, &state.settings.time_zone)?;
     let fecha_corte = date_param(&params, "fecha_corte")?;
     let balance = balances::balance(&state, head, bomba_id, as_of, fecha_corte).await?;
     Ok(Json(json!({

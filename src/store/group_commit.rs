@@ -522,6 +522,23 @@ async fn run_writer<W: BatchWriter>(
         );
         match written {
             Ok((outcomes, new_head)) => {
+                let previous_head = *head.borrow();
+                crate::telemetry::record_batch(
+                    requests.len(),
+                    started.elapsed(),
+                    requests
+                        .iter()
+                        .zip(&outcomes)
+                        .filter_map(|(request, outcome)| match outcome {
+                            // A repeated append answers its first positions: nothing new.
+                            Ok(appended) if appended.first_position > previous_head => {
+                                Some(request)
+                            }
+                            _ => None,
+                        })
+                        .flat_map(|request| &request.events)
+                        .map(|event| event.event_type.as_str()),
+                );
                 head.send_if_modified(|current| {
                     let moved = new_head > *current;
                     *current = (*current).max(new_head);

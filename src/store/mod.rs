@@ -349,6 +349,29 @@ pub trait EventLog: IdempotencyStore + Send + Sync {
     fn writer_unhealthy(&self) -> Option<String> {
         None
     }
+
+    /// The readers' connection pool as `/metrics` shows it.
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage::default()
+    }
+}
+
+/// Connections of one pool: open ones, the idle among them, and the most it may open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl PoolUsage {
+    pub fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        Self {
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
 }
 
 pub type SharedLog = Arc<dyn EventLog>;
@@ -657,6 +680,10 @@ macro_rules! impl_event_log {
 
             fn writer_unhealthy(&self) -> Option<String> {
                 self.writer.unhealthy()
+            }
+
+            fn pool_usage(&self) -> $crate::store::PoolUsage {
+                $crate::store::PoolUsage::of(&self.readers)
             }
         }
     };
