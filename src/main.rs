@@ -13,6 +13,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One rustls crypto provider for the whole process, before anything builds a TLS config.
+    // With the `kurrentdb` feature rustls is compiled with aws-lc too, and then a config built
+    // without a process default panics; the KurrentDB client's own attempt to install aws-lc
+    // at its first connection finds ring already there and leaves it (it ignores the refusal).
+    // Webhooks name ring explicitly, so either way nothing depends on which one won. Ring for
+    // the reason src/webhooks/client.rs gives (its deprecation is about post-quantum key
+    // exchange only).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // The bench runs the service in this process: its per-request info lines would bury the
     // progress line and the table (RUST_LOG still turns them on).

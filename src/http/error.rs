@@ -143,11 +143,21 @@ impl ApiError {
     }
 }
 
+/// The answer to an Idempotency-Key on a log that keeps no keys.
+pub const IDEMPOTENCY_KEY_NOT_KEPT: &str =
+    "Este despliegue guarda el log de eventos en KurrentDB, \
+     que no conserva Idempotency-Key; envíe la solicitud sin ese encabezado";
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         if let StoreError::KeyClaimed { .. } = error {
             // Another instance runs a request with this Idempotency-Key.
             return IdempotencyError::InFlight.into();
+        }
+        if let StoreError::NotSupported { .. } = error {
+            // Only a keyed request reaches a part the log lacks (a KurrentDB log keeps no
+            // Idempotency-Key records): the same request without the header succeeds.
+            return Self::Unprocessable(IDEMPOTENCY_KEY_NOT_KEPT.to_string());
         }
         Self::server_side(error.is_outage(), error)
     }
