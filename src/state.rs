@@ -381,3 +381,42 @@ impl AppState {
         self.read_models.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kurrentdb_log_keeps_its_read_models_where_told_or_under_the_data_dir() {
+        let url = "esdb://127.0.0.1:2113?tls=false";
+        let beside =
+            StoreLocation::resolve_with_read_models(Path::new("/srv/fleet"), Some(url), None);
+        assert_eq!(beside.log_url, url);
+        assert_eq!(
+            beside.read_models_url,
+            "sqlite:///srv/fleet/read_models.db?mode=rwc"
+        );
+        assert!(!beside.is_sqlite() && !beside.is_postgres());
+
+        let apart = StoreLocation::resolve_with_read_models(
+            Path::new("/srv/fleet"),
+            Some(url),
+            Some("postgres://fleet@db/read_models"),
+        );
+        assert_eq!(apart.log_url, url);
+        assert_eq!(apart.read_models_url, "postgres://fleet@db/read_models");
+    }
+
+    #[test]
+    fn without_read_models_url_the_sql_stores_resolve_as_before() {
+        let pg = "postgres://fleet@db/fleet";
+        let location = StoreLocation::resolve_with_read_models(Path::new("d"), Some(pg), Some(" "));
+        assert_eq!(
+            (location.log_url.as_str(), location.read_models_url.as_str()),
+            (pg, pg)
+        );
+        let sqlite = StoreLocation::resolve(Path::new("d"), None);
+        assert!(sqlite.is_sqlite());
+        assert_eq!(sqlite.log_url, "sqlite://d/ledger.db");
+    }
+}

@@ -32,6 +32,13 @@
 //!   for `position > checkpoint` next.
 //!
 //! Reading resumes at `Position { commit: p, prepare: p }` and skips what is at or before `p`.
+//! For a position the log handed out (a checkpoint, a feed's `siguiente_posicion` or
+//! `Last-Event-ID`) that is a record's own position: an append's events carry the position of
+//! its first record as their commit position. A number in between (a client's own
+//! `desde_posicion`, or `first_position - 1` after an append, as the refuel handler reads its
+//! own events back) leaves the server to find the next record from there; that is untested
+//! here, where no server runs. Lag figures (`/readyz`, consumers) are `head - checkpoint`:
+//! bytes of log on KurrentDB, not events; zero still means caught up.
 //! The checkpoints stay in the read-models database, in the same transaction as the changes.
 //! The head is the newest non-system event of `$all`, followed by a subscription to `$all`
 //! from its end, so appends by other processes move [`EventLog::watch_head`] too.
