@@ -263,3 +263,25 @@ impl From<RegistryError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a log that keeps no keys (KurrentDB), a keyed request is the caller's to change: a 422
+    /// that says how, not a 500.
+    #[test]
+    fn an_idempotency_key_the_log_cannot_keep_is_422_saying_to_drop_it() {
+        let refused: ApiError = IdempotencyError::Store(StoreError::NotSupported {
+            backend: "kurrentdb",
+            what: "Idempotency-Key records",
+        })
+        .into();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            refused.public_message(),
+            "Este despliegue guarda el log de eventos en KurrentDB, que no conserva \
+             Idempotency-Key; envíe la solicitud sin ese encabezado"
+        );
+    }
+}
