@@ -144,10 +144,18 @@ pub struct StoreArgs {
     #[arg(long, env = "FLEET_LEDGER_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// `postgres://…` switches to PostgreSQL; a `sqlite://…` URL or path picks the SQLite file.
+    /// `postgres://…` switches to PostgreSQL, `esdb://…` or `kurrentdb://…` to a KurrentDB log
+    /// (built with the feature `kurrentdb`); a `sqlite://…` URL or path picks the SQLite file.
     /// Without it the SQLite store lives under --data-dir.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// Where the read models and their checkpoints live (`sqlite://…` or `postgres://…`) when
+    /// they should not share the log's database: needed with a KurrentDB log (`esdb://…`,
+    /// `kurrentdb://…`, built with the feature `kurrentdb`), which keeps no read models; SQLite
+    /// under --data-dir without it.
+    #[arg(long, env = "FLEET_LEDGER_READ_MODELS_URL")]
+    pub read_models_url: Option<String>,
 }
 
 /// How bearer tokens are checked; `serve` and `token` read the same flags, so `token` signs what
@@ -170,7 +178,11 @@ pub struct JwtArgs {
 
 impl StoreArgs {
     pub fn location(&self) -> crate::StoreLocation {
-        crate::StoreLocation::resolve(&self.data_dir, self.database_url.as_deref())
+        crate::StoreLocation::resolve_with_read_models(
+            &self.data_dir,
+            self.database_url.as_deref(),
+            self.read_models_url.as_deref(),
+        )
     }
 }
 

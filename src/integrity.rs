@@ -61,7 +61,10 @@ pub enum IntegrityError {
     Output(std::io::Error),
     #[error("{0} already exists: a backup never overwrites a file")]
     BackupExists(PathBuf),
-    #[error("backup copies the embedded SQLite store; for PostgreSQL use pg_dump")]
+    #[error(
+        "backup copies the embedded SQLite store; for PostgreSQL use pg_dump, for KurrentDB its \
+         own backup of the database directory"
+    )]
     BackupNeedsSqlite,
     #[error(
         "this log has no hash chain yet (it predates migration 0004): start the service on it \
@@ -576,7 +579,7 @@ pub async fn backup(
     file: &Path,
     out: &mut impl Write,
 ) -> Result<BackupSummary, IntegrityError> {
-    if location.is_postgres() {
+    if !location.is_sqlite() {
         return Err(IntegrityError::BackupNeedsSqlite);
     }
     create_parent(file)?;

@@ -14,6 +14,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One rustls crypto provider for the whole process, before anything builds a TLS config.
+    // With the `kurrentdb` feature rustls is compiled with aws-lc too, and then a config built
+    // without a process default panics; the KurrentDB client's own attempt to install aws-lc
+    // at its first connection finds ring already there and leaves it (it ignores the refusal).
+    // Webhooks name ring explicitly, so either way nothing depends on which one won. Ring for
+    // the reason src/webhooks/client.rs gives (its deprecation is about post-quantum key
+    // exchange only).
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let loaded = config::load().unwrap_or_else(|error| error.exit());
     if let Command::Config(_) = &loaded.cli.command {
         print!("{}", loaded.describe());

@@ -42,7 +42,33 @@ impl StoreLocation {
     /// PostgreSQL when `database_url` names it; otherwise SQLite files under `data_dir` (or at the
     /// SQLite path `database_url` names, with the read models in a sibling file).
     pub fn resolve(data_dir: &Path, database_url: Option<&str>) -> Self {
+        Self::resolve_with_read_models(data_dir, database_url, None)
+    }
+
+    /// [`Self::resolve`], with the read models at `read_models_url` when given. A KurrentDB log
+    /// (`esdb://…`, `kurrentdb://…`) keeps no read models: they go to `read_models_url`, or to
+    /// SQLite under `data_dir` without it.
+    pub fn resolve_with_read_models(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        read_models_url: Option<&str>,
+    ) -> Self {
+        let mut location = Self::resolve_log(data_dir, database_url);
+        if let Some(url) = read_models_url.filter(|url| !url.trim().is_empty()) {
+            location.read_models_url = url.to_string();
+        }
+        location
+    }
+
+    fn resolve_log(data_dir: &Path, database_url: Option<&str>) -> Self {
         match database_url.filter(|url| !url.trim().is_empty()) {
+            Some(url) if store::is_kurrentdb(url) => Self {
+                log_url: url.to_string(),
+                read_models_url: format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("read_models.db").display()
+                ),
+            },
             Some(url) if store::is_postgres(url) => Self {
                 log_url: url.to_string(),
                 read_models_url: url.to_string(),
@@ -70,6 +96,11 @@ impl StoreLocation {
 
     pub fn is_postgres(&self) -> bool {
         store::is_postgres(&self.log_url)
+    }
+
+    /// Whether the log is a SQLite file (whose directory is made when missing).
+    pub fn is_sqlite(&self) -> bool {
+        !self.is_postgres() && !store::is_kurrentdb(&self.log_url)
     }
 }
 
@@ -181,7 +212,7 @@ impl AppState {
     ) -> Result<Self, StartupError> {
         // Installed before the first append is counted.
         crate::telemetry::handle();
-        if !location.is_postgres() {
+        if location.is_sqlite() {
             if let Some(dir) = location
                 .log_url
                 .trim_start_matches("sqlite://")
@@ -350,5 +381,44 @@ impl AppState {
         self.runner.shutdown().await;
         self.log.shutdown().await;
         self.read_models.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kurrentdb_log_keeps_its_read_models_where_told_or_under_the_data_dir() {
+        let url = "esdb://127.0.0.1:2113?tls=false";
+        let beside =
+            StoreLocation::resolve_with_read_models(Path::new("/srv/fleet"), Some(url), None);
+        assert_eq!(beside.log_url, url);
+        assert_eq!(
+            beside.read_models_url,
+            "sqlite:///srv/fleet/read_models.db?mode=rwc"
+        );
+        assert!(!beside.is_sqlite() && !beside.is_postgres());
+
+        let apart = StoreLocation::resolve_with_read_models(
+            Path::new("/srv/fleet"),
+            Some(url),
+            Some("postgres://fleet@db/read_models"),
+        );
+        assert_eq!(apart.log_url, url);
+        assert_eq!(apart.read_models_url, "postgres://fleet@db/read_models");
+    }
+
+    #[test]
+    fn without_read_models_url_the_sql_stores_resolve_as_before() {
+        let pg = "postgres://fleet@db/fleet";
+        let location = StoreLocation::resolve_with_read_models(Path::new("d"), Some(pg), Some(" "));
+        assert_eq!(
+            (location.log_url.as_str(), location.read_models_url.as_str()),
+            (pg, pg)
+        );
+        let sqlite = StoreLocation::resolve(Path::new("d"), None);
+        assert!(sqlite.is_sqlite());
+        assert_eq!(sqlite.log_url, "sqlite://d/ledger.db");
     }
 }

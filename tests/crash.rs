@@ -348,7 +348,7 @@ async fn kill_at_random_then_check(backend: Backend) {
     let rebuilt_location = StoreLocation {
         log_url: match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("data/ledger.db").display()),
-            Backend::Postgres => location.log_url.clone(),
+            Backend::Postgres | Backend::KurrentDb => location.log_url.clone(),
         },
         read_models_url: format!(
             "sqlite://{}?mode=rwc",

@@ -357,7 +357,8 @@ async fn the_rebuild_endpoint_answers_202_and_swaps_403_404_409(app: TestApp) {
             "SELECT CAST(tablename AS TEXT) FROM pg_tables WHERE schemaname = current_schema() \
              AND tablename LIKE '%shadow%'",
         ),
-        Backend::Sqlite => (
+        // A KurrentDB log's read models are in SQLite.
+        Backend::Sqlite | Backend::KurrentDb => (
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'rm_tanqueos' \
              ORDER BY 1",
             "SELECT name FROM sqlite_master WHERE name LIKE '%shadow%'",
@@ -374,7 +375,7 @@ async fn the_rebuild_endpoint_answers_202_and_swaps_403_404_409(app: TestApp) {
         .unwrap();
     let primary = match app.backend {
         Backend::Postgres => "rm_tanqueos_pkey",
-        Backend::Sqlite => "sqlite_autoindex_rm_tanqueos_1",
+        Backend::Sqlite | Backend::KurrentDb => "sqlite_autoindex_rm_tanqueos_1",
     };
     let mut expected = vec!["rm_tanqueos_bomba", "rm_tanqueos_fecha", primary];
     expected.sort();
@@ -391,6 +392,12 @@ fn store_args(app: &TestApp) -> Vec<String> {
             let dir = log.strip_suffix("/ledger.db").expect("a data directory");
             vec!["--data-dir".into(), dir.to_string()]
         }
+        Backend::KurrentDb => vec![
+            "--database-url".into(),
+            app.location.log_url.clone(),
+            "--read-models-url".into(),
+            app.location.read_models_url.clone(),
+        ],
     }
 }
 

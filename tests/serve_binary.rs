@@ -30,7 +30,8 @@ fn command(dir: &Path) -> Command {
         .env_remove("FLEET_LEDGER_JWT_AUDIENCE")
         .env_remove("FLEET_LEDGER_JWT_PUBLIC_KEY")
         .env_remove("FLEET_LEDGER_CONFIG")
-        .env_remove("FLEET_LEDGER_READY_LAG_MAX");
+        .env_remove("FLEET_LEDGER_READY_LAG_MAX")
+        .env_remove("FLEET_LEDGER_READ_MODELS_URL");
     command
 }
 
@@ -201,6 +202,8 @@ fn help_documents_every_option() {
         "--data-dir",
         "--database-url",
         "DATABASE_URL",
+        "--read-models-url",
+        "FLEET_LEDGER_READ_MODELS_URL",
         "--log-format",
     ] {
         assert!(
@@ -229,6 +232,33 @@ fn a_short_jwt_secret_stops_serve_with_a_message_naming_it() {
     assert!(
         !dir.path().join("data/ledger.db").exists(),
         "nothing is opened before the keys are good"
+    );
+}
+
+/// Without the feature, a KurrentDB URL stops startup naming the feature, and nothing is made
+/// of it: no SQLite file, no directory named after the URL.
+#[cfg(not(feature = "kurrentdb"))]
+#[test]
+fn a_kurrentdb_url_without_the_feature_stops_serve_naming_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .env("DATABASE_URL", "esdb://127.0.0.1:2113?tls=false")
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "error: event log: esdb:// names a KurrentDB (EventStoreDB) event log, but this \
+             binary was built without the cargo feature `kurrentdb`: rebuild with \
+             `cargo build --release --features kurrentdb`"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("esdb:").exists(),
+        "the URL is not taken for a path"
     );
 }
 

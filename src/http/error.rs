@@ -143,11 +143,21 @@ impl ApiError {
     }
 }
 
+/// The answer to an Idempotency-Key on a log that keeps no keys.
+pub const IDEMPOTENCY_KEY_NOT_KEPT: &str =
+    "Este despliegue guarda el log de eventos en KurrentDB, \
+     que no conserva Idempotency-Key; envíe la solicitud sin ese encabezado";
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         if let StoreError::KeyClaimed { .. } = error {
             // Another instance runs a request with this Idempotency-Key.
             return IdempotencyError::InFlight.into();
+        }
+        if let StoreError::NotSupported { .. } = error {
+            // Only a keyed request reaches a part the log lacks (a KurrentDB log keeps no
+            // Idempotency-Key records): the same request without the header succeeds.
+            return Self::Unprocessable(IDEMPOTENCY_KEY_NOT_KEPT.to_string());
         }
         Self::server_side(error.is_outage(), error)
     }
@@ -251,5 +261,27 @@ impl From<RegistryError> for ApiError {
             | RegistryError::NameTooLong { .. }
             | RegistryError::NothingToRegister => Self::BadRequest(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a log that keeps no keys (KurrentDB), a keyed request is the caller's to change: a 422
+    /// that says how, not a 500.
+    #[test]
+    fn an_idempotency_key_the_log_cannot_keep_is_422_saying_to_drop_it() {
+        let refused: ApiError = IdempotencyError::Store(StoreError::NotSupported {
+            backend: "kurrentdb",
+            what: "Idempotency-Key records",
+        })
+        .into();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            refused.public_message(),
+            "Este despliegue guarda el log de eventos en KurrentDB, que no conserva \
+             Idempotency-Key; envíe la solicitud sin ese encabezado"
+        );
     }
 }

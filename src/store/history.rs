@@ -265,6 +265,7 @@ impl History {
     /// Connects to the log at `database_url` as it is: no migration, no backfill (`verify` and
     /// `export` only read). A SQLite file that does not exist is an error, not a new store.
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
+        refuse_kurrentdb(database_url)?;
         if super::is_postgres(database_url) {
             let options: sqlx::postgres::PgConnectOptions = database_url.parse()?;
             Ok(Self::Postgres(PgConnection::connect_with(&options).await?))
@@ -279,6 +280,7 @@ impl History {
     /// Connects to the log at `database_url`, creating and migrating it if needed and filling
     /// in the chain of events stored before it existed (`import`).
     pub async fn open(database_url: &str) -> Result<Self, StoreError> {
+        refuse_kurrentdb(database_url)?;
         let mut history = if super::is_postgres(database_url) {
             Self::Postgres(super::postgres::migrated_connection(database_url).await?)
         } else {
@@ -498,6 +500,20 @@ pub fn seal_rows(
         })
         .collect();
     (sealed, previous)
+}
+
+/// The chain and the rows `verify`, `export`, `import` and `backup` read are the SQL logs' own:
+/// a KurrentDB log has neither (see `store::kurrentdb`), which is said here rather than taking
+/// its URL for a SQLite file name.
+fn refuse_kurrentdb(database_url: &str) -> Result<(), StoreError> {
+    if super::is_kurrentdb(database_url) {
+        return Err(StoreError::NotSupported {
+            backend: "kurrentdb",
+            what:
+                "hash chain (verify, export, import and backup work on SQLite and PostgreSQL logs)",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -135,6 +135,21 @@ pub enum StoreError {
     Closed,
     #[error("the event log could not commit: {0}")]
     Unavailable(String),
+    /// The log's server refused a request for a reason other than an outage or a conflict.
+    #[error("event log server: {0}")]
+    Backend(String),
+    /// A part of the log this backend has no home for (see `kurrentdb`'s module doc).
+    #[error("the {backend} event log keeps no {what}")]
+    NotSupported {
+        backend: &'static str,
+        what: &'static str,
+    },
+    /// `DATABASE_URL` names a backend this binary was built without.
+    #[error(
+        "{url_scheme}:// names a KurrentDB (EventStoreDB) event log, but this binary was built \
+         without the cargo feature `kurrentdb`: rebuild with `cargo build --release --features kurrentdb`"
+    )]
+    FeatureMissing { url_scheme: String },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
@@ -341,7 +356,7 @@ pub trait EventLog: IdempotencyStore + Send + Sync {
     /// Commits what the writer holds and stops accepting appends.
     async fn shutdown(&self);
 
-    /// `sqlite` or `postgres`.
+    /// `sqlite`, `postgres` or `kurrentdb`.
     fn backend(&self) -> &'static str;
 
     /// `None` while appends can commit; otherwise why they cannot (the writer lost its
@@ -415,9 +430,12 @@ pub async fn fold_stream<E: From<StoreError>>(
     }
 }
 
-/// Opens the log `database_url` names: `postgres://…` or `sqlite://…` / a file path.
+/// Opens the log `database_url` names: `postgres://…`, `esdb://…` / `kurrentdb://…` (with the
+/// feature `kurrentdb`), or `sqlite://…` / a file path.
 pub async fn open(database_url: &str) -> Result<SharedLog, StoreError> {
-    if is_postgres(database_url) {
+    if is_kurrentdb(database_url) {
+        open_kurrentdb(database_url).await
+    } else if is_postgres(database_url) {
         Ok(Arc::new(postgres::PostgresLog::open(database_url).await?))
     } else {
         Ok(Arc::new(sqlite::SqliteLog::open(database_url).await?))
@@ -426,6 +444,36 @@ pub async fn open(database_url: &str) -> Result<SharedLog, StoreError> {
 
 pub fn is_postgres(database_url: &str) -> bool {
     database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
+/// The URL schemes the KurrentDB client reads (with `+discover` for cluster discovery by DNS).
+const KURRENTDB_SCHEMES: [&str; 4] = ["esdb", "kurrentdb", "kurrent", "kdb"];
+
+/// Whether `database_url` names a KurrentDB (EventStoreDB) server: whether or not this build
+/// can open one, so that a build without the feature can say so instead of making a SQLite
+/// file of the URL.
+pub fn is_kurrentdb(database_url: &str) -> bool {
+    kurrentdb_scheme(database_url).is_some()
+}
+
+fn kurrentdb_scheme(database_url: &str) -> Option<&str> {
+    let (scheme, _) = database_url.split_once("://")?;
+    let base = scheme.strip_suffix("+discover").unwrap_or(scheme);
+    KURRENTDB_SCHEMES.contains(&base).then_some(scheme)
+}
+
+#[cfg(feature = "kurrentdb")]
+async fn open_kurrentdb(database_url: &str) -> Result<SharedLog, StoreError> {
+    Ok(self::kurrentdb::open(database_url).await?)
+}
+
+#[cfg(not(feature = "kurrentdb"))]
+async fn open_kurrentdb(database_url: &str) -> Result<SharedLog, StoreError> {
+    Err(StoreError::FeatureMissing {
+        url_scheme: kurrentdb_scheme(database_url)
+            .unwrap_or_default()
+            .to_string(),
+    })
 }
 
 /// The `EventLog` impl both backends share. A backend provides `readers` (its pool), `writer`
@@ -700,6 +748,8 @@ pub mod history;
 pub mod idempotency;
 
 pub use group_commit::PendingAppend;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 pub mod postgres;
 pub mod snapshots;
 pub mod sqlite;
@@ -740,4 +790,48 @@ fn stored_event_from_columns(
         metadata: serde_json::from_str(metadata).map_err(|e| corrupt(e.to_string()))?,
         recorded_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kurrentdb_urls_are_told_apart_from_sql_ones() {
+        for url in [
+            "esdb://127.0.0.1:2113?tls=false",
+            "esdb+discover://cluster.local:2113",
+            "kurrentdb://db:2113",
+            "kurrentdb+discover://db:2113",
+            "kurrent://db:2113",
+            "kdb://db:2113",
+        ] {
+            assert!(is_kurrentdb(url), "{url}");
+        }
+        for url in [
+            "postgres://postgres@127.0.0.1/test",
+            "sqlite://data/ledger.db",
+            "data/esdb://odd-but-a-path.db",
+            "esdbx://db:2113",
+        ] {
+            assert!(!is_kurrentdb(url), "{url}");
+        }
+    }
+
+    /// A build without the feature stops at startup and says how to get one, instead of taking
+    /// the URL for a SQLite file name.
+    #[cfg(not(feature = "kurrentdb"))]
+    #[tokio::test]
+    async fn a_kurrentdb_url_without_the_feature_names_the_feature() {
+        let error = match open("esdb://127.0.0.1:2113?tls=false").await {
+            Err(error) => error,
+            Ok(_) => panic!("a build without the feature opened a KurrentDB log"),
+        };
+        assert_eq!(
+            error.to_string(),
+            "esdb:// names a KurrentDB (EventStoreDB) event log, but this binary was built \
+             without the cargo feature `kurrentdb`: rebuild with `cargo build --release \
+             --features kurrentdb`"
+        );
+    }
 }

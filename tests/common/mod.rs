@@ -2,7 +2,9 @@
 //!
 //! Every test runs on SQLite (a temporary directory). It runs again on PostgreSQL when
 //! `DATABASE_URL` is set, each test in a schema of its own. With `CI=true`, a missing or
-//! unreachable PostgreSQL fails the PostgreSQL tests instead of skipping them.
+//! unreachable PostgreSQL fails the PostgreSQL tests instead of skipping them. The store
+//! contract (`on_every_log!`) runs a third time on KurrentDB when built with the feature
+//! `kurrentdb` and `EVENTSTORE_URL` is set.
 
 #![allow(dead_code)]
 
@@ -78,10 +80,35 @@ macro_rules! on_both_stores_with {
     };
 }
 
+/// Runs each named `async fn(TestApp)` once per store, and once more with the log in KurrentDB
+/// (read models in SQLite) when built with the feature `kurrentdb` and `EVENTSTORE_URL` names a
+/// server: the store contract every log keeps.
+#[macro_export]
+macro_rules! on_every_log {
+    ($($case:ident),* $(,)?) => {
+        $crate::on_both_stores!($($case),*);
+        #[cfg(feature = "kurrentdb")]
+        mod kurrentdb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(app) =
+                        $crate::common::TestApp::start($crate::common::Backend::KurrentDb).await
+                    {
+                        super::$case(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// The log in KurrentDB at `EVENTSTORE_URL`, the read models in SQLite (feature `kurrentdb`).
+    KurrentDb,
 }
 
 pub struct TestApp {
@@ -120,6 +147,23 @@ pub async fn fresh_location(backend: Backend, dir: &std::path::Path) -> Option<S
                 .expect("create the test schema");
             let separator = if url.contains('?') { '&' } else { '?' };
             let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+            Some(StoreLocation::resolve(dir, Some(&scoped)))
+        }
+        Backend::KurrentDb => {
+            // No server runs in CI: these runs are skipped there too, with the note.
+            let Some(url) = std::env::var("EVENTSTORE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            else {
+                eprintln!("EVENTSTORE_URL not set: skipping the KurrentDB run of this test");
+                return None;
+            };
+            // Every test writes under streams of its own, as each PostgreSQL test has a schema.
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let scoped = format!(
+                "{url}{separator}streamPrefix=t{}_",
+                uuid::Uuid::now_v7().simple()
+            );
             Some(StoreLocation::resolve(dir, Some(&scoped)))
         }
     }
