@@ -281,6 +281,8 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
     Router::new()
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
+        // `/openapi.json` and `/docs` take no token: they describe the API, they hold no data.
+        .merge(http::openapi::routes())
         .merge(api)
         .merge(vehiculo)
         .merge(scraping)
