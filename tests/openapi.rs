@@ -192,6 +192,24 @@ async fn the_tanqueo_body_documents_its_fields_rules_and_an_example() {
         .as_str()
         .unwrap()
         .contains("ANTICIPO: refused"));
+    // Its list names the filters it reads.
+    let filters: Vec<&str> = document["paths"]["/api/tanqueos"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["in"] == "query")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for filter in [
+        "page",
+        "limit",
+        "desde",
+        "hasta",
+        "bomba_id",
+        "tipo_operacion",
+    ] {
+        assert!(filters.contains(&filter), "{filter} not in {filters:?}");
+    }
     // The example is a body the service accepts.
     let example = tanqueo["example"].clone();
     app.seed_fleet().await;

@@ -61,7 +61,33 @@ pub struct Operation {
     pub needs_token: bool,
     /// The status of its success answer.
     pub success: u16,
+    /// Its query parameters: name and what it takes.
+    pub query: &'static [(&'static str, &'static str)],
 }
+
+/// `GET /api/tanqueos`'s filters; list filters take comma-separated values.
+const TANQUEO_FILTERS: &[(&str, &str)] = &[
+    ("page", "Page number, from 1 (default 1)"),
+    ("limit", "Records per page, 1 to 500 (default 20)"),
+    ("desde", "First business date, YYYY-MM-DD"),
+    ("hasta", "Last business date, YYYY-MM-DD"),
+    ("bomba_id", "Station ids, comma-separated"),
+    ("placa_id", "Plate ids, comma-separated"),
+    ("conductor_id", "Driver ids, comma-separated"),
+    ("area_operacion_id", "Operation area ids, comma-separated"),
+    (
+        "tipo_operacion",
+        "TANQUEO, ANTICIPO (any case), comma-separated",
+    ),
+    (
+        "concepto",
+        "OPERATIVO, ADMINISTRATIVO (any case), comma-separated",
+    ),
+    (
+        "tipo_combustible",
+        "Entries of the combustibles catalogue, comma-separated",
+    ),
+];
 
 const fn op(
     method: HttpMethod,
@@ -79,6 +105,7 @@ const fn op(
         body,
         needs_token: !matches!(family, Family::Inspecao),
         success,
+        query: &[],
     }
 }
 
@@ -263,14 +290,17 @@ pub const OPERATIONS: &[Operation] = &[
         None,
         200,
     ),
-    op(
-        Get,
-        "/api/tanqueos",
-        Api,
-        "TANQUEO and ANTICIPO records (filters, pages)",
-        None,
-        200,
-    ),
+    Operation {
+        query: TANQUEO_FILTERS,
+        ..op(
+            Get,
+            "/api/tanqueos",
+            Api,
+            "TANQUEO and ANTICIPO records (filters, pages)",
+            None,
+            200,
+        )
+    },
     op(
         Post,
         "/api/tanqueos",
@@ -358,7 +388,7 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/misiones",
         Api,
         "Plan a mission",
-        Some("AnyObject"),
+        Some("MisionRequest"),
         201,
     ),
     op(Get, "/api/misiones/{id}", Api, "One mission", None, 200),
@@ -367,7 +397,7 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/misiones/{id}/iniciar",
         Api,
         "Start a mission",
-        None,
+        Some("MisionStart"),
         200,
     ),
     op(
@@ -375,7 +405,7 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/misiones/{id}/finalizar",
         Api,
         "Complete a mission",
-        None,
+        Some("MisionCompletion"),
         200,
     ),
     op(
@@ -383,7 +413,7 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/misiones/{id}/cancelar",
         Api,
         "Cancel a mission",
-        None,
+        Some("MisionCancellation"),
         200,
     ),
     op(Get, "/api/empresas", Api, "Inspection companies", None, 200),
@@ -764,6 +794,57 @@ pub struct BombaRequest {
     pub permitir_saldo_negativo: Option<bool>,
 }
 
+/// A mission to plan.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"vehiculo_id": 1, "conductor_id": 1, "descripcion": "Ruta Bogotá-Tunja", "fecha_programada": "2026-03-01"}))]
+pub struct MisionRequest {
+    /// Required. A registered vehicle.
+    #[schema(minimum = 1)]
+    pub vehiculo_id: i64,
+    /// Required. A registered driver.
+    #[schema(minimum = 1)]
+    pub conductor_id: i64,
+    /// Required. At most 2,000 characters.
+    #[schema(max_length = 2000)]
+    pub descripcion: String,
+    /// Required. `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    pub fecha_programada: String,
+}
+
+/// A mission's start.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kilometraje_inicial": 120500, "combustible_inicial_galones": 30.5}))]
+pub struct MisionStart {
+    /// Required. The odometer, a whole number ≥ 0.
+    #[schema(minimum = 0)]
+    pub kilometraje_inicial: i64,
+    /// Required. Gallons in the tank, ≥ 0.
+    #[schema(value_type = f64, minimum = 0)]
+    pub combustible_inicial_galones: String,
+}
+
+/// A mission's completion.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kilometraje_final": 120800, "combustible_final_galones": 12.25}))]
+pub struct MisionCompletion {
+    /// Required. The odometer, a whole number ≥ 0.
+    #[schema(minimum = 0)]
+    pub kilometraje_final: i64,
+    /// Required. Gallons in the tank, ≥ 0.
+    #[schema(value_type = f64, minimum = 0)]
+    pub combustible_final_galones: String,
+}
+
+/// A mission's cancellation.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"motivo": "Vehículo en taller"}))]
+pub struct MisionCancellation {
+    /// Required. Why, at most 2,000 characters.
+    #[schema(max_length = 2000)]
+    pub motivo: String,
+}
+
 /// A catalogue entry.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"nombre": "GASOLINA"}))]
@@ -818,7 +899,17 @@ fn operation(entry: &Operation) -> utoipa::openapi::path::Operation {
     let mut builder = OperationBuilder::new()
         .tag(tag_of(entry))
         .summary(Some(entry.summary))
-        .parameters(Some(path_parameters(entry.path)))
+        .parameters(Some(path_parameters(entry.path).into_iter().chain(
+            entry.query.iter().map(|(name, description)| {
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(*description))
+                    .schema(Some(String::schema()))
+                    .build()
+            }),
+        )))
         .response(
             entry.success.to_string(),
             ResponseBuilder::new()
@@ -903,7 +994,11 @@ pub fn document() -> OpenApi {
         PlacaChange,
         ConductorRequest,
         BombaRequest,
-        CatalogoRequest
+        CatalogoRequest,
+        MisionRequest,
+        MisionStart,
+        MisionCompletion,
+        MisionCancellation
     );
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
