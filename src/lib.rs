@@ -287,6 +287,8 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/metrics", get(http::health::metrics))
+        // `/openapi.json` and `/docs` take no token: they describe the API, they hold no data.
+        .merge(http::openapi::routes())
         .merge(api)
         .merge(vehiculo)
         .merge(scraping)

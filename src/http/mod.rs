@@ -21,6 +21,7 @@ pub mod limits;
 pub mod lookup;
 pub mod middleware;
 pub mod misiones;
+pub mod openapi;
 pub mod placas;
 pub mod saldos;
 pub mod scraping;
