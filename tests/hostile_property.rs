@@ -93,6 +93,8 @@ fn endpoints() -> Vec<Endpoint> {
     );
     vec![
         endpoint(get.clone(), "/healthz", None, Option::None, &[]),
+        endpoint(get.clone(), "/metrics", None, Option::None, &[]),
+        endpoint(get.clone(), "/openapi.json", None, Option::None, &[]),
         endpoint(
             get.clone(),
             "/api/eventos",

@@ -37,6 +37,7 @@ fn read_paths() -> Vec<String> {
                 && ![
                     "/readyz",
                     "/healthz",
+                    "/metrics",
                     "/api/eventos/stream",
                     "/api/admin/proyecciones",
                 ]

@@ -392,6 +392,8 @@ pub fn with_sample_ids(path: &str) -> String {
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
     ("GET", "/api/eventos"),
     ("GET", "/api/eventos/stream"),
     ("GET", "/api/auditoria/actores/{sub}/eventos"),
