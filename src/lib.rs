@@ -16,6 +16,7 @@ pub mod ids;
 pub mod inspection_processor;
 pub mod integrity;
 pub mod lease;
+pub mod memory;
 pub mod queries;
 pub mod reactor;
 pub mod read_store;

@@ -127,34 +127,18 @@ pub async fn render(state: &AppState) -> String {
         metrics::gauge!(POOL_CONNECTIONS, "pool" => pool, "state" => "idle").set(usage.idle);
         metrics::gauge!(POOL_CONNECTIONS, "pool" => pool, "state" => "max").set(usage.max);
     }
-    if let Some(bytes) = resident_memory_bytes() {
+    if let Some(bytes) = crate::memory::current_bytes() {
         metrics::gauge!(RESIDENT_MEMORY).set(bytes as f64);
     }
     handle.run_upkeep();
     handle.render()
 }
 
-/// The process's resident set (`VmRSS` of /proc/self/status); `None` off Linux.
-fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_resident_set_is_read_from_proc() {
-        let bytes = resident_memory_bytes().expect("Linux has /proc/self/status");
+        let bytes = crate::memory::current_bytes().expect("Linux has /proc/self/status");
         assert!(bytes > 1024 * 1024, "a running test uses more than 1 MiB");
     }
 }

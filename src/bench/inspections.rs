@@ -23,12 +23,12 @@ use serde_json::{json, Value};
 
 use super::client::Api;
 use super::load::Outcome;
-use super::memory::PeakRss;
 use super::progress::Ticker;
 use super::service::{fresh_keys, FreshStore, InProcessService};
 use super::verify::Verification;
 use super::{BenchConfig, BenchError, Scenario};
 use crate::inspection_processor::PROCESSOR;
+use crate::memory::PeakRss;
 use crate::settings::{LedgerSettings, WebhookSettings};
 use crate::webhooks::signature;
 

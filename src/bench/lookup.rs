@@ -28,12 +28,12 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::load::Outcome;
-use super::memory::PeakRss;
 use super::progress::Ticker;
 use super::service::{fresh_keys, FreshStore, InProcessService};
 use super::verify::Verification;
 use super::{BenchConfig, BenchError, Scenario};
 use crate::http::scraping::LOOKUP_VEHICLES_MAX;
+use crate::memory::PeakRss;
 use crate::settings::LedgerSettings;
 use crate::store::{self, AppendRequest, EventMetadata, NewEvent, SharedLog};
 use crate::AppState;

@@ -16,7 +16,6 @@ mod history;
 mod inspections;
 mod load;
 mod lookup;
-mod memory;
 mod progress;
 mod report;
 mod scenarios;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::memory;
+use crate::memory;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 

@@ -1,8 +1,9 @@
 //! Resident memory of this process, from `/proc/self/status` (Linux; elsewhere nothing is known).
-//! With the service in process, that is the service's memory plus the load generator's.
+//! Read by `GET /metrics` and by `bench` (where, with the service in process, it is the
+//! service's memory plus the load generator's).
 
 /// Tracks the peak resident set over one measured phase.
-pub(crate) struct PeakRss {
+pub struct PeakRss {
     /// Whether the kernel's own high-water mark was reset at the start: then `VmHWM` is this
     /// phase's peak, not the whole process's.
     kernel_mark_reset: bool,
@@ -28,7 +29,7 @@ impl PeakRss {
 }
 
 /// The resident set now.
-pub(crate) fn current_bytes() -> Option<u64> {
+pub fn current_bytes() -> Option<u64> {
     status_bytes("VmRSS:")
 }
 
