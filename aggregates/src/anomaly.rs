@@ -431,18 +431,22 @@ pub fn costo_fuera_de_banda(refuel: &Refuel, bands: &[ReferenceBand]) -> Option<
     })
 }
 
-/// Gallons per hourmeter hour at refuel `at` of `refuels`: the fuel put in since the previous
-/// reading (each refuel refills what was burnt since the one before, so a refuel without a
-/// reading still counts) over the hours between the two readings. `None` without both readings
-/// or with no hours between them.
-fn consumption_rate(refuels: &[Refuel], at: usize) -> Option<Decimal> {
-    let reading = refuels.get(at)?.horometro?;
-    let previous = refuels[..at].iter().rposition(|r| r.horometro.is_some())?;
-    let hours = reading - refuels[previous].horometro?;
-    let gallons: Decimal = refuels[previous + 1..=at]
-        .iter()
-        .map(|r| r.cantidad_galones)
-        .sum();
+/// Gallons per hourmeter hour of a refuel of `gallons` read at `reading`, after `earlier`: the
+/// fuel put in since the last earlier reading (each refuel refills what was burnt since the one
+/// before, so a refuel without a reading still counts) over the hours between the two readings.
+/// `None` without an earlier reading or with no hours between them.
+fn rate_since_last_reading(
+    earlier: &[Refuel],
+    gallons: Decimal,
+    reading: Decimal,
+) -> Option<Decimal> {
+    let last = earlier.iter().rposition(|r| r.horometro.is_some())?;
+    let hours = reading - earlier[last].horometro?;
+    let gallons = gallons
+        + earlier[last + 1..]
+            .iter()
+            .map(|r| r.cantidad_galones)
+            .sum::<Decimal>();
     (hours > Decimal::ZERO).then(|| gallons / hours)
 }
 
@@ -451,11 +455,13 @@ pub fn consumo_atipico(
     history: &[Refuel],
     thresholds: &Thresholds,
 ) -> Option<Finding> {
-    let mut refuels = history.to_vec();
-    refuels.push(refuel.clone());
-    let rate = consumption_rate(&refuels, history.len())?;
-    let rates: Vec<Decimal> = (0..history.len())
-        .filter_map(|at| consumption_rate(history, at))
+    let rate = rate_since_last_reading(history, refuel.cantidad_galones, refuel.horometro?)?;
+    let rates: Vec<Decimal> = history
+        .iter()
+        .enumerate()
+        .filter_map(|(at, earlier)| {
+            rate_since_last_reading(&history[..at], earlier.cantidad_galones, earlier.horometro?)
+        })
         .collect();
     let score = robust_z(
         rate,

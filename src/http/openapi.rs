@@ -676,7 +676,7 @@ pub struct InspecaoError {
 pub struct AnyObject {}
 
 /// A TANQUEO (refuel) or an ANTICIPO (advance payment to a station). Numbers are JSON numbers
-/// or numeric strings, exact decimals of at most 6 decimal places and at most 10^18 in absolute
+/// or numeric strings, exact decimals of at most 6 decimal places and at most 10^15 in absolute
 /// value. A field another type refuses is a 400 naming it (`Field not allowed for ANTICIPO:
 /// conductor_id`); `id`, `costo_por_galon`, `creado_por`, `actualizado_por`, `actualizado_en` are
 /// the ledger's to write.
