@@ -86,7 +86,7 @@ pub fn derived_event_id(source: Uuid, step: &str) -> Uuid {
 }
 
 /// One consumer as `/readyz` and the admin endpoint report it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ConsumerStatus {
     pub name: &'static str,
     /// The last log position it has handled (everything of its type up to here).
@@ -98,6 +98,7 @@ pub struct ConsumerStatus {
     /// Whether this instance runs it (holds its lease).
     pub leading: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub stalled: Option<Stall>,
 }
 

@@ -64,12 +64,13 @@ pub enum RunnerError {
 }
 
 /// Why a projection stopped short of the log's head.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Stall {
     /// The event it cannot get past.
     pub position: i64,
     pub error: String,
     /// When it first failed there.
+    #[schema(value_type = String, format = DateTime)]
     pub since: DateTime<Utc>,
     /// Failed attempts so far.
     pub attempts: u64,
@@ -83,7 +84,7 @@ pub struct Progress {
 }
 
 /// One projection as `/readyz` and the admin endpoint report it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProjectionStatus {
     pub name: &'static str,
     /// The last position whose changes are in its tables.
@@ -91,6 +92,7 @@ pub struct ProjectionStatus {
     /// `ready`, `catching_up` or `stalled`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub stalled: Option<Stall>,
 }
 

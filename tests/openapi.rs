@@ -145,7 +145,7 @@ async fn every_operation_names_its_familys_error_body_and_a_success() {
     );
     assert_eq!(
         error_of("/vehiculo/{id}", "delete", "404"),
-        "#/components/schemas/VehiculoEnvelope"
+        "#/components/schemas/VehiculoError"
     );
     assert_eq!(
         error_of("/api/batch/scraping", "get", "401"),
@@ -157,7 +157,7 @@ async fn every_operation_names_its_familys_error_body_and_a_success() {
     );
     for schema in [
         "ErrorBody",
-        "VehiculoEnvelope",
+        "VehiculoError",
         "ScrapingError",
         "InspecaoError",
     ] {
@@ -216,4 +216,573 @@ async fn the_tanqueo_body_documents_its_fields_rules_and_an_example() {
     let (status, record) = app.post("/api/tanqueos", &example.to_string()).await;
     assert_eq!(status, StatusCode::CREATED, "{record}");
     assert_eq!(record["valor_tanqueo"], example["valor_tanqueo"]);
+}
+
+/// A validator of `component` (a schema of the document) whose `$ref`s resolve inside the
+/// document, as JSON Schema 2020-12 (what OpenAPI 3.1 schemas are).
+fn validator_for(document: &Value, schema: &Value) -> jsonschema::Validator {
+    let mut root = schema.clone();
+    root["components"] = document["components"].clone();
+    jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("{schema}: {e}"))
+}
+
+/// The schema the document gives the answer `status` of `method template`, if it gives one.
+fn answer_schema(document: &Value, method: &str, template: &str, status: u16) -> Option<Value> {
+    let responses = &document["paths"][template][method.to_lowercase()]["responses"];
+    let response = &responses[status.to_string()];
+    assert!(
+        response.is_object(),
+        "{method} {template}: {status} is not documented"
+    );
+    response["content"]["application/json"]
+        .get("schema")
+        .cloned()
+}
+
+/// One request of the tour: its method, the path as the document writes it, the path sent,
+/// and its JSON body.
+struct Step {
+    method: &'static str,
+    template: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+fn step(method: &'static str, template: &'static str, path: &str, body: Option<Value>) -> Step {
+    Step {
+        method,
+        template,
+        path: path.to_string(),
+        body,
+    }
+}
+
+/// Drift between a handler and its `#[utoipa::path]` is caught here: every JSON answer of a
+/// tour through every operation (successes and each family's refusals) must match the schema
+/// the document gives it, and every operation must have answered a success at least once.
+#[tokio::test]
+async fn every_answer_of_a_tour_through_the_api_matches_its_documented_schema() {
+    let settings = fleet_ledger::settings::LedgerSettings {
+        webhooks: fleet_ledger::settings::WebhookSettings {
+            allow_private: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let app = TestApp::start_with(Backend::Sqlite, settings)
+        .await
+        .expect("SQLite");
+    let document = document(&app).await;
+    app.seed_fleet().await;
+    let company_token = common::inspection_fixture(&app).await;
+    let admin = app.token(fleet_ledger::auth::Role::Admin);
+    let entry = common::entry(&company_token, "ABC1234");
+    let mut other_entry = common::entry(&company_token, "XYZ9876");
+    other_entry["cliente_numero"] = json!("44988887777");
+    let check = json!({"vin": "JT123456789012345", "plate": "ABC123", "resourceId": 7, "status": "OK",
+        "result": [{"multa": "F-1"}], "creationDateTime": "2024-03-15T10:00:00Z"});
+    let lookup = json!({"vehicles": [{"vin": "JT123456789012345", "plate": "ABC123"}]});
+    let tanqueo = json!({"fecha": "2024-03-16", "conductor_id": 1, "placa_id": 1, "bomba_id": 1,
+        "area_operacion_id": 1, "valor_tanqueo": 150000, "cantidad_galones": 12.5, "horometro": 10,
+        "saldo_disponible": 349000});
+    let import = json!({"area_operacion_id": 1, "bomba_id": 1, "records": [{"FECHA": "17/03/2024",
+        "NOMBRE CONDUCTOR": "juan pérez", "PLACA": "abc 123", "TIPO COMBUSTIBLE": "ACPM",
+        "VALOR TANQUEO": "$100.000", "CANTIDAD GALONES": "8,5"}, {"FECHA": "no"}]});
+    let vehicle =
+        json!({"placa": "GHI789", "idClaseVehiculo": 1, "idEstadoVehiculo": 1, "marca": "KIA"});
+    let tour = [
+        step("GET", "/healthz", "/healthz", None),
+        step("GET", "/readyz", "/readyz", None),
+        step(
+            "GET",
+            "/api/eventos",
+            "/api/eventos?limite=3&tipos=AnticipoPaid",
+            None,
+        ),
+        step(
+            "GET",
+            "/api/auditoria/{tipo}/{id}",
+            "/api/auditoria/bomba/1",
+            None,
+        ),
+        step(
+            "GET",
+            "/api/auditoria/{tipo}/{id}/eventos",
+            "/api/auditoria/bomba/1/eventos?limite=2",
+            None,
+        ),
+        step(
+            "GET",
+            "/api/auditoria/actores/{sub}/eventos",
+            "/api/auditoria/actores/ana@flota.co/eventos?limite=2&desde=2020-01-01",
+            None,
+        ),
+        step(
+            "GET",
+            "/api/admin/proyecciones",
+            "/api/admin/proyecciones",
+            None,
+        ),
+        step(
+            "POST",
+            "/api/areas-operacion",
+            "/api/areas-operacion",
+            Some(json!({"nombre": "Sur"})),
+        ),
+        step(
+            "POST",
+            "/api/areas-operacion",
+            "/api/areas-operacion",
+            Some(json!([{"nombre": "Este"}, {"nombre": "Oeste"}])),
+        ),
+        step("GET", "/api/areas-operacion", "/api/areas-operacion", None),
+        step(
+            "GET",
+            "/api/areas-operacion/{id}",
+            "/api/areas-operacion/1",
+            None,
+        ),
+        step(
+            "POST",
+            "/api/placas",
+            "/api/placas",
+            Some(json!({"placa": "xyz 987"})),
+        ),
+        step(
+            "POST",
+            "/api/placas",
+            "/api/placas",
+            Some(json!([{"placa": "DEF456", "estado": "DESACTIVADA"}])),
+        ),
+        step("GET", "/api/placas", "/api/placas?estado=activada", None),
+        step("GET", "/api/placas/{id}", "/api/placas/1", None),
+        step(
+            "PATCH",
+            "/api/placas/{id}",
+            "/api/placas/3",
+            Some(json!({"estado": "ACTIVADA"})),
+        ),
+        step(
+            "POST",
+            "/api/conductores",
+            "/api/conductores",
+            Some(json!({"conductor": "Ana"})),
+        ),
+        step("GET", "/api/conductores", "/api/conductores", None),
+        step("GET", "/api/conductores/{id}", "/api/conductores/1", None),
+        step(
+            "POST",
+            "/api/bombas",
+            "/api/bombas",
+            Some(json!({"bomba": "Norte"})),
+        ),
+        step("GET", "/api/bombas", "/api/bombas", None),
+        step("GET", "/api/bombas/{id}", "/api/bombas/1", None),
+        step(
+            "PATCH",
+            "/api/bombas/{id}",
+            "/api/bombas/3",
+            Some(json!({"permitir_saldo_negativo": false})),
+        ),
+        step(
+            "GET",
+            "/api/catalogos/{catalogo}",
+            "/api/catalogos/combustibles",
+            None,
+        ),
+        step(
+            "POST",
+            "/api/catalogos/{catalogo}",
+            "/api/catalogos/departamentos",
+            Some(json!({"nombre": "Finanzas"})),
+        ),
+        step("POST", "/api/flota/sync", "/api/flota/sync", None),
+        step("POST", "/api/tanqueos", "/api/tanqueos", Some(tanqueo)),
+        step("GET", "/api/tanqueos/{id}", "/api/tanqueos/2", None),
+        step(
+            "PUT",
+            "/api/tanqueos/{id}",
+            "/api/tanqueos/2",
+            Some(json!({"observacion": "revisado"})),
+        ),
+        step(
+            "GET",
+            "/api/tanqueos",
+            "/api/tanqueos?limit=5&tipo_operacion=tanqueo,anticipo",
+            None,
+        ),
+        step(
+            "POST",
+            "/api/tanqueos/import",
+            "/api/tanqueos/import",
+            Some(import),
+        ),
+        step(
+            "POST",
+            "/api/tanqueos/{id}/anular",
+            "/api/tanqueos/2/anular",
+            Some(json!({"motivo": "duplicado"})),
+        ),
+        step(
+            "GET",
+            "/api/bombas/{id}/saldo",
+            "/api/bombas/1/saldo?fecha_corte=2024-03-16",
+            None,
+        ),
+        step("GET", "/api/saldos-bombas", "/api/saldos-bombas", None),
+        step(
+            "GET",
+            "/api/bombas/{id}/movimientos",
+            "/api/bombas/1/movimientos",
+            None,
+        ),
+        step("GET", "/api/reconciliacion", "/api/reconciliacion", None),
+        step(
+            "GET",
+            "/api/contabilidad/balance-prueba",
+            "/api/contabilidad/balance-prueba",
+            None,
+        ),
+        step(
+            "GET",
+            "/api/contabilidad/cuentas/{cuenta}/movimientos",
+            "/api/contabilidad/cuentas/1330-anticipos-bomba-1/movimientos",
+            None,
+        ),
+        step(
+            "POST",
+            "/api/misiones/{id}/iniciar",
+            "/api/misiones/1/iniciar",
+            Some(json!({"kilometraje_inicial": 100, "combustible_inicial_galones": 30})),
+        ),
+        step(
+            "POST",
+            "/api/misiones/{id}/finalizar",
+            "/api/misiones/1/finalizar",
+            Some(json!({"kilometraje_final": 250, "combustible_final_galones": 12.5})),
+        ),
+        step(
+            "POST",
+            "/api/misiones",
+            "/api/misiones",
+            Some(
+                json!({"vehiculo_id": 1, "conductor_id": 1, "descripcion": "Otra", "fecha_programada": "2026-04-01"}),
+            ),
+        ),
+        step(
+            "POST",
+            "/api/misiones/{id}/cancelar",
+            "/api/misiones/2/cancelar",
+            Some(json!({"motivo": "lluvia"})),
+        ),
+        step("GET", "/api/misiones", "/api/misiones?vehiculo_id=1", None),
+        step("GET", "/api/misiones/{id}", "/api/misiones/1", None),
+        step(
+            "POST",
+            "/api/empresas",
+            "/api/empresas",
+            Some(json!({"nome": "Outra", "bloquear_placas_repetidas": true})),
+        ),
+        step("GET", "/api/empresas", "/api/empresas", None),
+        step(
+            "PATCH",
+            "/api/empresas/{id}",
+            "/api/empresas/2",
+            Some(json!({"ativo": false})),
+        ),
+        step(
+            "POST",
+            "/api/tipos-operacao",
+            "/api/tipos-operacao",
+            Some(json!({"nome": "Compra"})),
+        ),
+        step("GET", "/api/tipos-operacao", "/api/tipos-operacao", None),
+        step(
+            "PATCH",
+            "/api/tipos-operacao/{id}",
+            "/api/tipos-operacao/2",
+            Some(json!({"ativo": false})),
+        ),
+        step(
+            "POST",
+            "/api/questionarios",
+            "/api/questionarios",
+            Some(json!({"nome": "Moto", "tipos_operacao": [1, 2]})),
+        ),
+        step("GET", "/api/questionarios", "/api/questionarios", None),
+        step(
+            "PATCH",
+            "/api/questionarios/{id}",
+            "/api/questionarios/2",
+            Some(json!({"ativo": false})),
+        ),
+        step(
+            "POST",
+            "/api/usuarios",
+            "/api/usuarios",
+            Some(json!({"nome": "Bia"})),
+        ),
+        step("GET", "/api/usuarios", "/api/usuarios", None),
+        step(
+            "PATCH",
+            "/api/usuarios/{id}",
+            "/api/usuarios/2",
+            Some(json!({"ativo": false})),
+        ),
+        step(
+            "POST",
+            "/api/webhooks",
+            "/api/webhooks",
+            Some(
+                json!({"empresa_id": 1, "url": "http://127.0.0.1:9/hook", "eventos": ["auto_inspecao.criada"]}),
+            ),
+        ),
+        step("GET", "/api/webhooks", "/api/webhooks", None),
+        step(
+            "POST",
+            "/auto-inspecao/criar-em-lote",
+            "/auto-inspecao/criar-em-lote",
+            Some(json!([entry, other_entry])),
+        ),
+        step(
+            "POST",
+            "/auto-inspecao/criar-em-lote",
+            "/auto-inspecao/criar-em-lote",
+            Some(json!([{"token": company_token}])),
+        ),
+        step(
+            "GET",
+            "/api/webhooks/{id}/entregas",
+            "/api/webhooks/1/entregas?limite=5",
+            None,
+        ),
+        step(
+            "GET",
+            "/vehiculo",
+            "/vehiculo?incluir_eliminados=true",
+            None,
+        ),
+        step("GET", "/vehiculo/{id}", "/vehiculo/1", None),
+        step(
+            "PUT",
+            "/vehiculo/{id}",
+            "/vehiculo/1",
+            Some(json!({"marca": "TOYOTA", "capacidadCombustibleGalones": 80})),
+        ),
+        step("POST", "/vehiculo", "/vehiculo", Some(vehicle)),
+        step("DELETE", "/vehiculo/{id}", "/vehiculo/2", None),
+        step("GET", "/vehiculo/{id}", "/vehiculo/999", None),
+        step(
+            "POST",
+            "/api/scraping/resultados",
+            "/api/scraping/resultados",
+            Some(check.clone()),
+        ),
+        step(
+            "POST",
+            "/api/scraping/resultados",
+            "/api/scraping/resultados",
+            Some(json!([check])),
+        ),
+        step(
+            "POST",
+            "/api/batch/scraping",
+            "/api/batch/scraping",
+            Some(lookup.clone()),
+        ),
+        step(
+            "GET",
+            "/api/batch/scraping",
+            "/api/batch/scraping",
+            Some(lookup.clone()),
+        ),
+        step(
+            "POST",
+            "/api/batch/scraping/",
+            "/api/batch/scraping/",
+            Some(lookup.clone()),
+        ),
+        step(
+            "GET",
+            "/api/batch/scraping/",
+            "/api/batch/scraping/",
+            Some(lookup.clone()),
+        ),
+        step(
+            "POST",
+            "/api/batch/scraping",
+            "/api/batch/scraping",
+            Some(json!({"vehicles": []})),
+        ),
+        step("POST", "/api/tanqueos", "/api/tanqueos", Some(json!({}))),
+        step(
+            "GET",
+            "/api/admin/proyecciones",
+            "/api/admin/proyecciones",
+            None,
+        ),
+        step(
+            "POST",
+            "/api/admin/proyecciones/{name}/reconstruir",
+            "/api/admin/proyecciones/saldos/reconstruir",
+            None,
+        ),
+    ];
+    let mut succeeded = BTreeSet::new();
+    let mut hashes = Vec::new();
+    for step in &tour {
+        let body = step.body.as_ref().map(Value::to_string);
+        let (status, answer) = app
+            .call(
+                step.method.parse().unwrap(),
+                &step.path,
+                Some(&admin),
+                body.as_deref(),
+            )
+            .await;
+        check_answer(&document, step.method, step.template, status, &answer);
+        if status.is_success() {
+            succeeded.insert((step.method.to_string(), step.template.to_string()));
+        }
+        if step.template == "/auto-inspecao/criar-em-lote" && status.is_success() {
+            hashes.extend(
+                answer
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["hash"].as_str().unwrap().to_string()),
+            );
+        }
+    }
+    // The self-inspections, once the processor has opened them (only an open one concludes).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    for hash in &hashes {
+        loop {
+            let (_, inspection) = app
+                .call(Method::GET, &format!("/auto-inspecao/{hash}"), None, None)
+                .await;
+            if inspection["status"] == "ABERTA" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never opened: {inspection}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    for (method, template, path) in [
+        (
+            "GET",
+            "/auto-inspecao/{hash}",
+            format!("/auto-inspecao/{}", hashes[0]),
+        ),
+        (
+            "POST",
+            "/auto-inspecao/{hash}/concluir",
+            format!("/auto-inspecao/{}/concluir", hashes[0]),
+        ),
+        (
+            "POST",
+            "/auto-inspecao/{hash}/cancelar",
+            format!("/auto-inspecao/{}/cancelar", hashes[1]),
+        ),
+        (
+            "GET",
+            "/auto-inspecao/{hash}",
+            "/auto-inspecao/nohash".to_string(),
+        ),
+    ] {
+        let (status, answer) = app.call(method.parse().unwrap(), &path, None, None).await;
+        check_answer(&document, method, template, status, &answer);
+        if status.is_success() {
+            succeeded.insert((method.to_string(), template.to_string()));
+        }
+    }
+    // Every operation answered a success the document describes, except those whose answer
+    // is not JSON (the live feed, the metrics, this document) and the deliveries sent again,
+    // which need a receiver.
+    let mut unexercised: Vec<_> = routed_operations()
+        .difference(&succeeded)
+        .filter(|(_, path)| {
+            !["/api/eventos/stream", "/metrics", "/openapi.json"].contains(&path.as_str())
+        })
+        .filter(|(_, path)| *path != "/api/webhooks/{id}/entregas/{entrega}/reenviar")
+        .cloned()
+        .collect();
+    unexercised.sort();
+    assert!(
+        unexercised.is_empty(),
+        "no success seen for {unexercised:?}"
+    );
+}
+
+fn check_answer(
+    document: &Value,
+    method: &str,
+    template: &str,
+    status: StatusCode,
+    answer: &Value,
+) {
+    assert!(
+        !status.is_server_error(),
+        "{method} {template}: {status} {answer}"
+    );
+    let Some(schema) = answer_schema(document, method, template, status.as_u16()) else {
+        panic!("{method} {template}: {status} has no JSON schema; answered {answer}");
+    };
+    let validator = validator_for(document, &schema);
+    let errors: Vec<String> = validator
+        .iter_errors(answer)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {template} answered {status} {answer}\nwhich breaks {schema}: {errors:#?}"
+    );
+}
+
+/// Every request body and every JSON success names a schema that carries an example (for a
+/// list or a "one or many", the schema of its entries).
+#[tokio::test]
+async fn every_body_and_success_has_an_example() {
+    let app = app().await;
+    let document = document(&app).await;
+    let schemas = &document["components"]["schemas"];
+    let example_of = |schema: &Value| -> bool {
+        let reference = schema["$ref"]
+            .as_str()
+            .or_else(|| schema["items"]["$ref"].as_str());
+        let Some(name) = reference.map(|r| r.trim_start_matches("#/components/schemas/")) else {
+            return !schema["example"].is_null();
+        };
+        let component = &schemas[name];
+        if !component["example"].is_null() {
+            return true;
+        }
+        // `OneOrMany_X`: its first alternative is X, inlined.
+        !component["oneOf"][0]["example"].is_null()
+    };
+    let mut missing = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let mut bodies: Vec<&Value> = Vec::new();
+            if let Some(content) = operation["requestBody"]["content"].as_object() {
+                bodies.extend(content.values().map(|c| &c["schema"]));
+            }
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with('2') {
+                    if let Some(json) = response["content"].get("application/json") {
+                        bodies.push(&json["schema"]);
+                    }
+                }
+            }
+            for schema in bodies {
+                if schema.is_object() && !example_of(schema) {
+                    missing.push(format!("{method} {path}: {schema}"));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "without an example: {missing:#?}");
 }

@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::Json;
 use chrono::SecondsFormat;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::eventos::{event_types_param, page_body, page_params};
+use super::eventos::{event_types_param, page_body, page_params, FeedEvent};
 use super::extract::{CommandContext, Path, Query};
 use super::fields::{as_of_param, instant_param, DayEdge};
 use crate::audit;
@@ -41,7 +42,79 @@ fn subject(tipo: &str, id: &str) -> Result<Subject, ApiError> {
     })
 }
 
-/// `GET /api/auditoria/{tipo}/{id}/eventos`: the subject's events in order, paged like the feed.
+const SUBJECT_TIPO: &str =
+    "`bomba`, `tanqueo`, `placa`, `vehiculo`, `mision`, `area`, `conductor`, \
+    `registro-bomba`, `catalogo`, `verificacion`, …; a 404 lists them all";
+
+/// A subject's events, a page at a time.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"tipo": "bomba", "id": "1", "data": [], "desde_posicion": 1, "limite": 100,
+    "siguiente_posicion": 47, "ultima_posicion": 46}))]
+pub struct SubjectEvents {
+    pub tipo: String,
+    pub id: String,
+    pub data: Vec<FeedEvent>,
+    pub desde_posicion: i64,
+    pub limite: i64,
+    pub siguiente_posicion: i64,
+    pub ultima_posicion: i64,
+}
+
+/// The last event a state folds.
+#[derive(serde::Serialize, ToSchema)]
+pub struct LastEvent {
+    pub position: i64,
+    pub version: i64,
+    pub event_type: String,
+    #[schema(format = DateTime)]
+    pub recorded_at: String,
+}
+
+/// A subject's state at an instant.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"tipo": "bomba", "id": "1", "as_of": null, "version": 5,
+    "ultimo_evento": {"position": 41, "version": 5, "event_type": "TanqueoRecorded",
+    "recorded_at": "2026-12-06T04:13:22.180090Z"},
+    "estado": {"saldo": 350000, "permitir_saldo_negativo": null, "version": 5}}))]
+pub struct SubjectState {
+    pub tipo: String,
+    pub id: String,
+    /// The instant asked for, or null for now.
+    #[schema(format = DateTime)]
+    pub as_of: Option<String>,
+    pub version: i64,
+    pub ultimo_evento: LastEvent,
+    /// The subject's fields, as its own read endpoint shows them.
+    #[schema(value_type = Object)]
+    pub estado: Value,
+}
+
+/// Everything one user did, a page at a time.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"actor": "ana@flota.co", "desde": "2024-03-01T05:00:00Z", "hasta": null,
+    "data": [], "desde_posicion": 1, "limite": 100, "siguiente_posicion": 47, "ultima_posicion": 46}))]
+pub struct ActorEvents {
+    pub actor: String,
+    #[schema(format = DateTime)]
+    pub desde: Option<String>,
+    #[schema(format = DateTime)]
+    pub hasta: Option<String>,
+    pub data: Vec<FeedEvent>,
+    pub desde_posicion: i64,
+    pub limite: i64,
+    pub siguiente_posicion: i64,
+    pub ultima_posicion: i64,
+}
+
+/// Events of one subject (auditor, admin)
+///
+/// The subject's events in order, paged like the feed.
+#[utoipa::path(get, path = "/api/auditoria/{tipo}/{id}/eventos", params(
+    ("tipo" = String, Path, description = SUBJECT_TIPO),
+    ("id" = String, Path, description = "Its id; `verificacion` takes `VIN-PLATE`"),
+    ("desde_posicion" = Option<i64>, Query, description = "First position, inclusive (default 1)", minimum = 0),
+    ("limite" = Option<i64>, Query, description = "Events per page, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+), responses((status = 200, body = SubjectEvents)))]
 pub async fn subject_events(
     State(state): State<AppState>,
     context: CommandContext,
@@ -63,8 +136,15 @@ pub async fn subject_events(
     Ok(Json(body))
 }
 
-/// `GET /api/auditoria/{tipo}/{id}?as_of=`: the subject's state as it stood at `as_of` (now
+/// A subject's state as the ledger knew it (auditor, admin)
+///
+/// The subject's state as it stood at `as_of` (now
 /// without it), folded from its events; 404 before its first event.
+#[utoipa::path(get, path = "/api/auditoria/{tipo}/{id}", params(
+    ("tipo" = String, Path, description = SUBJECT_TIPO),
+    ("id" = String, Path, description = "Its id; `verificacion` takes `VIN-PLATE`"),
+    ("as_of" = Option<String>, Query, description = "When the ledger knew it: an RFC 3339 instant, or a date (its last instant in the service's zone). Not the business date: that is `fecha_corte` of the balance"),
+), responses((status = 200, body = SubjectState)))]
 pub async fn subject_state(
     State(state): State<AppState>,
     context: CommandContext,
@@ -97,9 +177,19 @@ pub async fn subject_state(
     })))
 }
 
-/// `GET /api/auditoria/actores/{sub}/eventos?desde=&hasta=&tipos=`: every event one user
+/// Events written by one actor (auditor, admin)
+///
+/// Every event one user
 /// caused, in order, paged like the feed. `desde`/`hasta` are instants (a date is its first or
 /// last instant in the service's zone), both included.
+#[utoipa::path(get, path = "/api/auditoria/actores/{sub}/eventos", params(
+    ("sub" = String, Path, description = "A token's subject, 1 to 256 characters"),
+    ("desde" = Option<String>, Query, description = "First instant (RFC 3339), or a date: its first instant in the service's zone"),
+    ("hasta" = Option<String>, Query, description = "Last instant, or a date: its last instant"),
+    ("tipos" = Option<String>, Query, description = "Event types, comma-separated"),
+    ("desde_posicion" = Option<i64>, Query, description = "First position, inclusive (default 1)", minimum = 0),
+    ("limite" = Option<i64>, Query, description = "Events per page, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+), responses((status = 200, body = ActorEvents)))]
 pub async fn actor_events(
     State(state): State<AppState>,
     context: CommandContext,

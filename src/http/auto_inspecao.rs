@@ -29,6 +29,71 @@ use crate::queries::inspections::{self as queries, InspectionView};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::store::EventMetadata;
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// A self-inspection to create (seed 003). Every field is required.
+#[derive(ToSchema)]
+#[schema(example = json!({"token": "AAA000", "veiculo_placa": "ABC1234", "id_tipo_operacao": 45, "veiculo_tipo": 19777,
+    "veiculo_nome": "Corsa", "cliente_nome": "David", "cliente_email": "david@example.com",
+    "cliente_numero": "44999999999", "criado_por": 24681, "selecionar_galeria": "sim",
+    "enviar_para_usuario": "nao"}))]
+pub struct InspectionEntry {
+    /// The company's token, as `POST /api/empresas` showed it.
+    #[schema(max_length = 256)]
+    pub token: String,
+    /// An active operation type.
+    #[schema(minimum = 1)]
+    pub id_tipo_operacao: i64,
+    pub veiculo_placa: String,
+    /// A questionnaire enabled for the operation type.
+    #[schema(minimum = 1)]
+    pub veiculo_tipo: i64,
+    pub veiculo_nome: String,
+    pub cliente_nome: String,
+    #[schema(format = Email)]
+    pub cliente_email: String,
+    /// A Brazilian mobile number: 11 digits (a valid DDD, then a 9); spaces, parentheses,
+    /// hyphens and dots are dropped (`(44) 99999-9999`).
+    pub cliente_numero: String,
+    /// A registered, active user.
+    #[schema(minimum = 1)]
+    pub criado_por: i64,
+    /// `sim` or `nao`.
+    pub selecionar_galeria: String,
+    /// `sim` or `nao`.
+    pub enviar_para_usuario: String,
+}
+
+/// An entry as sent, with the `hash` that now names it first.
+#[derive(ToSchema)]
+#[schema(example = json!({"hash": "abb279b4bf745390b79423fa72a0c1d2", "token": "AAA000", "veiculo_placa": "ABC1234",
+    "id_tipo_operacao": 45, "veiculo_tipo": 19777, "veiculo_nome": "Corsa", "cliente_nome": "David",
+    "cliente_email": "david@example.com", "cliente_numero": "44999999999", "criado_por": 24681,
+    "selecionar_galeria": "sim", "enviar_para_usuario": "nao"}))]
+pub struct QueuedInspection {
+    /// 32 hex characters.
+    pub hash: String,
+    #[serde(flatten)]
+    pub entry: InspectionEntry,
+}
+
+/// Seed 003's 422: the indexes of the refused entries, by why. Nothing was queued.
+#[derive(ToSchema)]
+#[schema(example = json!({"entradas_repetidas": [], "entradas_conflitantes": [], "entradas_dados_faltando": [0],
+    "entradas_numero_invalido": [], "entradas_questionario_invalido": [], "entradas_tipo_operacao_invalido": []}))]
+pub struct RefusedEntries {
+    /// Entries that conflict with others of the same request (a repeated plate where the
+    /// company blocks them).
+    pub entradas_repetidas: Vec<i64>,
+    /// Entries that conflict with inspections already open.
+    pub entradas_conflitantes: Vec<i64>,
+    pub entradas_dados_faltando: Vec<i64>,
+    pub entradas_numero_invalido: Vec<i64>,
+    pub entradas_questionario_invalido: Vec<i64>,
+    pub entradas_tipo_operacao_invalido: Vec<i64>,
+}
+
+const HASH: &str = "The inspection's hash, as the batch answered it";
 
 /// A batch of 1,000 entries with long names and addresses fits in well under this.
 pub const BATCH_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -254,9 +319,15 @@ async fn execute(
         })
 }
 
-/// `POST /auto-inspecao/criar-em-lote`: every entry queued as an `InspectionRequested` in one
-/// append → 200 with the entries as sent, each with its `hash` first; or 422 with the six
-/// categories and nothing queued.
+/// Create self-inspections in a batch (seed 003)
+///
+/// Every entry is queued in one append, or none is. Each is processed in the background and
+/// announced to the company's webhooks (`auto_inspecao.criada`). No Bearer token: each entry
+/// carries its company's token.
+#[utoipa::path(post, path = "/auto-inspecao/criar-em-lote", request_body = Vec<InspectionEntry>, responses(
+    (status = 200, body = Vec<QueuedInspection>, description = "Every entry queued, in the order sent"),
+    (status = 422, body = RefusedEntries, description = "Some entries are invalid or conflicting: nothing queued"),
+))]
 pub async fn create_batch(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<RequestId>>,
@@ -312,8 +383,9 @@ async fn read(
         .ok_or(InspectionApiError::NotFound)
 }
 
-/// `GET /auto-inspecao/{hash}`: the inspection, once every write acknowledged before the
-/// request is in the read models.
+/// One self-inspection, by its hash
+#[utoipa::path(get, path = "/auto-inspecao/{hash}", params(("hash" = String, Path, description = HASH)),
+    responses((status = 200, body = InspectionView)))]
 pub async fn get(
     State(state): State<AppState>,
     lag: Option<axum::Extension<ReadModelsLag>>,
@@ -346,7 +418,9 @@ async fn transition(
     read(state, &hash).await.map(Json)
 }
 
-/// `POST /auto-inspecao/{hash}/concluir`: an open inspection → `CONCLUIDA`.
+/// Conclude an open self-inspection (ABERTA → CONCLUIDA)
+#[utoipa::path(post, path = "/auto-inspecao/{hash}/concluir", params(("hash" = String, Path, description = HASH)),
+    responses((status = 200, body = InspectionView)))]
 pub async fn conclude(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<RequestId>>,
@@ -359,7 +433,9 @@ pub async fn conclude(
     .await
 }
 
-/// `POST /auto-inspecao/{hash}/cancelar`: a pending or open inspection → `CANCELADA`.
+/// Cancel a pending or open self-inspection (→ CANCELADA)
+#[utoipa::path(post, path = "/auto-inspecao/{hash}/cancelar", params(("hash" = String, Path, description = HASH)),
+    responses((status = 200, body = InspectionView)))]
 pub async fn cancel(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<RequestId>>,

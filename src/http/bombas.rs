@@ -18,10 +18,31 @@ use super::run_command;
 use crate::queries::registry::{self, Reference, Station};
 use crate::AppState;
 
+use super::openapi::OneOrMany;
+use utoipa::ToSchema;
+
+/// subset of the fields.
+#[derive(ToSchema)]
+#[schema(example = json!({"bomba": "Bomba Central", "area_operacion_id": 1, "permitir_saldo_negativo": false}))]
+pub struct BombaRequest {
+    /// Required on `POST`. The station's name, at most 10,000 characters.
+    #[schema(max_length = 10000)]
+    pub bomba: String,
+    /// Optional. A registered operation area.
+    #[schema(required = false, minimum = 1)]
+    pub area_operacion_id: Option<i64>,
+    /// Optional (default `true`). Whether a TANQUEO may take the balance below zero.
+    #[schema(required = false)]
+    pub permitir_saldo_negativo: Option<bool>,
+}
+
 pub const BATCH_MAX: usize = 5000;
 /// A registration's fields, and those a change may give.
 const STATION_FIELDS: [&str; 3] = ["bomba", "area_operacion_id", "permitir_saldo_negativo"];
 
+#[utoipa::path(post, path = "/api/bombas", request_body = OneOrMany<BombaRequest>,
+    responses((status = 201, body = OneOrMany<Station>, description = "The station, or the stations in the order sent")))]
+/// Register a fuel station, or several
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -78,6 +99,9 @@ pub async fn create(
 /// be decided on a policy older than the balance it checks. Two appends, registry first: it also
 /// proves the station exists. A failure between them leaves the policy unchanged and the request
 /// unanswered; repeating it completes it.
+#[utoipa::path(patch, path = "/api/bombas/{id}", params(("id" = i64, Path)), request_body = BombaRequest,
+    responses((status = 200, body = Station)))]
+/// Change a fuel station: its name, area, or overdraft policy
 pub async fn update(
     State(state): State<AppState>,
     context: CommandContext,
@@ -135,10 +159,15 @@ async fn read_station(state: &AppState, id: i64) -> Result<Json<Station>, ApiErr
     Ok(Json(station))
 }
 
+/// Fuel stations, in id order
+#[utoipa::path(get, path = "/api/bombas", responses((status = 200, body = Vec<Station>)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Station>>, ApiError> {
     Ok(Json(registry::stations(&state.read_models).await?))
 }
 
+/// One fuel station
+#[utoipa::path(get, path = "/api/bombas/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = Station)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,

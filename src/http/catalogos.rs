@@ -13,6 +13,20 @@ use super::run_command;
 use crate::queries::registry::{self, CatalogEntry};
 use crate::AppState;
 
+use utoipa::ToSchema;
+
+/// A catalogue entry.
+#[derive(ToSchema)]
+#[schema(example = json!({"nombre": "GASOLINA"}))]
+pub struct CatalogoRequest {
+    /// Required. The entry's name, at most 10,000 characters.
+    #[schema(max_length = 10000)]
+    pub nombre: String,
+}
+
+const CATALOGO: &str =
+    "`combustibles`, `clases-vehiculo`, `estados-vehiculo`, `tipos-combustible` or `departamentos`";
+
 fn kind(slug: &str) -> Result<CatalogKind, ApiError> {
     CatalogKind::from_slug(slug).ok_or_else(|| {
         let known: Vec<&str> = CatalogKind::ALL.iter().map(|k| k.slug()).collect();
@@ -23,6 +37,9 @@ fn kind(slug: &str) -> Result<CatalogKind, ApiError> {
     })
 }
 
+/// A catalogue's entries, in id order
+#[utoipa::path(get, path = "/api/catalogos/{catalogo}", params(("catalogo" = String, Path, description = CATALOGO)),
+    responses((status = 200, body = Vec<CatalogEntry>)))]
 pub async fn list(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -33,6 +50,9 @@ pub async fn list(
     ))
 }
 
+/// Add a catalogue entry (admin)
+#[utoipa::path(post, path = "/api/catalogos/{catalogo}", params(("catalogo" = String, Path, description = CATALOGO)),
+    request_body = CatalogoRequest, responses((status = 201, body = CatalogEntry)))]
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,

@@ -18,6 +18,65 @@ use super::parse_id;
 use crate::balances::statement;
 use crate::queries::registry;
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// One movement of a statement.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 3, "fecha": "2024-03-15", "tipo_operacion": "TANQUEO", "valor": 150000,
+    "saldo_calculado": 350000, "saldo_disponible": 350000, "diferencia": 0}))]
+pub struct StatementLineView {
+    /// The record's id.
+    pub id: i64,
+    #[schema(format = Date)]
+    pub fecha: String,
+    pub tipo_operacion: String,
+    #[schema(value_type = f64)]
+    pub valor: String,
+    /// The running balance after this movement, over the whole history.
+    #[schema(value_type = f64)]
+    pub saldo_calculado: String,
+    /// The balance the station reported with it, if any.
+    #[schema(value_type = Option<f64>)]
+    pub saldo_disponible: Option<String>,
+    /// `saldo_disponible − saldo_calculado`, when reported.
+    #[schema(value_type = Option<f64>)]
+    pub diferencia: Option<String>,
+}
+
+/// A station's statement.
+#[derive(ToSchema)]
+#[schema(example = json!({"bomba_id": 1, "movimientos": [{"id": 1, "fecha": "2024-03-15", "tipo_operacion": "ANTICIPO",
+    "valor": 500000, "saldo_calculado": 500000, "saldo_disponible": null, "diferencia": null}]}))]
+pub struct Statement {
+    pub bomba_id: i64,
+    pub movimientos: Vec<StatementLineView>,
+}
+
+/// One station's reconciliation.
+#[derive(ToSchema)]
+pub struct StationReconciliation {
+    pub bomba_id: i64,
+    pub nombre_bomba: String,
+    #[schema(value_type = f64)]
+    pub saldo_calculado: String,
+    /// The balance the station last reported in the range, if any.
+    #[schema(value_type = Option<f64>)]
+    pub saldo_reportado: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub diferencia: Option<String>,
+    /// The movements whose reported balance differs from the computed one.
+    pub discrepancias: Vec<StatementLineView>,
+}
+
+/// Reported against computed balances.
+#[derive(ToSchema)]
+#[schema(example = json!({"bombas": [{"bomba_id": 1, "nombre_bomba": "Bomba Central", "saldo_calculado": 350000,
+    "saldo_reportado": 349000, "diferencia": -1000, "discrepancias": [{"id": 3, "fecha": "2024-03-15",
+    "tipo_operacion": "TANQUEO", "valor": 150000, "saldo_calculado": 350000, "saldo_disponible": 349000,
+    "diferencia": -1000}]}]}))]
+pub struct ReconciliationReport {
+    pub bombas: Vec<StationReconciliation>,
+}
 
 fn line_json(line: &StatementLine) -> Value {
     let movement = &line.movement;
@@ -32,8 +91,14 @@ fn line_json(line: &StatementLine) -> Value {
     })
 }
 
-/// `GET /api/bombas/{id}/movimientos?desde=&hasta=`: the running balance is computed over the
-/// whole history, so the first line of a range already carries what came before it.
+/// A station's movements with their running balance
+///
+/// The running balance is computed over the whole history, so the first line of a range
+/// already carries what came before it.
+#[utoipa::path(get, path = "/api/bombas/{id}/movimientos", params(("id" = i64, Path),
+    ("desde" = Option<String>, Query, format = Date, description = "First business date"),
+    ("hasta" = Option<String>, Query, format = Date, description = "Last business date"),
+), responses((status = 200, body = Statement)))]
 pub async fn movements(
     State(state): State<AppState>,
     ReadHead(head): ReadHead,
@@ -65,7 +130,20 @@ impl Reconciliation {
     }
 }
 
-/// `GET /api/reconciliacion?bomba_id=&desde=&hasta=`, as JSON or, with `Accept: text/csv`, CSV.
+/// Reported against computed balances, per station, with the differing movements
+///
+/// JSON, or CSV with `Accept: text/csv`.
+#[utoipa::path(get, path = "/api/reconciliacion", params(
+    ("bomba_id" = Option<i64>, Query, description = "Only this station"),
+    ("desde" = Option<String>, Query, format = Date, description = "First business date of the discrepancies"),
+    ("hasta" = Option<String>, Query, format = Date, description = "Last business date: balances are as of its end"),
+    ("Accept" = Option<String>, Header, description = "`text/csv` for a spreadsheet (cells that could start a formula neutralised)"),
+), responses(
+    (status = 200, description = "JSON, or with `Accept: text/csv` one CSV line per discrepancy", content(
+        (ReconciliationReport = "application/json"),
+        (String = "text/csv"),
+    )),
+))]
 pub async fn reconcile(
     State(state): State<AppState>,
     ReadHead(head): ReadHead,

@@ -14,9 +14,27 @@ use super::run_command;
 use crate::queries::registry::{self, Driver, Reference};
 use crate::AppState;
 
+use super::openapi::OneOrMany;
+use utoipa::ToSchema;
+
+/// A driver, or an array of at most 5,000 of them (all registered, or none).
+#[derive(ToSchema)]
+#[schema(example = json!({"conductor": "Juan Pérez", "area_principal": 1}))]
+pub struct ConductorRequest {
+    /// Required. The driver's name, at most 10,000 characters.
+    #[schema(max_length = 10000)]
+    pub conductor: String,
+    /// Optional. A registered operation area.
+    #[schema(required = false, minimum = 1)]
+    pub area_principal: Option<i64>,
+}
+
 pub const BATCH_MAX: usize = 5000;
 const DRIVER_FIELDS: [&str; 2] = ["conductor", "area_principal"];
 
+#[utoipa::path(post, path = "/api/conductores", request_body = OneOrMany<ConductorRequest>,
+    responses((status = 201, body = OneOrMany<Driver>, description = "The driver, or the drivers in the order sent")))]
+/// Register a driver, or several
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -64,10 +82,15 @@ pub async fn create(
     created(many, records)
 }
 
+/// Drivers, in id order
+#[utoipa::path(get, path = "/api/conductores", responses((status = 200, body = Vec<Driver>)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Driver>>, ApiError> {
     Ok(Json(registry::drivers(&state.read_models).await?))
 }
 
+/// One driver
+#[utoipa::path(get, path = "/api/conductores/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = Driver)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,

@@ -14,6 +14,7 @@ use axum::{Extension, Json};
 use futures_util::Stream;
 use serde_json::{json, Value};
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::fields::{choice_list_param, text_list_param};
@@ -34,9 +35,61 @@ const STREAM_ID_LEN_MAX: usize = 128;
 pub const LIVE_FEEDS_MAX: usize = 256;
 static LIVE_FEEDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LIVE_FEEDS_MAX);
 
+/// One event of the log, as every feed and audit answer shows it.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"position": 37, "event_id": "01a2498e-7339-7011-938c-52335b0c152b",
+    "stream_type": "fuel-station", "stream_id": "1", "version": 1, "event_type": "AnticipoPaid",
+    "schema_version": 1, "payload": {"record": {"id": 1, "fecha": "2024-03-15", "bomba_id": 1,
+    "valor_anticipo": 500000}}, "metadata": {"actor": "ana@flota.co",
+    "request_id": "01a2498e-72aa-73d2-bb60-88041b8ffdab",
+    "correlation_id": "01a2498e-72aa-73d2-bb60-88041b8ffdab", "causation_id": null},
+    "recorded_at": "2026-12-06T04:13:22.180090Z"}))]
+pub struct FeedEvent {
+    /// Its place in the one global order, from 1.
+    pub position: i64,
+    /// A UUID, ours: the same on a retried request.
+    pub event_id: String,
+    pub stream_type: String,
+    pub stream_id: String,
+    /// Its place in its stream, from 1.
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i64,
+    /// The fact, as the domain wrote it.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Who (`actor`, the token's `sub`), in answer to which request, caused by which event.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    #[schema(format = DateTime)]
+    pub recorded_at: String,
+}
+
+/// A page of the log.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"data": [], "desde_posicion": 1, "limite": 100, "siguiente_posicion": 47,
+    "ultima_posicion": 46}))]
+pub struct FeedPage {
+    pub data: Vec<FeedEvent>,
+    pub desde_posicion: i64,
+    pub limite: i64,
+    /// What to ask for next: a client that follows it sees every event exactly once.
+    pub siguiente_posicion: i64,
+    /// The log's head when the page was read.
+    pub ultima_posicion: i64,
+}
+
+/// The event log, oldest first
+///
 /// `desde_posicion` is inclusive (positions start at 1); `siguiente_posicion` in the answer is the
 /// value to ask for next, so a client that follows it sees every event exactly once. `tipos=`
 /// (event types, comma-separated) and `stream=` (`TYPE` or `TYPE/ID`) narrow it.
+#[utoipa::path(get, path = "/api/eventos", params(
+    ("desde_posicion" = Option<i64>, Query, description = "First position, inclusive (default 1)", minimum = 0),
+    ("limite" = Option<i64>, Query, description = "Events per page, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+    ("tipos" = Option<String>, Query, description = "Event types, comma-separated, any case (`TanqueoRecorded,AnticipoPaid`)"),
+    ("stream" = Option<String>, Query, description = "A stream type, or `TYPE/ID` (`fuel-station/1`)"),
+), responses((status = 200, body = FeedPage)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -141,10 +194,20 @@ pub fn event_types_param(params: &HashMap<String, String>) -> Result<Vec<String>
 #[derive(Debug, Clone)]
 pub struct Closing(pub watch::Receiver<bool>);
 
-/// `GET /api/eventos/stream?desde_posicion=`: every event from `desde_posicion` (or after the
+/// The event log as Server-Sent Events, live
+///
+/// Every event from `desde_posicion` (or after the
 /// `Last-Event-ID` a reconnecting client sends, which wins) as it is in the feed, then each new
 /// one as it commits. Each event's `id:` is its position and `event:` its type; a heartbeat
 /// comment every [`HEARTBEAT`].
+#[utoipa::path(get, path = "/api/eventos/stream", params(
+    ("desde_posicion" = Option<i64>, Query, description = "First position, inclusive (default 1)", minimum = 0),
+    ("tipos" = Option<String>, Query, description = "Event types, comma-separated"),
+    ("stream" = Option<String>, Query, description = "A stream type, or `TYPE/ID`"),
+    ("Last-Event-ID" = Option<i64>, Header, description = "The last position a reconnecting client saw; wins over desde_posicion"),
+), responses((status = 200, content_type = "text/event-stream", body = String,
+    description = "`id:` the position, `event:` the type, `data:` the event as in /api/eventos",
+    example = "id: 37\nevent: AnticipoPaid\ndata: {\"position\":37,\"event_type\":\"AnticipoPaid\"}\n\n")))]
 pub async fn stream(
     State(state): State<AppState>,
     closing: Option<Extension<Closing>>,

@@ -9,7 +9,23 @@ use super::error::ApiError;
 use super::extract::CommandContext;
 use super::run_command_viewing;
 use crate::AppState;
+use utoipa::ToSchema;
 
+/// What a sync did, counted on the state it decided on, so the three numbers always agree.
+#[derive(ToSchema)]
+#[schema(example = json!({"message": "Sync successful", "total_active_plates": 3, "newly_synced": 1, "already_existing": 2}))]
+pub struct SyncSummary {
+    /// `Sync successful`, or `No active plates found`.
+    pub message: String,
+    pub total_active_plates: i64,
+    pub newly_synced: i64,
+    pub already_existing: i64,
+}
+
+/// Create a vehicle for every ACTIVADA plate that has none (seed 000)
+///
+/// Idempotent: a plate that has a vehicle is counted in `already_existing`, never given another.
+#[utoipa::path(post, path = "/api/flota/sync", responses((status = 200, body = SyncSummary)))]
 pub async fn sync(
     State(state): State<AppState>,
     context: CommandContext,

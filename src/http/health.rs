@@ -4,9 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::CommandContext;
+use crate::reactor::ConsumerStatus;
 use crate::read_store::ReadStoreError;
 use crate::rebuild::{self, RebuildRecord};
 use crate::runner::ProjectionStatus;
@@ -15,12 +17,50 @@ use crate::AppState;
 /// Longest a readiness probe waits for the read models to fold the log's head.
 const READINESS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// `{"status": "ok"}` while the process answers.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Liveness {
+    pub status: String,
+}
+
+/// Readiness, as an orchestrator's probe reads it.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "head": 28, "lag_max": 1000,
+    "projections": [{"name": "tanqueos", "position": 28, "status": "ready"}],
+    "consumers": [{"name": "auto_inspecao", "position": 28, "lag": 0, "status": "ready", "leading": true}]}))]
+pub struct Readiness {
+    /// `ready` (200), `catching_up` or `unavailable` (503).
+    pub status: String,
+    /// The log's last position. Absent when the log is out of reach.
+    #[schema(required = false)]
+    pub head: Option<i64>,
+    #[schema(required = false)]
+    pub projections: Option<Vec<ProjectionStatus>>,
+    #[schema(required = false)]
+    pub consumers: Option<Vec<ConsumerStatus>>,
+    /// `--ready-lag-max`: how far behind the head a projection may be and still count as ready.
+    #[schema(required = false)]
+    pub lag_max: Option<u64>,
+    /// What keeps the instance out: a stalled projection with its position and error, or the
+    /// log out of reach.
+    #[schema(required = false)]
+    pub reason: Option<String>,
+}
+
+/// Liveness: the process answers
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Liveness)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /metrics`: Prometheus' text exposition format (see [`crate::telemetry`]). No token: a
-/// scraper on the operators' network reads counts and positions, never ledger data.
+/// Prometheus metrics in text format
+///
+/// Requests and latency per route and status, events appended per type, append batches and
+/// commit latency, projection and consumer positions and lag, store pool usage, process RSS.
+/// No token: a scraper on the operators' network reads counts and positions, never ledger data.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain",
+    body = String, example = "# TYPE fleet_ledger_process_resident_memory_bytes gauge\nfleet_ledger_process_resident_memory_bytes 52428800\n")))]
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     (
         [(
@@ -31,9 +71,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
     )
 }
 
+/// Readiness: stores reachable, read models caught up (503 otherwise)
+///
 /// 200 once the store answers and every projection is within `--ready-lag-max` events of the
 /// log's head; 503 until then, and whenever a projection is stalled. A stalled projection is named with the position it cannot pass and the error, in its entry of
 /// `projections` and in `reason`.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, body = Readiness),
+    (status = 503, body = Readiness, description = "Not ready: catching up, stalled, or a store out of reach"),
+))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     // A write acknowledged just before is folded within milliseconds; an orchestrator's probe
     // must not wait long, though, while a projection catches up at startup.
@@ -106,10 +152,13 @@ fn stalled_reason(projections: &[ProjectionStatus]) -> Option<String> {
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
-/// `GET /api/admin/proyecciones` (admin): every projection's position, lag, state (`rebuilding`
+/// Read models: position, lag, state and latest rebuild (admin)
+///
+/// Every projection's position, lag, state (`rebuilding`
 /// while a rebuild of it runs, in any process) and last error; when stalled, the position it
 /// cannot get past, the error, since when and how many attempts; its latest rebuild; and the
 /// same, with the lag, for every consumer of the log.
+#[utoipa::path(get, path = "/api/admin/proyecciones", responses((status = 200, body = Projections)))]
 pub async fn projections(
     State(state): State<AppState>,
     context: CommandContext,
@@ -138,10 +187,15 @@ pub async fn projections(
     })))
 }
 
-/// `POST /api/admin/proyecciones/{name}/reconstruir` (admin): starts rebuilding the projection
+/// Rebuild a read model online (admin)
+///
+/// Starts rebuilding the projection
 /// into shadow tables in the background (see [`crate::rebuild`]) and answers 202 with its entry
 /// of `GET /api/admin/proyecciones`; 404 for a name no projection has, 409 while a rebuild of it
 /// runs (here or in another process).
+#[utoipa::path(post, path = "/api/admin/proyecciones/{name}/reconstruir",
+    params(("name" = String, Path, description = "A projection's name, as `GET /api/admin/proyecciones` lists it")),
+    responses((status = 202, body = ProjectionView, description = "The rebuild started")))]
 pub async fn rebuild(
     State(state): State<AppState>,
     context: CommandContext,
@@ -171,6 +225,37 @@ pub async fn rebuild(
         StatusCode::ACCEPTED,
         Json(projection_view(status, head, rebuilds.get(name))),
     ))
+}
+
+/// Every read model and consumer, as an operator follows them.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"head": 46, "leading": true, "projections": [{"name": "saldos", "position": 46,
+    "lag": 0, "status": "ready", "last_error": null, "rebuild": null}], "consumers": [{"name": "auto_inspecao",
+    "position": 46, "lag": 0, "status": "ready", "leading": true}]}))]
+pub struct Projections {
+    pub head: i64,
+    /// Whether this instance runs the projections (holds their lease).
+    pub leading: bool,
+    pub projections: Vec<ProjectionView>,
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// One read model.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"name": "saldos", "position": 46, "lag": 0, "status": "rebuilding", "last_error": null,
+    "rebuild": {"state": "rebuilding", "position": 0, "target": 46, "progress": 0.0,
+    "started_at": "2026-12-06T04:13:22.702Z", "finished_at": null, "error": null}}))]
+pub struct ProjectionView {
+    pub name: String,
+    pub position: i64,
+    pub lag: i64,
+    /// `ready`, `catching_up`, `stalled` or `rebuilding`.
+    pub status: String,
+    /// Present while it cannot get past an event.
+    #[schema(required = false)]
+    pub stalled: Option<crate::runner::Stall>,
+    pub last_error: Option<String>,
+    pub rebuild: Option<RebuildRecord>,
 }
 
 /// One projection as the admin endpoints show it.

@@ -22,6 +22,44 @@ use crate::queries::registry::{self, exists, Reference};
 use crate::queries::{fleet, tanqueos};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// Spreadsheet rows to import as TANQUEO records into one station and area.
+#[derive(ToSchema)]
+#[schema(example = json!({"area_operacion_id": 1, "bomba_id": 1, "records": [{"FECHA": "15/03/2024",
+    "NOMBRE CONDUCTOR": "juan perez", "PLACA": "abc 123", "TIPO COMBUSTIBLE": "ACPM",
+    "VALOR TANQUEO": "$150.000", "CANTIDAD GALONES": "12,5"}]}))]
+pub struct ImportRequest {
+    /// Required. A registered operation area.
+    pub area_operacion_id: i64,
+    /// Required. A registered station.
+    pub bomba_id: i64,
+    /// Required. At most 5,000 rows, each validated exactly as a `POST /api/tanqueos` TANQUEO.
+    #[schema(value_type = Vec<Object>, max_items = 5000)]
+    pub records: Vec<Value>,
+}
+
+/// A row the import refused, by its index in `records`.
+#[derive(ToSchema)]
+pub struct ImportRowError {
+    pub index: i64,
+    /// `Fecha inválida`, `Valor inválido`, `Cantidad inválida`, `Registro inválido`,
+    /// `Saldo insuficiente`, `Duplicado`, …
+    pub error: String,
+    /// What was wrong, as `POST /api/tanqueos` would say it.
+    pub detail: String,
+}
+
+/// What an import did.
+#[derive(ToSchema)]
+#[schema(example = json!({"imported": 1, "errors": [{"index": 1, "error": "Registro inválido",
+    "detail": "Missing required field: PLACA"}], "totalProcessed": 2}))]
+pub struct ImportSummary {
+    pub imported: i64,
+    pub errors: Vec<ImportRowError>,
+    #[serde(rename = "totalProcessed")]
+    pub total_processed: i64,
+}
 
 pub const RECORDS_MAX: usize = 5000;
 /// The spreadsheet's columns a row may have.
@@ -158,6 +196,10 @@ fn row_body(
     Ok((body, (fecha, placa_id, valor.normalize())))
 }
 
+#[utoipa::path(post, path = "/api/tanqueos/import", request_body = ImportRequest, params(
+    ("atomico" = Option<bool>, Query, description = "`true`: import every row or none (default `false`: the valid rows, each refused one listed)"),
+), responses((status = 200, body = ImportSummary)))]
+/// Import spreadsheet rows as TANQUEO records (at most 5,000)
 pub async fn import(
     State(state): State<AppState>,
     context: CommandContext,

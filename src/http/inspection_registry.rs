@@ -15,6 +15,87 @@ use super::fields::Fields;
 use super::{parse_id, run_command};
 use crate::queries::inspections::{self as queries, Company, Named, NamedTable, Questionnaire};
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// An inspection company to register.
+#[derive(ToSchema)]
+#[schema(example = json!({"nome": "Acme Vistorias", "bloquear_placas_repetidas": true}))]
+pub struct CompanyRequest {
+    /// Required. At most 10,000 characters.
+    #[schema(max_length = 10000)]
+    pub nome: String,
+    /// Optional (default `false`): refuse a batch entry whose plate has an open inspection.
+    #[schema(required = false)]
+    pub bloquear_placas_repetidas: Option<bool>,
+}
+
+/// A registered company, with the token its self-inspection batches carry. The token is shown
+/// this once: the log keeps only its SHA-256.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "nome": "Acme Vistorias", "bloquear_placas_repetidas": true, "ativo": true,
+    "token": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}))]
+pub struct RegisteredCompany {
+    pub id: i64,
+    pub nome: String,
+    pub bloquear_placas_repetidas: bool,
+    pub ativo: bool,
+    /// 64 hex characters.
+    pub token: String,
+}
+
+/// A company's change: either field, or both.
+#[derive(ToSchema)]
+#[schema(example = json!({"ativo": false}))]
+pub struct CompanyChange {
+    #[schema(required = false)]
+    pub ativo: Option<bool>,
+    #[schema(required = false)]
+    pub bloquear_placas_repetidas: Option<bool>,
+}
+
+/// An operation type to register.
+#[derive(ToSchema)]
+#[schema(example = json!({"nome": "Venda", "ativo": true}))]
+pub struct OperationTypeRequest {
+    /// Required. At most 10,000 characters.
+    #[schema(max_length = 10000)]
+    pub nome: String,
+    /// Optional (default `true`).
+    #[schema(required = false)]
+    pub ativo: Option<bool>,
+}
+
+/// A questionnaire to register.
+#[derive(ToSchema)]
+#[schema(example = json!({"nome": "Carro de passeio", "tipos_operacao": [1]}))]
+pub struct QuestionnaireRequest {
+    /// Required. At most 10,000 characters.
+    #[schema(max_length = 10000)]
+    pub nome: String,
+    /// Optional (default `true`).
+    #[schema(required = false)]
+    pub ativo: Option<bool>,
+    /// Optional. Registered operation types it is enabled for, at most 1,000.
+    #[schema(required = false, max_items = 1000)]
+    pub tipos_operacao: Option<Vec<i64>>,
+}
+
+/// A self-inspection user to register.
+#[derive(ToSchema)]
+#[schema(example = json!({"nome": "Ana Souza"}))]
+pub struct UserRequest {
+    /// Required. At most 10,000 characters.
+    #[schema(max_length = 10000)]
+    pub nome: String,
+}
+
+/// Switch an entry on or off.
+#[derive(ToSchema)]
+#[schema(example = json!({"ativo": false}))]
+pub struct ActiveChange {
+    /// Required.
+    pub ativo: bool,
+}
 
 /// Operation types one questionnaire may be enabled for.
 const QUESTIONNAIRE_TYPES_MAX: usize = 1_000;
@@ -97,7 +178,9 @@ fn name(fields: &Fields<'_>) -> Result<String, ApiError> {
     fields.required("nome", |f, n| f.text(n, 10_000))
 }
 
-/// `POST /api/empresas` → 201 with the company and its `token`, shown this once.
+/// Register an inspection company (admin); its token is shown this once
+#[utoipa::path(post, path = "/api/empresas", request_body = CompanyRequest,
+    responses((status = 201, body = RegisteredCompany)))]
 pub async fn create_company(
     State(state): State<AppState>,
     context: CommandContext,
@@ -135,6 +218,8 @@ pub async fn create_company(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// Inspection companies, in id order, without their tokens (admin)
+#[utoipa::path(get, path = "/api/empresas", responses((status = 200, body = Vec<Company>)))]
 pub async fn list_companies(
     State(state): State<AppState>,
     context: CommandContext,
@@ -143,7 +228,9 @@ pub async fn list_companies(
     Ok(Json(queries::companies(&state.read_models).await?))
 }
 
-/// `PATCH /api/empresas/{id}`: `ativo` and/or `bloquear_placas_repetidas` → 200 with the company.
+/// Change an inspection company (admin)
+#[utoipa::path(patch, path = "/api/empresas/{id}", params(("id" = i64, Path)), request_body = CompanyChange,
+    responses((status = 200, body = Company)))]
 pub async fn change_company(
     State(state): State<AppState>,
     context: CommandContext,
@@ -165,7 +252,9 @@ pub async fn change_company(
         .ok_or_else(|| refusal(InspectionError::CompanyNotFound { id }))
 }
 
-/// `POST /api/tipos-operacao` → 201 `{"id","nome","ativo"}`.
+/// Register an operation type (admin)
+#[utoipa::path(post, path = "/api/tipos-operacao", request_body = OperationTypeRequest,
+    responses((status = 201, body = Named)))]
 pub async fn create_operation_type(
     State(state): State<AppState>,
     context: CommandContext,
@@ -187,6 +276,8 @@ pub async fn create_operation_type(
     }
 }
 
+/// Operation types, in id order (admin)
+#[utoipa::path(get, path = "/api/tipos-operacao", responses((status = 200, body = Vec<Named>)))]
 pub async fn list_operation_types(
     State(state): State<AppState>,
     context: CommandContext,
@@ -196,7 +287,9 @@ pub async fn list_operation_types(
     Ok(Json(listed))
 }
 
-/// `PATCH /api/tipos-operacao/{id}` `{"ativo":false}` → 200 with the operation type.
+/// Switch an operation type on or off (admin)
+#[utoipa::path(patch, path = "/api/tipos-operacao/{id}", params(("id" = i64, Path)), request_body = ActiveChange,
+    responses((status = 200, body = Named)))]
 pub async fn change_operation_type(
     State(state): State<AppState>,
     context: CommandContext,
@@ -258,8 +351,9 @@ fn operation_type_ids(body: &Value) -> Result<Vec<i64>, ApiError> {
     }
 }
 
-/// `POST /api/questionarios` → 201 `{"id","nome","ativo","tipos_operacao"}`; every operation
-/// type must exist.
+/// Register a questionnaire (admin); every operation type must exist
+#[utoipa::path(post, path = "/api/questionarios", request_body = QuestionnaireRequest,
+    responses((status = 201, body = Questionnaire)))]
 pub async fn create_questionnaire(
     State(state): State<AppState>,
     context: CommandContext,
@@ -293,6 +387,8 @@ pub async fn create_questionnaire(
     }
 }
 
+/// Questionnaires, in id order (admin)
+#[utoipa::path(get, path = "/api/questionarios", responses((status = 200, body = Vec<Questionnaire>)))]
 pub async fn list_questionnaires(
     State(state): State<AppState>,
     context: CommandContext,
@@ -301,7 +397,9 @@ pub async fn list_questionnaires(
     Ok(Json(queries::questionnaires(&state.read_models).await?))
 }
 
-/// `PATCH /api/questionarios/{id}` `{"ativo":false}` → 200 with the questionnaire.
+/// Switch a questionnaire on or off (admin)
+#[utoipa::path(patch, path = "/api/questionarios/{id}", params(("id" = i64, Path)), request_body = ActiveChange,
+    responses((status = 200, body = Questionnaire)))]
 pub async fn change_questionnaire(
     State(state): State<AppState>,
     context: CommandContext,
@@ -324,7 +422,9 @@ pub async fn change_questionnaire(
         .ok_or_else(|| refusal(InspectionError::QuestionnaireNotFound { id }))
 }
 
-/// `POST /api/usuarios` `{"nome"}` → 201 `{"id","nome","ativo":true}`.
+/// Register a self-inspection user (admin)
+#[utoipa::path(post, path = "/api/usuarios", request_body = UserRequest,
+    responses((status = 201, body = Named)))]
 pub async fn create_user(
     State(state): State<AppState>,
     context: CommandContext,
@@ -348,6 +448,8 @@ pub async fn create_user(
     }
 }
 
+/// Self-inspection users, in id order (admin)
+#[utoipa::path(get, path = "/api/usuarios", responses((status = 200, body = Vec<Named>)))]
 pub async fn list_users(
     State(state): State<AppState>,
     context: CommandContext,
@@ -357,7 +459,9 @@ pub async fn list_users(
     Ok(Json(listed))
 }
 
-/// `PATCH /api/usuarios/{id}` `{"ativo":false}` → 200 with the user.
+/// Switch a user on or off (admin)
+#[utoipa::path(patch, path = "/api/usuarios/{id}", params(("id" = i64, Path)), request_body = ActiveChange,
+    responses((status = 200, body = Named)))]
 pub async fn change_user(
     State(state): State<AppState>,
     context: CommandContext,

@@ -18,6 +18,59 @@ use crate::queries::fleet::{self, Mission};
 use crate::queries::registry::Reference;
 use crate::AppState;
 
+use utoipa::ToSchema;
+
+/// A mission to plan.
+#[derive(ToSchema)]
+#[schema(example = json!({"vehiculo_id": 1, "conductor_id": 1, "descripcion": "Ruta Bogotá-Tunja", "fecha_programada": "2026-03-01"}))]
+pub struct MisionRequest {
+    /// Required. A registered vehicle.
+    #[schema(minimum = 1)]
+    pub vehiculo_id: i64,
+    /// Required. A registered driver.
+    #[schema(minimum = 1)]
+    pub conductor_id: i64,
+    /// Required. At most 2,000 characters.
+    #[schema(max_length = 2000)]
+    pub descripcion: String,
+    /// Required. `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    pub fecha_programada: String,
+}
+
+/// A mission's start.
+#[derive(ToSchema)]
+#[schema(example = json!({"kilometraje_inicial": 120500, "combustible_inicial_galones": 30.5}))]
+pub struct MisionStart {
+    /// Required. The odometer, a whole number ≥ 0.
+    #[schema(minimum = 0)]
+    pub kilometraje_inicial: i64,
+    /// Required. Gallons in the tank, ≥ 0.
+    #[schema(value_type = f64, minimum = 0)]
+    pub combustible_inicial_galones: String,
+}
+
+/// A mission's completion.
+#[derive(ToSchema)]
+#[schema(example = json!({"kilometraje_final": 120800, "combustible_final_galones": 12.25}))]
+pub struct MisionCompletion {
+    /// Required. The odometer, a whole number ≥ 0.
+    #[schema(minimum = 0)]
+    pub kilometraje_final: i64,
+    /// Required. Gallons in the tank, ≥ 0.
+    #[schema(value_type = f64, minimum = 0)]
+    pub combustible_final_galones: String,
+}
+
+/// A mission's cancellation.
+#[derive(ToSchema)]
+#[schema(example = json!({"motivo": "Vehículo en taller"}))]
+pub struct MisionCancellation {
+    /// Required. Why, at most 2,000 characters.
+    #[schema(max_length = 2000)]
+    pub motivo: String,
+}
+
 const DESCRIPCION_LEN_MAX: usize = 2000;
 
 async fn run(
@@ -37,6 +90,10 @@ async fn run(
     Ok(executed.events)
 }
 
+/// Plan a mission for a vehicle and a driver
+///
+/// A deleted vehicle or an unknown driver is a 400 naming the field.
+#[utoipa::path(post, path = "/api/misiones", request_body = MisionRequest, responses((status = 201, body = Mission)))]
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -86,6 +143,9 @@ fn mission_id(raw: &str) -> Result<i64, ApiError> {
     parse_id(raw, "la misión")
 }
 
+/// Start a planned mission (PROGRAMADA → EN_EJECUCION)
+#[utoipa::path(post, path = "/api/misiones/{id}/iniciar", params(("id" = i64, Path)), request_body = MisionStart,
+    responses((status = 200, body = Mission)))]
 pub async fn start(
     State(state): State<AppState>,
     context: CommandContext,
@@ -109,6 +169,11 @@ pub async fn start(
     Ok(Json(read_mission(&state, mission_id).await?))
 }
 
+/// Complete a mission in progress (EN_EJECUCION → COMPLETADA)
+///
+/// The distance and fuel used are derived from the start's readings.
+#[utoipa::path(post, path = "/api/misiones/{id}/finalizar", params(("id" = i64, Path)), request_body = MisionCompletion,
+    responses((status = 200, body = Mission)))]
 pub async fn complete(
     State(state): State<AppState>,
     context: CommandContext,
@@ -129,6 +194,9 @@ pub async fn complete(
     Ok(Json(read_mission(&state, mission_id).await?))
 }
 
+/// Cancel a mission that has not completed
+#[utoipa::path(post, path = "/api/misiones/{id}/cancelar", params(("id" = i64, Path)), request_body = MisionCancellation,
+    responses((status = 200, body = Mission)))]
 pub async fn cancel(
     State(state): State<AppState>,
     context: CommandContext,
@@ -158,6 +226,8 @@ async fn read_mission(state: &AppState, mission_id: i64) -> Result<Mission, ApiE
         .ok_or_else(|| ApiError::NotFound(format!("No se encontró la misión con ID {mission_id}")))
 }
 
+/// One mission
+#[utoipa::path(get, path = "/api/misiones/{id}", params(("id" = i64, Path)), responses((status = 200, body = Mission)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -165,6 +235,11 @@ pub async fn get(
     Ok(Json(read_mission(&state, mission_id(&raw_id)?).await?))
 }
 
+/// Missions, in id order
+#[utoipa::path(get, path = "/api/misiones", params(
+    ("vehiculo_id" = Option<i64>, Query, description = "Only this vehicle's"),
+    ("estado" = Option<String>, Query, description = "PROGRAMADA, EN_EJECUCION, COMPLETADA or CANCELADA, any case"),
+), responses((status = 200, body = Vec<Mission>)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

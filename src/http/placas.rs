@@ -17,6 +17,31 @@ use super::{run_command, run_command_viewing};
 use crate::queries::fleet::{self, Plate};
 use crate::AppState;
 
+use super::openapi::OneOrMany;
+use utoipa::ToSchema;
+
+/// A plate, or an array of at most 5,000 of them (all registered, or none).
+#[derive(ToSchema)]
+#[schema(example = json!({"placa": "ABC123", "estado": "ACTIVADA"}))]
+pub struct PlacaRequest {
+    /// Required. Three letters and three digits, in any case and spacing (`abc 123`); kept as
+    /// `ABC123`. At most 100 characters.
+    #[schema(max_length = 100)]
+    pub placa: String,
+    /// Optional. `ACTIVADA` (the default) or `DESACTIVADA`.
+    #[schema(required = false, max_length = 20)]
+    pub estado: Option<String>,
+}
+
+/// A plate's change: only its state changes.
+#[derive(ToSchema)]
+#[schema(example = json!({"estado": "DESACTIVADA"}))]
+pub struct PlacaChange {
+    /// Required. `ACTIVADA` or `DESACTIVADA`.
+    #[schema(max_length = 20)]
+    pub estado: String,
+}
+
 pub const BATCH_MAX: usize = 5000;
 
 /// `estado`, if given: `ACTIVADA` or `DESACTIVADA`.
@@ -34,6 +59,9 @@ fn parse_placa(fields: &Fields) -> Result<Placa, ApiError> {
     Placa::parse(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+#[utoipa::path(post, path = "/api/placas", request_body = OneOrMany<PlacaRequest>,
+    responses((status = 201, body = OneOrMany<Plate>, description = "The plate, or the plates in the order sent")))]
+/// Register a plate, or several
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -77,6 +105,9 @@ pub async fn create(
     created(many, records)
 }
 
+#[utoipa::path(patch, path = "/api/placas/{id}", params(("id" = i64, Path)), request_body = PlacaChange,
+    responses((status = 200, body = Plate)))]
+/// Change a plate's state
 pub async fn update(
     State(state): State<AppState>,
     context: CommandContext,
@@ -107,6 +138,10 @@ pub async fn update(
     ))
 }
 
+/// Plates, in id order
+#[utoipa::path(get, path = "/api/placas", params(
+    ("estado" = Option<String>, Query, description = "`ACTIVADA` or `DESACTIVADA`, any case")),
+    responses((status = 200, body = Vec<Plate>)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -124,6 +159,9 @@ pub async fn list(
     Ok(Json(fleet::plates(&state.read_models, filter).await?))
 }
 
+/// One plate
+#[utoipa::path(get, path = "/api/placas/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = Plate)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,

@@ -16,7 +16,74 @@ use super::parse_id;
 use crate::balances;
 use crate::queries::registry;
 use crate::AppState;
+use utoipa::ToSchema;
 
+/// A station's balance: Σ anticipos − Σ tanqueos of its live records.
+#[derive(ToSchema)]
+#[schema(example = json!({"bomba_id": 1, "saldo": 350000, "total_anticipos": 500000, "total_tanqueos": 150000,
+    "movimientos": 2, "ultimo_movimiento": "2024-03-15"}))]
+pub struct StationBalance {
+    pub bomba_id: i64,
+    #[schema(value_type = f64)]
+    pub saldo: String,
+    #[schema(value_type = f64)]
+    pub total_anticipos: String,
+    #[schema(value_type = f64)]
+    pub total_tanqueos: String,
+    /// Live records counted.
+    pub movimientos: i64,
+    /// The latest business date counted.
+    #[schema(format = Date)]
+    pub ultimo_movimiento: Option<String>,
+}
+
+/// One station in the overview.
+#[derive(ToSchema)]
+pub struct StationBalanceLine {
+    pub bomba_id: i64,
+    pub nombre_bomba: String,
+    pub area_operacion_id: Option<i64>,
+    #[schema(value_type = f64)]
+    pub saldo: String,
+    /// The balance the station last reported, if it ever did.
+    #[schema(value_type = Option<f64>)]
+    pub saldo_disponible: Option<String>,
+    #[schema(format = DateTime)]
+    pub ultima_actualizacion: Option<String>,
+    /// `CRITICO` (below `--saldo-critico`), `BAJO` (below zero) or `POSITIVO`.
+    pub estado: String,
+}
+
+/// Counts over every station.
+#[derive(ToSchema)]
+pub struct BalanceStats {
+    pub total_bombas: i64,
+    #[schema(value_type = f64)]
+    pub total_saldo: String,
+    pub criticos: i64,
+    pub bajos: i64,
+    pub positivos: i64,
+}
+
+/// Every station's balance now.
+#[derive(ToSchema)]
+#[schema(example = json!({"data": [{"bomba_id": 1, "nombre_bomba": "Bomba Central", "area_operacion_id": 1,
+    "saldo": 350000, "saldo_disponible": 350000, "ultima_actualizacion": "2026-03-01T10:00:00Z",
+    "estado": "POSITIVO"}], "stats": {"total_bombas": 1, "total_saldo": 350000, "criticos": 0, "bajos": 0,
+    "positivos": 1}}))]
+pub struct AllBalances {
+    pub data: Vec<StationBalanceLine>,
+    pub stats: BalanceStats,
+}
+
+/// A station's balance
+///
+/// `fecha_corte` is the business date (records dated up to it); `as_of` is when the ledger knew
+/// it (records and corrections written up to that instant). Both may be given.
+#[utoipa::path(get, path = "/api/bombas/{id}/saldo", params(("id" = i64, Path),
+    ("fecha_corte" = Option<String>, Query, format = Date, description = "Business date: only records dated up to it count"),
+    ("as_of" = Option<String>, Query, description = "When the ledger knew it: an RFC 3339 instant, or a date (its last instant in the service's zone)"),
+), responses((status = 200, body = StationBalance)))]
 pub async fn station_balance(
     State(state): State<AppState>,
     ReadHead(head): ReadHead,
@@ -38,6 +105,8 @@ pub async fn station_balance(
     })))
 }
 
+/// Every station's balance, with counts of critical, low and positive ones
+#[utoipa::path(get, path = "/api/saldos-bombas", responses((status = 200, body = AllBalances)))]
 pub async fn all_balances(
     State(state): State<AppState>,
     ReadHead(head): ReadHead,

@@ -29,6 +29,94 @@ use crate::auth::Actor;
 use crate::queries::vehicle_checks::{self as checks, StoredEntries};
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// A vehicle, written as seed 001 requires: uppercase letters and digits only, no hyphens,
+/// spaces or other characters.
+#[derive(ToSchema)]
+#[schema(example = json!({"vin": "JT123456789012345", "plate": "ABC123"}))]
+pub struct VehicleKey {
+    #[schema(pattern = "^[A-Z0-9]+$")]
+    pub vin: String,
+    #[schema(pattern = "^[A-Z0-9]+$")]
+    pub plate: String,
+}
+
+/// Which vehicles to look up: 1 to 500 (a repeated one is answered once).
+#[derive(ToSchema)]
+#[schema(example = json!({"vehicles": [{"vin": "JT123456789012345", "plate": "ABC123"}]}))]
+pub struct LookupRequest {
+    #[schema(min_items = 1, max_items = 500)]
+    pub vehicles: Vec<VehicleKey>,
+}
+
+/// One resource's result for a vehicle, as it was recorded.
+#[derive(ToSchema)]
+#[schema(example = json!({"vin": "JT123456789012345", "plate": "ABC123", "resourceId": 7, "status": "OK",
+    "result": [{"multa": "F-1", "valor": 1200}], "creationDateTime": "2024-03-15T10:00:00Z",
+    "finishedDateTime": "2024-03-15T10:05:00Z"}))]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    #[schema(pattern = "^[A-Z0-9]+$")]
+    pub vin: String,
+    #[schema(pattern = "^[A-Z0-9]+$")]
+    pub plate: String,
+    /// The resource that processed it (a positive integer).
+    #[schema(minimum = 1)]
+    pub resource_id: i64,
+    /// Any JSON the resource reports; absent or null when it was processed with errors.
+    #[schema(required = false)]
+    pub status: Option<Value>,
+    /// Its findings (fines, owner taxes, …), kept as sent.
+    pub result: Vec<Value>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub creation_date_time: String,
+    #[schema(required = false, format = DateTime)]
+    pub finished_date_time: Option<String>,
+}
+
+/// A stored entry of a result: what recording answers and a lookup lists under `info`.
+#[derive(ToSchema)]
+#[schema(example = json!({"_id": "7-JT123456789012345-ABC123", "plate": "ABC123", "vin": "JT123456789012345",
+    "resourceId": 7, "status": "OK", "result": [], "creationDateTime": "2024-03-15T10:00:00Z",
+    "finishedDateTime": null}))]
+pub struct StoredCheck {
+    /// `resourceId-vin-plate`.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub plate: String,
+    pub vin: String,
+    #[serde(rename = "resourceId")]
+    pub resource_id: i64,
+    /// Null when the resource sent none: processed with errors.
+    pub status: Option<Value>,
+    pub result: Vec<Value>,
+    #[serde(rename = "creationDateTime")]
+    #[schema(format = DateTime)]
+    pub creation_date_time: String,
+    #[serde(rename = "finishedDateTime")]
+    #[schema(format = DateTime)]
+    pub finished_date_time: Option<String>,
+}
+
+/// A vehicle that some resource processed, with the latest entry of each resource.
+#[derive(ToSchema)]
+pub struct VehicleChecks {
+    pub vin: String,
+    pub plate: String,
+    pub info: Vec<StoredCheck>,
+}
+
+/// Seed 001's answer: only the vehicles some resource processed, in the order asked.
+#[derive(ToSchema)]
+#[schema(example = json!({"vehicleData": [{"vin": "JT123456789012345", "plate": "ABC123", "info": [{
+    "_id": "7-JT123456789012345-ABC123", "plate": "ABC123", "vin": "JT123456789012345", "resourceId": 7,
+    "status": "OK", "result": [], "creationDateTime": "2024-03-15T10:00:00Z", "finishedDateTime": null}]}]}))]
+pub struct LookupAnswer {
+    #[serde(rename = "vehicleData")]
+    pub vehicle_data: Vec<VehicleChecks>,
+}
 
 /// Seed 001: "The maximum number of vehicles that can be requested in one request is 500."
 pub const LOOKUP_VEHICLES_MAX: usize = 500;
@@ -414,7 +502,11 @@ fn lookup_answer(vehicles: &[CheckedVehicle], keys: &[String], found: &StoredEnt
     answer
 }
 
-/// `POST /api/scraping/resultados`: one result or an array → 201 with the stored entries.
+/// Record vehicle check results: one, or an array of at most 500 (operador, admin)
+///
+/// Each result is kept as sent; a lookup answers the latest of each resource.
+#[utoipa::path(post, path = "/api/scraping/resultados", request_body = super::openapi::OneOrMany<CheckResult>,
+    responses((status = 201, body = super::openapi::OneOrMany<StoredCheck>, description = "The stored entry, or the entries in the order sent")))]
 pub async fn record(
     State(state): State<AppState>,
     context: CommandContext,
@@ -461,8 +553,12 @@ pub async fn record(
     Ok((StatusCode::CREATED, answer))
 }
 
-/// `GET` (with a body, as seed 001 sends it) or `POST /api/batch/scraping[/]`: the latest result
-/// of every resource for each vehicle asked for that some resource processed.
+/// Latest check results of up to 500 vehicles (seed 001)
+///
+/// `GET` with a body, as seed 001 sends it, or `POST`; with or without the trailing slash. A
+/// vehicle no resource processed is left out of the answer.
+#[utoipa::path(method(get, post), path = "/api/batch/scraping", request_body = LookupRequest,
+    responses((status = 200, body = LookupAnswer)))]
 pub async fn lookup(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,

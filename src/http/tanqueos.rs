@@ -24,6 +24,7 @@ use super::fields::{
     choice_list_param, date_param, id_list_param, parse_date, positive_param, reject_unknown,
     text_list_param, Dialect, Fields,
 };
+use super::openapi::Pagination;
 use super::parse_id;
 use super::run_command_answering_from_events;
 use crate::commands::Executed;
@@ -32,6 +33,143 @@ use crate::read_store::decimal_json;
 use crate::references::Known;
 use crate::state::READ_YOUR_WRITES_TIMEOUT;
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// the ledger's to write.
+#[derive(ToSchema)]
+#[schema(example = json!({"fecha": "2024-03-15", "conductor_id": 1, "placa_id": 1, "bomba_id": 1,
+    "area_operacion_id": 1, "tipo_combustible": "ACPM", "valor_tanqueo": 150000,
+    "cantidad_galones": 12.5, "horometro": 1250.5, "concepto": "OPERATIVO"}))]
+pub struct TanqueoRequest {
+    /// Required. The business date, `YYYY-MM-DD`.
+    #[schema(format = Date, example = "2024-03-15")]
+    pub fecha: String,
+    /// Required. A registered station.
+    #[schema(minimum = 1, example = 1)]
+    pub bomba_id: i64,
+    /// Required. A registered operation area.
+    #[schema(minimum = 1, example = 1)]
+    pub area_operacion_id: i64,
+    /// `TANQUEO` (the default) or `ANTICIPO`, in any case.
+    #[schema(required = false, max_length = 20, example = "TANQUEO")]
+    pub tipo_operacion: Option<String>,
+    /// TANQUEO: required. ANTICIPO: refused. A registered driver.
+    #[schema(required = false, minimum = 1, example = 1)]
+    pub conductor_id: Option<i64>,
+    /// TANQUEO: required. ANTICIPO: refused. A registered plate.
+    #[schema(required = false, minimum = 1, example = 1)]
+    pub placa_id: Option<i64>,
+    /// TANQUEO: required. ANTICIPO: refused. Amount in COP, ≥ 0.
+    #[schema(required = false, value_type = Option<f64>, minimum = 0, example = 150000)]
+    pub valor_tanqueo: Option<String>,
+    /// TANQUEO: required. ANTICIPO: refused. Gallons, ≥ 0; `costo_por_galon` is derived from it.
+    #[schema(required = false, value_type = Option<f64>, minimum = 0, example = 12.5)]
+    pub cantidad_galones: Option<String>,
+    /// TANQUEO: optional (default `ACPM`). ANTICIPO: refused. An entry of the `combustibles`
+    /// catalogue.
+    #[schema(required = false, example = "ACPM")]
+    pub tipo_combustible: Option<String>,
+    /// Optional. Hour meter reading, ≥ 0.
+    #[schema(required = false, value_type = Option<f64>, minimum = 0, example = 1250.5)]
+    pub horometro: Option<String>,
+    /// ANTICIPO: required. TANQUEO: refused. Amount in COP, ≥ 0.
+    #[schema(required = false, value_type = Option<f64>, minimum = 0, example = 500000)]
+    pub valor_anticipo: Option<String>,
+    /// Optional. The balance the station reports (may be negative); `/api/reconciliacion`
+    /// compares it with the computed one.
+    #[schema(required = false, value_type = Option<f64>, example = 350000)]
+    pub saldo_disponible: Option<String>,
+    /// Optional. `OPERATIVO` (the default) or `ADMINISTRATIVO`.
+    #[schema(required = false, example = "OPERATIVO")]
+    pub concepto: Option<String>,
+    /// Optional. Free text, at most 2,000 characters.
+    #[schema(required = false, max_length = 2000, example = "Tanqueo en ruta")]
+    pub observacion: Option<String>,
+}
+
+/// A record as the ledger holds it, in the seed's field order. Amounts are JSON numbers, exact.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 2, "fecha": "2024-03-15", "conductor_id": 1, "placa_id": 1, "bomba_id": 1,
+    "area_operacion_id": 1, "tipo_combustible": "ACPM", "valor_tanqueo": 150000, "cantidad_galones": 12.5,
+    "costo_por_galon": 12000, "horometro": 1250.5, "valor_anticipo": null, "saldo_disponible": 350000,
+    "concepto": "OPERATIVO", "tipo_operacion": "TANQUEO", "observacion": null, "creado_por": "ana@flota.co",
+    "actualizado_por": null, "actualizado_en": null, "anulado": false}))]
+pub struct TanqueoRecord {
+    pub id: i64,
+    #[schema(format = Date)]
+    pub fecha: String,
+    pub conductor_id: Option<i64>,
+    pub placa_id: Option<i64>,
+    pub bomba_id: i64,
+    pub area_operacion_id: i64,
+    pub tipo_combustible: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub valor_tanqueo: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub cantidad_galones: Option<String>,
+    /// `valor_tanqueo / cantidad_galones`, rounded half-even to 2 places; null without gallons.
+    #[schema(value_type = Option<f64>)]
+    pub costo_por_galon: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub horometro: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub valor_anticipo: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub saldo_disponible: Option<String>,
+    /// `OPERATIVO` or `ADMINISTRATIVO`.
+    pub concepto: String,
+    /// `TANQUEO` or `ANTICIPO`.
+    pub tipo_operacion: String,
+    pub observacion: Option<String>,
+    /// The token's `sub` that recorded it.
+    pub creado_por: Option<String>,
+    pub actualizado_por: Option<String>,
+    #[schema(format = DateTime)]
+    pub actualizado_en: Option<String>,
+    /// Whether it was voided. Reads and voids show it; the seed's create and correct answers
+    /// do not.
+    #[schema(required = false)]
+    pub anulado: bool,
+}
+
+/// A record of a list, with the names of what it refers to.
+#[derive(ToSchema)]
+pub struct ListedTanqueo {
+    #[serde(flatten)]
+    pub record: TanqueoRecord,
+    pub placa: Option<String>,
+    pub nombre_conductor: Option<String>,
+    pub nombre_bomba: Option<String>,
+    pub nombre_area_operacion: Option<String>,
+}
+
+/// Totals over every record the filters select, not only this page.
+#[derive(ToSchema)]
+pub struct TanqueoTotals {
+    #[schema(value_type = f64)]
+    pub total_galones: String,
+    #[schema(value_type = f64)]
+    pub total_valor: String,
+}
+
+/// A page of records.
+#[derive(ToSchema)]
+#[schema(example = json!({"data": [], "pagination": {"page": 1, "limit": 20, "total": 0, "totalPages": 0},
+    "summary": {"total_galones": 0, "total_valor": 0}}))]
+pub struct TanqueoPage {
+    pub data: Vec<ListedTanqueo>,
+    pub pagination: Pagination,
+    pub summary: TanqueoTotals,
+}
+
+/// Why a record is voided.
+#[derive(ToSchema)]
+#[schema(example = json!({"motivo": "Registrado dos veces"}))]
+pub struct VoidRequest {
+    /// Required. At most 2,000 characters.
+    #[schema(max_length = 2000)]
+    pub motivo: String,
+}
 
 pub const PAGE_LIMIT_DEFAULT: i64 = 20;
 pub const PAGE_LIMIT_MAX: i64 = 500;
@@ -289,6 +427,12 @@ pub(super) async fn reserve_ids(
         .map_err(|e| command_error(e, ApiError::internal))
 }
 
+/// Record a TANQUEO (refuel) or an ANTICIPO (advance payment to a station)
+///
+/// A TANQUEO takes the station's balance down; one past zero is refused (422) unless the
+/// station allows overdraft. An `Idempotency-Key` header makes a retry answer the first result.
+#[utoipa::path(post, path = "/api/tanqueos", request_body = TanqueoRequest,
+    responses((status = 201, body = TanqueoRecord)))]
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -328,6 +472,12 @@ pub async fn create(
     ))
 }
 
+/// Correct a record
+///
+/// Any writable field but `bomba_id` and `tipo_operacion`; the fields sent replace the record's,
+/// the rest stay. A voided record cannot be corrected (409).
+#[utoipa::path(put, path = "/api/tanqueos/{id}", params(("id" = i64, Path)), request_body = TanqueoRequest,
+    responses((status = 200, body = TanqueoRecord)))]
 pub async fn correct(
     State(state): State<AppState>,
     context: CommandContext,
@@ -383,6 +533,11 @@ pub async fn correct(
     Ok(Json(Value::Object(record_json(&row, false))))
 }
 
+/// Void a record
+///
+/// The record stays in the ledger, marked `anulado`; its amount no longer counts in the balance.
+#[utoipa::path(post, path = "/api/tanqueos/{id}/anular", params(("id" = i64, Path)), request_body = VoidRequest,
+    responses((status = 200, body = TanqueoRecord)))]
 pub async fn void(
     State(state): State<AppState>,
     context: CommandContext,
@@ -605,6 +760,9 @@ fn decided_events(
         .collect()
 }
 
+/// One record
+#[utoipa::path(get, path = "/api/tanqueos/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = TanqueoRecord)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -614,6 +772,22 @@ pub async fn get(
     ))
 }
 
+/// TANQUEO and ANTICIPO records, filtered, a page at a time, newest first
+///
+/// Voided records are listed, marked `anulado`; the totals leave them out.
+#[utoipa::path(get, path = "/api/tanqueos", params(
+    ("page" = Option<i64>, Query, description = "Page number, from 1 (default 1)", minimum = 1),
+    ("limit" = Option<i64>, Query, description = "Records per page, 1 to 500 (default 20)", minimum = 1, maximum = 500),
+    ("desde" = Option<String>, Query, description = "First business date, YYYY-MM-DD", format = Date),
+    ("hasta" = Option<String>, Query, description = "Last business date, YYYY-MM-DD", format = Date),
+    ("bomba_id" = Option<String>, Query, description = "Station ids, comma-separated"),
+    ("placa_id" = Option<String>, Query, description = "Plate ids, comma-separated"),
+    ("conductor_id" = Option<String>, Query, description = "Driver ids, comma-separated"),
+    ("area_operacion_id" = Option<String>, Query, description = "Operation area ids, comma-separated"),
+    ("tipo_operacion" = Option<String>, Query, description = "TANQUEO, ANTICIPO (any case), comma-separated"),
+    ("concepto" = Option<String>, Query, description = "OPERATIVO, ADMINISTRATIVO (any case), comma-separated"),
+    ("tipo_combustible" = Option<String>, Query, description = "Entries of the combustibles catalogue, comma-separated"),
+), responses((status = 200, body = TanqueoPage)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

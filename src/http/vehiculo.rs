@@ -21,6 +21,160 @@ use super::run_command;
 use crate::queries::fleet::{self, VehicleFilter};
 use crate::queries::registry::Reference;
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// A vehicle as seed 002 shows it (PascalCase), with the registry's names for its ids.
+#[derive(ToSchema)]
+#[schema(example = json!({"Id": 1, "Placa": "ABC123", "Marca": "TOYOTA", "Modelo": "HILUX", "Anio": 2020,
+    "Color": "BLANCO", "NumeroMotor": "1GRFE123456", "NumeroChasis": "JT123456789012345",
+    "NumeroVin": "JT123456789012345", "CapacidadPasajeros": 5, "CapacidadCombustibleGalones": 80,
+    "KilometrajeActual": 18000, "FechaUltimaRevision": "2024-03-15", "FechaProximoMantenimiento": "2024-09-15",
+    "FechaTarjetaCirculacion": "2023-12-01", "NumeroPolizaSeguro": "POL123456789",
+    "FechaVencimientoSeguro": "2025-12-01", "Observaciones": null, "Eliminado": false,
+    "FechaHoraCreacion": "2024-01-15T10:30:00Z", "FechaHoraActualizacion": "2024-03-20T11:15:00Z",
+    "IdClaseVehiculo": 1, "NombreClaseVehiculo": "Pick-up", "IdEstadoVehiculo": 1,
+    "NombreEstadoVehiculo": "Activo", "IdTipoCombustible": 1, "NombreTipoCombustible": "Diesel",
+    "IdMotoristaPorDefecto": 1, "NombreMotoristaPorDefecto": "Juan Pérez", "IdDepartamentoAsignado": 2,
+    "NombreDepartamentoAsignado": "Logística", "IdPlaca": 1, "IdEmpresa": null, "IdOperacion": null,
+    "MisionesActivas": 0}))]
+#[serde(rename_all = "PascalCase")]
+pub struct Vehicle {
+    pub id: i64,
+    pub placa: String,
+    pub marca: Option<String>,
+    pub modelo: Option<String>,
+    pub anio: Option<i64>,
+    pub color: Option<String>,
+    pub numero_motor: Option<String>,
+    pub numero_chasis: Option<String>,
+    pub numero_vin: Option<String>,
+    pub capacidad_pasajeros: Option<i64>,
+    #[schema(value_type = Option<f64>)]
+    pub capacidad_combustible_galones: Option<String>,
+    pub kilometraje_actual: Option<i64>,
+    #[schema(format = Date)]
+    pub fecha_ultima_revision: Option<String>,
+    #[schema(format = Date)]
+    pub fecha_proximo_mantenimiento: Option<String>,
+    #[schema(format = Date)]
+    pub fecha_tarjeta_circulacion: Option<String>,
+    pub numero_poliza_seguro: Option<String>,
+    #[schema(format = Date)]
+    pub fecha_vencimiento_seguro: Option<String>,
+    pub observaciones: Option<String>,
+    /// Soft-deleted: it stays, for the audit trail.
+    pub eliminado: bool,
+    #[schema(format = DateTime)]
+    pub fecha_hora_creacion: Option<String>,
+    #[schema(format = DateTime)]
+    pub fecha_hora_actualizacion: Option<String>,
+    pub id_clase_vehiculo: Option<i64>,
+    pub nombre_clase_vehiculo: Option<String>,
+    pub id_estado_vehiculo: Option<i64>,
+    pub nombre_estado_vehiculo: Option<String>,
+    pub id_tipo_combustible: Option<i64>,
+    pub nombre_tipo_combustible: Option<String>,
+    pub id_motorista_por_defecto: Option<i64>,
+    pub nombre_motorista_por_defecto: Option<String>,
+    pub id_departamento_asignado: Option<i64>,
+    pub nombre_departamento_asignado: Option<String>,
+    pub id_placa: Option<i64>,
+    pub id_empresa: Option<i64>,
+    pub id_operacion: Option<i64>,
+    /// Missions PROGRAMADA or EN_EJECUCION: a vehicle with any cannot be deleted (409).
+    pub misiones_activas: Option<i64>,
+}
+
+/// Seed 002's envelope around one vehicle.
+#[derive(ToSchema)]
+#[schema(example = json!({"success": true, "message": "Vehículo obtenido exitosamente",
+    "data": {"Id": 1, "Placa": "ABC123", "Eliminado": false}, "timestamp": "2024-03-20T11:15:00.000Z"}))]
+pub struct VehicleEnvelope {
+    pub success: bool,
+    /// `Vehículo obtenido exitosamente`, `… creado …`, `… reactivado …`, `… actualizado …`,
+    /// `… eliminado exitosamente`.
+    pub message: String,
+    pub data: Vehicle,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+}
+
+/// Seed 002's envelope around a list.
+#[derive(ToSchema)]
+#[schema(example = json!({"success": true, "message": "Vehículos obtenidos exitosamente", "data": [],
+    "timestamp": "2024-03-20T11:15:00.000Z"}))]
+pub struct VehiclesEnvelope {
+    pub success: bool,
+    pub message: String,
+    pub data: Vec<Vehicle>,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+}
+
+/// A vehicle's writable fields, camelCase as the seed's service takes them. `POST` requires
+/// `placa`, `idClaseVehiculo` and `idEstadoVehiculo`; `PUT` changes the fields it sends (the
+/// plate cannot change). Ids must exist in their catalogue or registry (400 naming the field).
+#[derive(ToSchema)]
+#[schema(example = json!({"placa": "ABC123", "idClaseVehiculo": 1, "idEstadoVehiculo": 1, "idTipoCombustible": 1,
+    "marca": "TOYOTA", "modelo": "HILUX", "anio": 2020, "capacidadCombustibleGalones": 80}))]
+#[serde(rename_all = "camelCase")]
+pub struct VehicleRequest {
+    /// Three letters and three digits, any case and spacing. Required on `POST`.
+    #[schema(required = false, max_length = 100)]
+    pub placa: Option<String>,
+    /// Required on `POST`. An entry of the `clases-vehiculo` catalogue.
+    #[schema(required = false, minimum = 1)]
+    pub id_clase_vehiculo: Option<i64>,
+    /// Required on `POST`. An entry of the `estados-vehiculo` catalogue.
+    #[schema(required = false, minimum = 1)]
+    pub id_estado_vehiculo: Option<i64>,
+    /// An entry of the `tipos-combustible` catalogue.
+    #[schema(required = false, minimum = 1)]
+    pub id_tipo_combustible: Option<i64>,
+    /// A registered driver.
+    #[schema(required = false, minimum = 1)]
+    pub id_motorista_por_defecto: Option<i64>,
+    /// An entry of the `departamentos` catalogue.
+    #[schema(required = false, minimum = 1)]
+    pub id_departamento_asignado: Option<i64>,
+    #[schema(required = false, max_length = 100)]
+    pub marca: Option<String>,
+    #[schema(required = false, max_length = 100)]
+    pub modelo: Option<String>,
+    #[schema(required = false, minimum = 0)]
+    pub anio: Option<i64>,
+    #[schema(required = false, max_length = 50)]
+    pub color: Option<String>,
+    #[schema(required = false, max_length = 100)]
+    pub numero_motor: Option<String>,
+    #[schema(required = false, max_length = 100)]
+    pub numero_chasis: Option<String>,
+    #[schema(required = false, max_length = 100)]
+    pub numero_vin: Option<String>,
+    #[schema(required = false, minimum = 0)]
+    pub capacidad_pasajeros: Option<i64>,
+    /// Gallons, ≥ 0.
+    #[schema(required = false, value_type = Option<f64>, minimum = 0)]
+    pub capacidad_combustible_galones: Option<String>,
+    #[schema(required = false, minimum = 0)]
+    pub kilometraje_actual: Option<i64>,
+    #[schema(required = false, format = Date)]
+    pub fecha_ultima_revision: Option<String>,
+    #[schema(required = false, format = Date)]
+    pub fecha_proximo_mantenimiento: Option<String>,
+    #[schema(required = false, format = Date)]
+    pub fecha_tarjeta_circulacion: Option<String>,
+    #[schema(required = false, max_length = 100)]
+    pub numero_poliza_seguro: Option<String>,
+    #[schema(required = false, format = Date)]
+    pub fecha_vencimiento_seguro: Option<String>,
+    #[schema(required = false, max_length = 2000)]
+    pub observaciones: Option<String>,
+    #[schema(required = false, minimum = 1)]
+    pub id_empresa: Option<i64>,
+    #[schema(required = false, minimum = 1)]
+    pub id_operacion: Option<i64>,
+}
 
 const TEXT_LEN_MAX: usize = 100;
 /// Longest plate text read before normalisation.
@@ -160,6 +314,11 @@ fn vehicle_id(raw: &str) -> Result<i64, ApiError> {
         })
 }
 
+/// Register a vehicle, or bring back the deleted one with the same plate
+#[utoipa::path(post, path = "/vehiculo", request_body = VehicleRequest, responses(
+    (status = 201, body = VehicleEnvelope, description = "Vehículo creado exitosamente"),
+    (status = 200, body = VehicleEnvelope, description = "Vehículo reactivado exitosamente: the plate's deleted vehicle is back"),
+))]
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -207,6 +366,9 @@ pub async fn create(
     })
 }
 
+/// Change a vehicle's fields
+#[utoipa::path(put, path = "/vehiculo/{id}", params(("id" = i64, Path)), request_body = VehicleRequest,
+    responses((status = 200, body = VehicleEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
     context: CommandContext,
@@ -253,6 +415,12 @@ pub async fn update(
     ))
 }
 
+/// Soft-delete a vehicle (seed 002)
+///
+/// It stays in the ledger, `Eliminado: true`. One with active missions is a 409; one not found
+/// or already deleted, a 404.
+#[utoipa::path(delete, path = "/vehiculo/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = VehicleEnvelope, description = "Vehículo eliminado exitosamente, with `Eliminado: true`")))]
 pub async fn delete(
     State(state): State<AppState>,
     context: CommandContext,
@@ -276,6 +444,9 @@ pub async fn delete(
     ))
 }
 
+/// One vehicle, deleted or not
+#[utoipa::path(get, path = "/vehiculo/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = VehicleEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
@@ -289,6 +460,12 @@ pub async fn get(
     ))
 }
 
+/// Vehicles, in id order
+#[utoipa::path(get, path = "/vehiculo", params(
+    ("incluir_eliminados" = Option<bool>, Query, description = "`true` lists deleted vehicles too (default `false`)"),
+    ("empresa_id" = Option<i64>, Query, description = "Only this company's"),
+    ("operacion_id" = Option<i64>, Query, description = "Only this operation's"),
+), responses((status = 200, body = VehiclesEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

@@ -23,6 +23,38 @@ use super::{parse_id, run_command};
 use crate::queries::webhooks::{self as queries, Delivery, Webhook};
 use crate::webhooks::target::{TargetRefusal, WebhookUrl, URL_LEN_MAX};
 use crate::AppState;
+use utoipa::ToSchema;
+
+/// A webhook to subscribe.
+#[derive(ToSchema)]
+#[schema(example = json!({"empresa_id": 1, "url": "https://example.com/hooks/fleet",
+    "eventos": ["auto_inspecao.criada", "auto_inspecao.concluida"]}))]
+pub struct WebhookRequest {
+    /// Required. A registered company: its self-inspections are what is sent.
+    #[schema(minimum = 1)]
+    pub empresa_id: i64,
+    /// Required. `http` or `https`; its host must resolve, and only to addresses the service may
+    /// call (not loopback, link-local or private ones unless `--webhook-allow-private`).
+    pub url: String,
+    /// Required. One to 16 of `auto_inspecao.criada`, `auto_inspecao.concluida`,
+    /// `auto_inspecao.cancelada` (repeats are folded).
+    #[schema(min_items = 1, max_items = 16)]
+    pub eventos: Vec<String>,
+}
+
+/// A subscribed webhook with its signing secret, shown this once (the log keeps it sealed).
+/// Each delivery carries `X-Fleet-Signature: t=<unix>,v1=<hex>`, an HMAC-SHA256 with it of
+/// `<t>.<body>`, and `X-Fleet-Delivery`, the delivery's id.
+#[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "empresa_id": 1, "url": "https://example.com/hooks/fleet",
+    "eventos": ["auto_inspecao.criada"], "secret": "c0ffee…64 hex characters"}))]
+pub struct SubscribedWebhook {
+    pub id: i64,
+    pub empresa_id: i64,
+    pub url: String,
+    pub eventos: Vec<String>,
+    pub secret: String,
+}
 
 const WEBHOOK_FIELDS: [&str; 3] = ["empresa_id", "url", "eventos"];
 /// Bytes of a signing secret: 256 bits from the operating system's CSPRNG.
@@ -69,9 +101,9 @@ fn eventos(body: &Value) -> Result<Vec<WebhookEvento>, ApiError> {
     }
 }
 
-/// `POST /api/webhooks` `{"empresa_id","url","eventos"}` → 201 with the webhook and its signing
-/// `secret`, shown this once (the log keeps it sealed). The URL's host must resolve, and only
-/// to addresses the service may call.
+/// Subscribe a webhook (admin); its signing secret is shown this once
+#[utoipa::path(post, path = "/api/webhooks", request_body = WebhookRequest,
+    responses((status = 201, body = SubscribedWebhook)))]
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -130,7 +162,8 @@ pub async fn create(
     Ok(response)
 }
 
-/// `GET /api/webhooks`: every webhook, in id order, without secrets.
+/// Webhook subscriptions, in id order, without secrets (admin)
+#[utoipa::path(get, path = "/api/webhooks", responses((status = 200, body = Vec<Webhook>)))]
 pub async fn list(
     State(state): State<AppState>,
     context: CommandContext,
@@ -153,6 +186,10 @@ async fn existing_webhook(state: &AppState, raw_id: &str) -> Result<i64, ApiErro
 
 /// `GET /api/webhooks/{id}/entregas?limite=100`: the newest deliveries (1 to 1000), newest
 /// first, each with its attempts and what the receiver answered.
+#[utoipa::path(get, path = "/api/webhooks/{id}/entregas", params(("id" = i64, Path),
+    ("limite" = Option<i64>, Query, description = "Newest deliveries, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
+), responses((status = 200, body = Vec<Delivery>)))]
+/// A webhook's deliveries, newest first, with every attempt (admin)
 pub async fn deliveries(
     State(state): State<AppState>,
     context: CommandContext,
@@ -180,6 +217,10 @@ pub async fn deliveries(
 
 /// `POST /api/webhooks/{id}/entregas/{entrega}/reenviar`: the delivery is due again now,
 /// whatever its state → 202 with it; the worker sends it (with the same id) within moments.
+#[utoipa::path(post, path = "/api/webhooks/{id}/entregas/{entrega}/reenviar", params(("id" = i64, Path),
+    ("entrega" = String, Path, description = "A delivery's id (a UUID)")),
+    responses((status = 202, body = Delivery)))]
+/// Send a delivery again now, whatever its state (admin)
 pub async fn send_again(
     State(state): State<AppState>,
     context: CommandContext,

@@ -10,7 +10,8 @@ use sqlx::Row;
 use super::{by_id, optional_decimal, where_clause, QueryError};
 use crate::read_store::{decimal_json, ReadStore};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "placa": "ABC123", "estado": "ACTIVADA"}))]
 pub struct Plate {
     pub id: i64,
     pub placa: String,
@@ -53,19 +54,24 @@ pub async fn plate(read_models: &ReadStore, id: i64) -> Result<Option<Plate>, Qu
 }
 
 /// A mission, its fields in the order the API shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "vehiculo_id": 1, "conductor_id": 1, "descripcion": "Ruta Bogotá-Tunja", "fecha_programada": "2026-03-01", "estado": "COMPLETADA", "kilometraje_inicial": 120500, "combustible_inicial_galones": 30.5, "kilometraje_final": 120800, "combustible_final_galones": 12.25, "kilometraje_recorrido": 300, "combustible_consumido_galones": 18.25, "motivo_cancelacion": null}))]
 pub struct Mission {
     pub id: i64,
     pub vehiculo_id: i64,
     pub conductor_id: i64,
     pub descripcion: String,
     pub fecha_programada: String,
+    /// `PROGRAMADA`, `EN_EJECUCION`, `COMPLETADA` or `CANCELADA`.
     pub estado: String,
     pub kilometraje_inicial: Option<i64>,
+    #[schema(value_type = Option<f64>)]
     pub combustible_inicial_galones: Option<Decimal>,
     pub kilometraje_final: Option<i64>,
+    #[schema(value_type = Option<f64>)]
     pub combustible_final_galones: Option<Decimal>,
     pub kilometraje_recorrido: Option<i64>,
+    #[schema(value_type = Option<f64>)]
     pub combustible_consumido_galones: Option<Decimal>,
     pub motivo_cancelacion: Option<String>,
 }

@@ -10,7 +10,8 @@ use sqlx::Row;
 use super::{all, by_id, QueryError};
 use crate::read_store::ReadStore;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "nome": "Acme Vistorias", "bloquear_placas_repetidas": false, "ativo": true}))]
 pub struct Company {
     pub id: i64,
     pub nome: String,
@@ -44,7 +45,8 @@ pub async fn company(read_models: &ReadStore, id: i64) -> Result<Option<Company>
 }
 
 /// An operation type or a user: a name that can be deactivated.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "nome": "Venda", "ativo": true}))]
 pub struct Named {
     pub id: i64,
     pub nome: String,
@@ -95,7 +97,8 @@ pub async fn named(
     by_id(read_models, &sql, id, named_from).await
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "nome": "Carro de passeio", "ativo": true, "tipos_operacao": [1]}))]
 pub struct Questionnaire {
     pub id: i64,
     pub nome: String,
@@ -131,10 +134,18 @@ pub async fn questionnaire(
 
 /// One inspection as `GET /auto-inspecao/{hash}` and the webhooks' `dados` show it. The company
 /// token is never part of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"hash": "abb279b4bf745390b79423fa72a0c1d2", "status": "ABERTA",
+    "link": "https://inspecao.example.com/abb279b4bf745390b79423fa72a0c1d2", "empresa_id": 1, "id_tipo_operacao": 45,
+    "veiculo_placa": "ABC1234", "veiculo_tipo": 19777, "veiculo_nome": "Corsa", "cliente_nome": "David",
+    "cliente_email": "david@example.com", "cliente_numero": "44999999999", "criado_por": 24681,
+    "selecionar_galeria": "sim", "enviar_para_usuario": "nao", "criado_em": "2026-03-01T10:00:00.000Z",
+    "atualizado_em": "2026-03-01T10:00:01.000Z"}))]
 pub struct InspectionView {
     pub hash: String,
+    /// `PENDENTE` (queued), `ABERTA`, `CONCLUIDA` or `CANCELADA`.
     pub status: String,
+    /// Where the client inspects, once it is open.
     pub link: Option<String>,
     pub empresa_id: i64,
     pub id_tipo_operacao: i64,

@@ -54,7 +54,8 @@ pub async fn exists(
     Ok(found.is_some())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "nombre": "Zona Norte"}))]
 pub struct OperationArea {
     pub id: i64,
     pub nombre: String,
@@ -80,7 +81,8 @@ pub async fn operation_area(
     by_id(read_models, sql, id, operation_area_from).await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "conductor": "Juan Pérez", "area_principal": 1}))]
 pub struct Driver {
     pub id: i64,
     pub conductor: String,
@@ -105,7 +107,8 @@ pub async fn driver(read_models: &ReadStore, id: i64) -> Result<Option<Driver>, 
     by_id(read_models, sql, id, driver_from).await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "bomba": "Bomba Central", "area_operacion_id": 1, "permitir_saldo_negativo": true}))]
 pub struct Station {
     pub id: i64,
     pub bomba: String,
@@ -135,7 +138,8 @@ pub async fn station(read_models: &ReadStore, id: i64) -> Result<Option<Station>
     by_id(read_models, sql, id, station_from).await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "nombre": "ACPM"}))]
 pub struct CatalogEntry {
     pub id: i64,
     pub nombre: String,

@@ -17,7 +17,8 @@ pub const DELIVERED: &str = "ENTREGUE";
 pub const FAILED: &str = "FALHOU";
 
 /// A webhook as `GET /api/webhooks` lists it: never its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "empresa_id": 1, "url": "https://example.com/hooks/fleet", "eventos": ["auto_inspecao.criada"]}))]
 pub struct Webhook {
     pub id: i64,
     pub empresa_id: i64,
@@ -103,7 +104,8 @@ pub fn millis_rfc3339(ms: i64) -> String {
 }
 
 /// One attempt at a delivery: what the receiver answered, or why there was no answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"tentativa": 1, "em": "2026-03-01T10:00:00.000Z", "status": 200, "erro": null, "duracao_ms": 35}))]
 pub struct Attempt {
     pub tentativa: i64,
     pub em: String,
@@ -113,10 +115,15 @@ pub struct Attempt {
 }
 
 /// A delivery as `GET /api/webhooks/{id}/entregas` shows it, with its attempts in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "01a2498e-7339-7011-938c-52335b0c152b", "evento": "auto_inspecao.criada",
+    "estado": "ENTREGUE", "criado_em": "2026-03-01T10:00:00.000Z", "proxima_tentativa_em": null,
+    "entregue_em": "2026-03-01T10:00:00.035Z", "ultimo_status": 200, "ultimo_erro": null,
+    "tentativas": [{"tentativa": 1, "em": "2026-03-01T10:00:00.000Z", "status": 200, "erro": null, "duracao_ms": 35}]}))]
 pub struct Delivery {
     pub id: String,
     pub evento: String,
+    /// `PENDENTE`, `ENTREGUE` or `FALHOU`.
     pub estado: String,
     pub criado_em: String,
     /// When it is tried next (`PENDENTE` only).

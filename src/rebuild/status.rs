@@ -103,7 +103,7 @@ pub(super) async fn record_failure(
 }
 
 /// A projection's latest rebuild, as `GET /api/admin/proyecciones` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RebuildRecord {
     /// `rebuilding`, `swapped`, `failed`, or `abandoned` (its process stopped before the swap).
     pub state: &'static str,

@@ -471,6 +471,10 @@ async fn run_writer<W: BatchWriter>(
             replies.push(queued.reply);
         }
         let started = std::time::Instant::now();
+        // Read before writing: on PostgreSQL the head also follows other writers' commits, and a
+        // tailer that sees this batch's own commit first would make its appends look repeated
+        // (uncounted in the metrics) if the head were read after the write.
+        let previous_head = *head.borrow();
         // A panic while writing (a bug on a stored row, say) must not end the only writer: the
         // batch fails like any other failure, and the next one starts on a fresh connection.
         let written =
@@ -522,7 +526,6 @@ async fn run_writer<W: BatchWriter>(
         );
         match written {
             Ok((outcomes, new_head)) => {
-                let previous_head = *head.borrow();
                 crate::telemetry::record_batch(
                     requests.len(),
                     started.elapsed(),
