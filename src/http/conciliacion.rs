@@ -50,30 +50,32 @@ pub async fn movements(
     ))
 }
 
-struct Reconciliation {
-    bomba_id: i64,
-    nombre_bomba: String,
-    saldo_calculado: rust_decimal::Decimal,
-    saldo_reportado: Option<rust_decimal::Decimal>,
-    discrepancias: Vec<StatementLine>,
+/// One station's line of the reconciliation report.
+pub struct Reconciliation {
+    pub bomba_id: i64,
+    pub nombre_bomba: String,
+    pub saldo_calculado: rust_decimal::Decimal,
+    pub saldo_reportado: Option<rust_decimal::Decimal>,
+    /// The statement lines in the range whose reported balance differs from the computed one.
+    pub discrepancias: Vec<StatementLine>,
 }
 
 impl Reconciliation {
-    fn diferencia(&self) -> Option<rust_decimal::Decimal> {
+    pub fn diferencia(&self) -> Option<rust_decimal::Decimal> {
         self.saldo_reportado
             .map(|reported| (reported - self.saldo_calculado).normalize())
     }
 }
 
-/// `GET /api/reconciliacion?bomba_id=&desde=&hasta=`, as JSON or, with `Accept: text/csv`, CSV.
-pub async fn reconcile(
-    State(state): State<AppState>,
-    ReadHead(head): ReadHead,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let only = query_id(params.get("bomba_id"), "bomba_id")?;
-    let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
+/// The reconciliation report (every station, or only `only`) over `desde`..`hasta`, as both
+/// `GET /api/reconciliacion` and the dashboard answer it.
+pub async fn report(
+    state: &AppState,
+    head: i64,
+    only: Option<i64>,
+    desde: Option<chrono::NaiveDate>,
+    hasta: Option<chrono::NaiveDate>,
+) -> Result<Vec<Reconciliation>, ApiError> {
     let stations = registry::stations(&state.read_models).await?;
     let mut report = Vec::new();
     for station in stations {
@@ -83,7 +85,7 @@ pub async fn reconcile(
         }
         // Balances are as of the end of the range (everything before it counts); only the
         // discrepancies are limited to the range itself.
-        let statement = statement(&state, head, bomba_id, desde, hasta).await?;
+        let statement = statement(state, head, bomba_id, desde, hasta).await?;
         report.push(Reconciliation {
             bomba_id,
             nombre_bomba: station.bomba,
@@ -99,6 +101,19 @@ pub async fn reconcile(
     if let (Some(bomba_id), true) = (only, report.is_empty()) {
         return Err(station_not_found(bomba_id));
     }
+    Ok(report)
+}
+
+/// `GET /api/reconciliacion?bomba_id=&desde=&hasta=`, as JSON or, with `Accept: text/csv`, CSV.
+pub async fn reconcile(
+    State(state): State<AppState>,
+    ReadHead(head): ReadHead,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let only = query_id(params.get("bomba_id"), "bomba_id")?;
+    let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
+    let report = report(&state, head, only, desde, hasta).await?;
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -128,7 +143,7 @@ pub async fn reconcile(
 
 /// One line per discrepancy (a station without any still gets its summary line), so the
 /// accountant can filter and sum in a spreadsheet.
-fn csv(report: &[Reconciliation]) -> Result<Vec<u8>, ApiError> {
+pub fn csv(report: &[Reconciliation]) -> Result<Vec<u8>, ApiError> {
     let amount =
         |value: Option<rust_decimal::Decimal>| value.map(|d| d.to_string()).unwrap_or_default();
     let mut out = csv::Writer::from_writer(Vec::new());
