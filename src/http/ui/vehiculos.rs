@@ -30,6 +30,20 @@ fn text<'a>(vehicle: &'a Value, field: &str) -> &'a str {
     vehicle.get(field).and_then(Value::as_str).unwrap_or("—")
 }
 
+/// Brand, model and class, those the vehicle has (a synced plate has none yet).
+fn description(vehicle: &Value) -> String {
+    let parts: Vec<&str> = ["Marca", "Modelo", "NombreClaseVehiculo"]
+        .iter()
+        .filter_map(|field| vehicle.get(*field).and_then(Value::as_str))
+        .filter(|text| !text.trim().is_empty())
+        .collect();
+    if parts.is_empty() {
+        "—".to_string()
+    } else {
+        parts.join(" · ")
+    }
+}
+
 /// `GET /ui/vehiculos`.
 pub async fn list(State(state): State<AppState>, Extension(actor): Extension<Actor>) -> Page {
     let filter = VehicleFilter {
@@ -45,7 +59,7 @@ pub async fn list(State(state): State<AppState>, Extension(actor): Extension<Act
             div.tabla {
                 table #vehiculos {
                     thead { tr {
-                        th { "Placa" } th { "Marca y modelo" } th { "Estado" }
+                        th { "Placa" } th { "Marca, modelo y clase" } th { "Estado" }
                         th { "Registro" } th.num { "Misiones activas" }
                     } }
                     tbody {
@@ -54,7 +68,7 @@ pub async fn list(State(state): State<AppState>, Extension(actor): Extension<Act
                             @let deleted = vehicle["Eliminado"].as_bool().unwrap_or(false);
                             tr.eliminado[deleted] {
                                 td { a href={ (PATH) "/" (id) } { (text(vehicle, "Placa")) } }
-                                td { (text(vehicle, "Marca")) " " (text(vehicle, "Modelo")) }
+                                td { (description(vehicle)) }
                                 td { (text(vehicle, "NombreEstadoVehiculo")) }
                                 td { @if deleted { span.negativo { "Eliminado" } } @else { "Vigente" } }
                                 td.num { (vehicle["MisionesActivas"].as_i64().unwrap_or_default()) }
@@ -175,7 +189,7 @@ pub async fn detail(
         div.tarjeta {
             div { "Estado: " (text(&vehicle, "NombreEstadoVehiculo")) " · "
                 @if deleted { span.negativo { "Eliminado" } } @else { "Vigente" } }
-            div { (text(&vehicle, "Marca")) " " (text(&vehicle, "Modelo")) " · Clase " (text(&vehicle, "NombreClaseVehiculo")) }
+            div { (description(&vehicle)) }
             div { "Misiones activas: " (vehicle["MisionesActivas"].as_i64().unwrap_or_default()) }
             @if let Some(km) = vehicle["KilometrajeActual"].as_i64() { div { "Kilometraje: " (quantity(Decimal::from(km))) " km" } }
         }
