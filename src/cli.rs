@@ -266,6 +266,12 @@ pub struct ServeArgs {
     /// head (or is stalled); a smaller lag, as under steady writes, is still ready.
     #[arg(long, env = "FLEET_LEDGER_READY_LAG_MAX", default_value_t = crate::settings::READY_LAG_MAX_EVENTS_DEFAULT)]
     pub ready_lag_max: u64,
+
+    /// Offer a role picker on the dashboard's login page (`/ui/login`) that signs in as any
+    /// role without a token. For development only: off, the picker is not shown and its form
+    /// is refused.
+    #[arg(long, env = "FLEET_LEDGER_DEV_LOGIN")]
+    pub dev_login: bool,
 }
 
 #[derive(Debug, Args)]

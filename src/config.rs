@@ -366,6 +366,18 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboards_dev_login_is_off_unless_a_flag_or_the_file_turns_it_on() {
+        let off = load_from(["fleet-ledger", "serve"]).unwrap();
+        assert!(!serve(&off).dev_login);
+        let flag = load_from(["fleet-ledger", "serve", "--dev-login"]).unwrap();
+        assert!(serve(&flag).dev_login);
+        let (_dir, path) = file("dev_login = true\n");
+        let from_file =
+            load_from(["fleet-ledger", "serve", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(serve(&from_file).dev_login);
+    }
+
+    #[test]
     fn an_unknown_key_in_the_file_is_refused_by_name() {
         let (_dir, path) = file("listne = \"127.0.0.1:9000\"\n");
         let error = load_from(["fleet-ledger", "serve", "--config", path.to_str().unwrap()])

@@ -282,6 +282,42 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             http::limits::admit,
         ))
         .route_layer(axum::middleware::from_fn(http::auto_inspecao::error_format));
+    // The dashboard (src/http/ui): HTML for people, its session the API's token kept in a
+    // cookie. Its pages require the session; login and logout cannot.
+    let ui_pages = Router::new()
+        .route("/ui/estaciones", get(http::ui::estaciones::list))
+        .route("/ui/estaciones/{id}", get(http::ui::estaciones::detail))
+        .route("/ui/vehiculos", get(http::ui::vehiculos::list))
+        .route("/ui/vehiculos/{id}", get(http::ui::vehiculos::detail))
+        .route("/ui/conciliacion", get(http::ui::conciliacion::page))
+        .route(
+            "/ui/conciliacion.csv",
+            get(http::ui::conciliacion::download),
+        )
+        .route("/ui/auditoria", get(http::ui::auditoria::page))
+        // The API's live feed itself, behind the cookie: `EventSource` sends no header.
+        .route("/ui/auditoria/stream", get(http::eventos::stream))
+        .route_layer(CatchPanicLayer::custom(http::middleware::panic_response))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::ui::require_session,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admission.clone(),
+            http::limits::admit,
+        ));
+    let ui_login = Router::new()
+        .route("/ui", get(http::ui::home))
+        .route(
+            "/ui/login",
+            get(http::ui::login::page).post(http::ui::login::submit),
+        )
+        .route("/ui/login/dev", post(http::ui::login::submit_dev))
+        .route("/ui/logout", post(http::ui::login::logout))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admission.clone(),
+            http::limits::admit,
+        ));
     // Installed before the first request or append is counted.
     telemetry::handle();
     Router::new()
@@ -294,6 +330,8 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
         .merge(vehiculo)
         .merge(scraping)
         .merge(inspecoes)
+        .merge(ui_pages)
+        .merge(ui_login)
         .route_layer(axum::middleware::from_fn(http::middleware::matched_route))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

@@ -74,11 +74,18 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 },
                 snapshot_every_events: args.snapshot_every,
                 ready_lag_max_events: args.ready_lag_max,
+                dev_login: args.dev_login,
             };
             if settings.webhooks.allow_private {
                 tracing::warn!(
                     "webhooks may call loopback, private and link-local addresses \
                      (--webhook-allow-private): for development only"
+                );
+            }
+            if settings.dev_login {
+                tracing::warn!(
+                    "the dashboard's login lets anyone pick a role without a token \
+                     (--dev-login): for development only"
                 );
             }
             let state = AppState::open_with(&location, keys, settings).await?;

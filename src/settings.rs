@@ -24,6 +24,15 @@ enum Zone {
 }
 
 impl ServiceTimeZone {
+    /// What the zone's clock read at `instant` (the dashboard writes times as the operators
+    /// read them).
+    pub fn local(&self, instant: DateTime<Utc>) -> NaiveDateTime {
+        match self.zone {
+            Zone::Fixed(offset) => instant.with_timezone(&offset).naive_local(),
+            Zone::Named(tz) => instant.with_timezone(&tz).naive_local(),
+        }
+    }
+
     /// The instant `local` names on the zone's clock. In a gap (a clock moved forward: Brazil's
     /// daylight saving began at midnight) the first instant after it; when the clock moved back
     /// and `local` happened twice, the earlier with `Earliest`, the later with `Latest`.
@@ -106,6 +115,9 @@ pub struct LedgerSettings {
     /// `/readyz` answers 503 when a projection is more than this many events behind the log's
     /// head (`--ready-lag-max`).
     pub ready_lag_max_events: u64,
+    /// The dashboard's login offers a role picker that signs in without a token
+    /// (`--dev-login`): for development only, off by default.
+    pub dev_login: bool,
 }
 
 /// Events a projection may trail the head by and still be ready: steady writes keep every
@@ -120,6 +132,7 @@ impl Default for LedgerSettings {
             webhooks: WebhookSettings::default(),
             snapshot_every_events: crate::store::snapshots::SNAPSHOT_EVERY_EVENTS_DEFAULT,
             ready_lag_max_events: READY_LAG_MAX_EVENTS_DEFAULT,
+            dev_login: false,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::AppState;
 /// Longest `sub` looked up: a token's subject is an e-mail or an identity provider's id.
 const SUB_LEN_MAX: usize = 256;
 
-fn require_auditor(context: &CommandContext) -> Result<(), ApiError> {
+pub fn require_auditor(context: &CommandContext) -> Result<(), ApiError> {
     if context.actor.can_audit() {
         Ok(())
     } else {
@@ -40,6 +40,16 @@ fn subject(tipo: &str, id: &str) -> Result<Subject, ApiError> {
             ApiError::BadRequest(error.to_string())
         }
     })
+}
+
+/// The events of the log that are the subject's history.
+pub fn subject_filter(subject: &Subject) -> EventFilter {
+    EventFilter {
+        stream_type: Some(subject.stream_type().to_string()),
+        stream_id: Some(subject.stream_id().to_string()),
+        entity: subject.entity(),
+        ..EventFilter::default()
+    }
 }
 
 const SUBJECT_TIPO: &str =
@@ -124,13 +134,7 @@ pub async fn subject_events(
     require_auditor(&context)?;
     let subject = subject(&tipo, &id)?;
     let (desde, limite) = page_params(&params)?;
-    let filter = EventFilter {
-        stream_type: Some(subject.stream_type().to_string()),
-        stream_id: Some(subject.stream_id().to_string()),
-        entity: subject.entity(),
-        ..EventFilter::default()
-    };
-    let page = audit::page(state.log.as_ref(), &filter, desde, limite).await?;
+    let page = audit::page(state.log.as_ref(), &subject_filter(&subject), desde, limite).await?;
     let mut body = json!({ "tipo": tipo, "id": id });
     extend(&mut body, page_body(page, desde, limite));
     Ok(Json(body))

@@ -115,19 +115,58 @@ pub async fn movements(
     ))
 }
 
-struct Reconciliation {
-    bomba_id: i64,
-    nombre_bomba: String,
-    saldo_calculado: rust_decimal::Decimal,
-    saldo_reportado: Option<rust_decimal::Decimal>,
-    discrepancias: Vec<StatementLine>,
+/// One station's line of the reconciliation report.
+pub struct Reconciliation {
+    pub bomba_id: i64,
+    pub nombre_bomba: String,
+    pub saldo_calculado: rust_decimal::Decimal,
+    pub saldo_reportado: Option<rust_decimal::Decimal>,
+    /// The statement lines in the range whose reported balance differs from the computed one.
+    pub discrepancias: Vec<StatementLine>,
 }
 
 impl Reconciliation {
-    fn diferencia(&self) -> Option<rust_decimal::Decimal> {
+    pub fn diferencia(&self) -> Option<rust_decimal::Decimal> {
         self.saldo_reportado
             .map(|reported| (reported - self.saldo_calculado).normalize())
     }
+}
+
+/// The reconciliation report (every station, or only `only`) over `desde`..`hasta`, as both
+/// `GET /api/reconciliacion` and the dashboard answer it.
+pub async fn report(
+    state: &AppState,
+    head: i64,
+    only: Option<i64>,
+    desde: Option<chrono::NaiveDate>,
+    hasta: Option<chrono::NaiveDate>,
+) -> Result<Vec<Reconciliation>, ApiError> {
+    let stations = registry::stations(&state.read_models).await?;
+    let mut report = Vec::new();
+    for station in stations {
+        let bomba_id = station.id;
+        if only.is_some_and(|id| id != bomba_id) {
+            continue;
+        }
+        // Balances are as of the end of the range (everything before it counts); only the
+        // discrepancies are limited to the range itself.
+        let statement = statement(state, head, bomba_id, desde, hasta).await?;
+        report.push(Reconciliation {
+            bomba_id,
+            nombre_bomba: station.bomba,
+            saldo_calculado: statement.saldo_calculado(),
+            saldo_reportado: statement.reportado,
+            discrepancias: statement
+                .lines
+                .into_iter()
+                .filter(|l| l.diferencia.is_some_and(|d| !d.is_zero()))
+                .collect(),
+        });
+    }
+    if let (Some(bomba_id), true) = (only, report.is_empty()) {
+        return Err(station_not_found(bomba_id));
+    }
+    Ok(report)
 }
 
 /// Reported against computed balances, per station, with the differing movements
@@ -152,31 +191,7 @@ pub async fn reconcile(
 ) -> Result<Response, ApiError> {
     let only = query_id(params.get("bomba_id"), "bomba_id")?;
     let (desde, hasta) = (date_param(&params, "desde")?, date_param(&params, "hasta")?);
-    let stations = registry::stations(&state.read_models).await?;
-    let mut report = Vec::new();
-    for station in stations {
-        let bomba_id = station.id;
-        if only.is_some_and(|id| id != bomba_id) {
-            continue;
-        }
-        // Balances are as of the end of the range (everything before it counts); only the
-        // discrepancies are limited to the range itself.
-        let statement = statement(&state, head, bomba_id, desde, hasta).await?;
-        report.push(Reconciliation {
-            bomba_id,
-            nombre_bomba: station.bomba,
-            saldo_calculado: statement.saldo_calculado(),
-            saldo_reportado: statement.reportado,
-            discrepancias: statement
-                .lines
-                .into_iter()
-                .filter(|l| l.diferencia.is_some_and(|d| !d.is_zero()))
-                .collect(),
-        });
-    }
-    if let (Some(bomba_id), true) = (only, report.is_empty()) {
-        return Err(station_not_found(bomba_id));
-    }
+    let report = report(&state, head, only, desde, hasta).await?;
     let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -206,7 +221,7 @@ pub async fn reconcile(
 
 /// One line per discrepancy (a station without any still gets its summary line), so the
 /// accountant can filter and sum in a spreadsheet.
-fn csv(report: &[Reconciliation]) -> Result<Vec<u8>, ApiError> {
+pub fn csv(report: &[Reconciliation]) -> Result<Vec<u8>, ApiError> {
     let amount =
         |value: Option<rust_decimal::Decimal>| value.map(|d| d.to_string()).unwrap_or_default();
     let mut out = csv::Writer::from_writer(Vec::new());

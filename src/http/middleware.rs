@@ -125,16 +125,24 @@ pub async fn require_token(
         return ApiError::Forbidden.into_response();
     }
     if reading {
-        let barrier = state.read_barrier_at(READ_YOUR_WRITES_TIMEOUT).await;
-        if !barrier.settled {
-            if let Some(lag) = request.extensions().get::<ReadModelsLag>() {
-                lag.mark();
-            }
-        }
-        request.extensions_mut().insert(barrier);
+        wait_for_read_models(&state, &mut request).await;
     }
     request.extensions_mut().insert(actor);
     next.run(request).await
+}
+
+/// Waits, before a read, for the read models to fold every write acknowledged before it
+/// arrived, and hands the head it waited for to [`super::extract::ReadHead`]; a read answered
+/// before they caught up is marked (`x-read-models-lag`). The API's and the dashboard's reads
+/// both pass here.
+pub async fn wait_for_read_models(state: &AppState, request: &mut Request) {
+    let barrier = state.read_barrier_at(READ_YOUR_WRITES_TIMEOUT).await;
+    if !barrier.settled {
+        if let Some(lag) = request.extensions().get::<ReadModelsLag>() {
+            lag.mark();
+        }
+    }
+    request.extensions_mut().insert(barrier);
 }
 
 /// Error bodies are short JSON; anything longer is not a refusal to rewrite.

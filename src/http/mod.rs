@@ -26,6 +26,7 @@ pub mod placas;
 pub mod saldos;
 pub mod scraping;
 pub mod tanqueos;
+pub mod ui;
 pub mod vehiculo;
 pub mod webhooks;
 
