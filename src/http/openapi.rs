@@ -18,6 +18,8 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
+use super::cierres::{CierreAnswer, CierreList, CierreMes, CierreRequest, ReaperturaRequest};
+
 /// The name the document gives the Bearer scheme.
 pub const BEARER: &str = "bearer";
 
@@ -63,6 +65,8 @@ pub struct Operation {
     pub success: u16,
     /// Its query parameters: name and what it takes.
     pub query: &'static [(&'static str, &'static str)],
+    /// The schema component of its success body, when one is described (else any JSON).
+    pub response: Option<&'static str>,
 }
 
 /// `GET /api/tanqueos`'s filters; list filters take comma-separated values.
@@ -106,6 +110,7 @@ const fn op(
         needs_token: !matches!(family, Family::Inspecao),
         success,
         query: &[],
+        response: None,
     }
 }
 
@@ -345,6 +350,39 @@ pub const OPERATIONS: &[Operation] = &[
         Some("ImportRequest"),
         200,
     ),
+    Operation {
+        response: Some("CierreList"),
+        ..op(
+            Get,
+            "/api/cierres",
+            Api,
+            "Every month: CERRADO, PARCIAL or ABIERTO, with its records and totals",
+            None,
+            200,
+        )
+    },
+    Operation {
+        response: Some("CierreAnswer"),
+        ..op(
+            Post,
+            "/api/cierres",
+            Api,
+            "Close a month for every station (admin; 403 in the origin system's words otherwise)",
+            Some("CierreRequest"),
+            200,
+        )
+    },
+    Operation {
+        response: Some("CierreAnswer"),
+        ..op(
+            Post,
+            "/api/cierres/reabrir",
+            Api,
+            "Reopen a closed month, with a reason (admin)",
+            Some("ReaperturaRequest"),
+            200,
+        )
+    },
     op(
         Get,
         "/api/bombas/{id}/saldo",
@@ -890,6 +928,13 @@ fn operation(entry: &Operation) -> utoipa::openapi::path::Operation {
         .build();
     let success_content = if entry.path == "/api/eventos/stream" {
         ("text/event-stream", ContentBuilder::new().build())
+    } else if let Some(response) = entry.response {
+        (
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(schema_ref(response)))
+                .build(),
+        )
     } else {
         (
             "application/json",
@@ -967,7 +1012,9 @@ fn tag_of(entry: &Operation) -> &'static str {
         Scraping => "scraping (seed 001)",
         Inspecao => "auto-inspecao (seed 003)",
         Api => match entry.path.split('/').nth(2) {
-            Some("tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad") => "fuel ledger",
+            Some("tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad" | "cierres") => {
+                "fuel ledger"
+            }
             Some("eventos" | "auditoria" | "admin") => "log and audit",
             Some("empresas" | "tipos-operacao" | "questionarios" | "usuarios") => {
                 "inspection registry"
@@ -1009,7 +1056,12 @@ pub fn document() -> OpenApi {
         MisionRequest,
         MisionStart,
         MisionCompletion,
-        MisionCancellation
+        MisionCancellation,
+        CierreRequest,
+        ReaperturaRequest,
+        CierreAnswer,
+        CierreMes,
+        CierreList
     );
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
