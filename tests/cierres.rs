@@ -497,30 +497,49 @@ async fn refuels_racing_a_close_land_before_it_or_are_refused(app: TestApp) {
     setup(&app).await;
     record(&app, &anticipo(1, "2026-01-01", "1000000")).await;
     let app = Arc::new(app);
-    let refuels: Vec<_> = (0..24)
-        .map(|n| {
+    // Writers that keep refuelling January until the close turns them away, and a close sent
+    // while they run.
+    let landed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
             let app = app.clone();
+            let landed = landed.clone();
             tokio::spawn(async move {
-                let body = tanqueo(1, &format!("2026-01-{:02}", n % 28 + 1), "10.01");
-                app.post("/api/tanqueos", &body).await
+                let mut accepted = 0;
+                for n in 0..500 {
+                    let fecha = format!("2026-01-{:02}", (writer * 7 + n) % 28 + 1);
+                    let (status, answer) = app
+                        .post("/api/tanqueos", &tanqueo(1, &fecha, "10.01"))
+                        .await;
+                    match status {
+                        StatusCode::CREATED => {
+                            accepted += 1;
+                            landed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        StatusCode::FORBIDDEN => {
+                            assert_eq!(answer, json!({ "error": CERRADO }));
+                            return (accepted, true);
+                        }
+                        other => panic!("unexpected {other}: {answer}"),
+                    }
+                }
+                (accepted, false)
             })
         })
         .collect();
-    let closing = {
-        let app = app.clone();
-        tokio::spawn(async move { close(&app, 2026, 1).await })
-    };
-    let mut accepted = 0;
-    for refuel in refuels {
-        let (status, answer) = refuel.await.unwrap();
-        match status {
-            StatusCode::CREATED => accepted += 1,
-            StatusCode::FORBIDDEN => assert_eq!(answer, json!({ "error": CERRADO })),
-            other => panic!("unexpected {other}: {answer}"),
-        }
+    // Closed while they write: once a few refuels have landed.
+    while landed.load(std::sync::atomic::Ordering::Relaxed) < 8 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
-    let (status, answer) = closing.await.unwrap();
+    let (status, answer) = close(&app, 2026, 1).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut accepted = 0;
+    for writer in writers {
+        let (count, refused) = writer.await.unwrap();
+        assert!(refused, "every writer ends turned away by the close");
+        accepted += count;
+    }
+    assert!(accepted > 0, "some refuels landed before the close");
     assert_eq!(answer["registrosAfectados"], 1 + accepted, "{answer}");
     // The station's stream: every refuel dated in January before the close, none after it, and
     // the closing balance counts exactly those.
