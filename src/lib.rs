@@ -113,6 +113,11 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
                 http::import::BODY_BYTES_MAX,
             ))),
         )
+        .route(
+            "/api/cierres",
+            get(http::cierres::list).post(http::cierres::close),
+        )
+        .route("/api/cierres/reabrir", post(http::cierres::reopen))
         .route("/api/bombas/{id}/saldo", get(http::saldos::station_balance))
         .route("/api/saldos-bombas", get(http::saldos::all_balances))
         .route(

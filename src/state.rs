@@ -140,6 +140,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::balances::StationBalancesProjection),
         Arc::new(projections::vehicle_checks::VehicleChecksProjection),
         Arc::new(projections::inspections::InspectionsProjection),
+        Arc::new(projections::periods::PeriodsProjection),
     ]
 }
 

@@ -248,6 +248,21 @@ fn endpoints() -> Vec<Endpoint> {
             ),
             &["atomico"],
         ),
+        endpoint(get.clone(), "/api/cierres", None, Option::None, &[]),
+        endpoint(
+            post.clone(),
+            "/api/cierres",
+            None,
+            Some(r#"{"anio":2024,"mes":2}"#),
+            &[],
+        ),
+        endpoint(
+            post.clone(),
+            "/api/cierres/reabrir",
+            None,
+            Some(r#"{"anio":2024,"mes":2,"motivo":"Factura tardía"}"#),
+            &[],
+        ),
         endpoint(
             get.clone(),
             "/api/bombas/{id}/saldo",

@@ -614,6 +614,19 @@ async fn every_answer_of_a_tour_through_the_api_matches_its_documented_schema() 
             "/api/batch/scraping",
             Some(json!({"vehicles": []})),
         ),
+        step("GET", "/api/cierres", "/api/cierres", None),
+        step(
+            "POST",
+            "/api/cierres",
+            "/api/cierres",
+            Some(json!({"anio": 2024, "mes": 1})),
+        ),
+        step(
+            "POST",
+            "/api/cierres/reabrir",
+            "/api/cierres/reabrir",
+            Some(json!({"anio": 2024, "mes": 1, "motivo": "Factura tardía"})),
+        ),
         step("POST", "/api/tanqueos", "/api/tanqueos", Some(json!({}))),
         step(
             "GET",

@@ -63,6 +63,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "TanqueoCorrected",
     "TanqueoVoided",
     "OverdraftPolicyChanged",
+    "PeriodClosed",
+    "PeriodReopened",
     // fuel-record-ids
     "FuelRecordIdsReserved",
     // auto-inspecao
@@ -84,6 +86,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "DriverRegistered",
     "StationRegistered",
     "StationUpdated",
+    "AccountingPeriodClosed",
+    "AccountingPeriodReopened",
     "CatalogEntryAdded",
     "VehicleCheckRecorded",
 ];

@@ -12,6 +12,7 @@ pub mod fuel;
 pub mod import;
 pub mod inspection;
 pub mod operation_area;
+pub mod period;
 pub mod placa;
 pub mod registry;
 pub mod snapshot;

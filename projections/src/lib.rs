@@ -18,6 +18,7 @@ pub mod inspections;
 pub mod journal;
 pub mod ledger;
 pub mod operation_areas;
+pub mod periods;
 pub mod registry;
 pub mod vehicle_checks;
 

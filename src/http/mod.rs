@@ -5,6 +5,7 @@ pub mod auditoria;
 pub mod auto_inspecao;
 pub mod bombas;
 pub mod catalogos;
+pub mod cierres;
 pub mod conciliacion;
 pub mod conductores;
 pub mod contabilidad;

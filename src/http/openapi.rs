@@ -16,7 +16,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi as _, ToSchema};
 
 use super::{
-    areas, auditoria, auto_inspecao, bombas, catalogos, conciliacion, conductores, contabilidad,
+    areas, auditoria, auto_inspecao, cierres, bombas, catalogos, conciliacion, conductores, contabilidad,
     eventos, flota, health, import, inspection_registry, misiones, placas, saldos, scraping,
     tanqueos, vehiculo, webhooks,
 };
@@ -66,7 +66,9 @@ impl Family {
             Family::Scraping => "scraping (seed 001)",
             Family::Inspecao => "auto-inspecao (seed 003)",
             Family::Api => match path.split('/').nth(2) {
-                Some("tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad") => {
+                Some(
+                    "tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad" | "cierres",
+                ) => {
                     "fuel ledger"
                 }
                 Some("bombas") if path.ends_with("/saldo") || path.ends_with("/movimientos") => {
@@ -130,6 +132,9 @@ const TRAILING_SLASH_TWINS: [&str; 1] = ["/api/batch/scraping"];
         import::import,
         saldos::station_balance,
         saldos::all_balances,
+        cierres::list,
+        cierres::close,
+        cierres::reopen,
         conciliacion::movements,
         conciliacion::reconcile,
         contabilidad::trial_balance,

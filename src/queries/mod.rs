@@ -6,6 +6,7 @@
 
 pub mod balances;
 pub mod checkpoints;
+pub mod cierres;
 pub mod fleet;
 pub mod inspections;
 pub mod ledger;
