@@ -115,7 +115,14 @@ pub async fn require_token(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    let allowed = if reading {
+    // Reviewing an alert is the audit side's write: admin and auditor, not operador.
+    let reviewing = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|path| path.as_str() == super::alertas::REVIEW_ROUTE);
+    let allowed = if reviewing {
+        actor.can_audit()
+    } else if reading {
         actor.can_read()
     } else {
         actor.can_write()

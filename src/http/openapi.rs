@@ -89,6 +89,28 @@ const TANQUEO_FILTERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// `GET /api/alertas`'s filters; list filters take comma-separated values.
+const ALERTA_FILTERS: &[(&str, &str)] = &[
+    ("page", "Page number, from 1 (default 1)"),
+    ("limit", "Alerts per page, 1 to 500 (default 20)"),
+    (
+        "regla",
+        "HOROMETRO_RETROCEDE, HOROMETRO_SALTO_IMPOSIBLE, HOROMETRO_FALTANTE, \
+         GALONES_SOBRE_CAPACIDAD, TANQUEO_MUY_PRONTO, COMBUSTIBLE_DISTINTO, \
+         COSTO_ATIPICO_ESTACION, COSTO_FUERA_DE_BANDA, CONSUMO_ATIPICO, POSIBLE_DUPLICADO, \
+         SALDO_REPORTADO_DESVIADO (any case), comma-separated",
+    ),
+    ("severidad", "BAJA, MEDIA, ALTA (any case), comma-separated"),
+    (
+        "estado",
+        "ABIERTA, CONFIRMADA, DESCARTADA, RESUELTA (any case), comma-separated",
+    ),
+    ("placa_id", "Plate ids, comma-separated"),
+    ("bomba_id", "Station ids, comma-separated"),
+    ("desde", "First refuel date, YYYY-MM-DD"),
+    ("hasta", "Last refuel date, YYYY-MM-DD"),
+];
+
 const fn op(
     method: HttpMethod,
     path: &'static str,
@@ -335,6 +357,26 @@ pub const OPERATIONS: &[Operation] = &[
         Api,
         "Void a record",
         None,
+        200,
+    ),
+    Operation {
+        query: ALERTA_FILTERS,
+        ..op(
+            Get,
+            "/api/alertas",
+            Api,
+            "Alerts of the fuel checks, with their evidence (filters, pages); each item an Alerta",
+            None,
+            200,
+        )
+    },
+    op(
+        Post,
+        "/api/alertas/{id}/revisar",
+        Api,
+        "Review an alert (admin, auditor): confirmada or descartada; answers the Alerta. \
+         404 unknown alert, 409 already reviewed or resolved",
+        Some("RevisionRequest"),
         200,
     ),
     op(
@@ -967,7 +1009,9 @@ fn tag_of(entry: &Operation) -> &'static str {
         Scraping => "scraping (seed 001)",
         Inspecao => "auto-inspecao (seed 003)",
         Api => match entry.path.split('/').nth(2) {
-            Some("tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad") => "fuel ledger",
+            Some("tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad" | "alertas") => {
+                "fuel ledger"
+            }
             Some("eventos" | "auditoria" | "admin") => "log and audit",
             Some("empresas" | "tipos-operacao" | "questionarios" | "usuarios") => {
                 "inspection registry"
@@ -1009,7 +1053,9 @@ pub fn document() -> OpenApi {
         MisionRequest,
         MisionStart,
         MisionCompletion,
-        MisionCancellation
+        MisionCancellation,
+        super::alertas::RevisionRequest,
+        super::alertas::Alerta
     );
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
