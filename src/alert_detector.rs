@@ -17,6 +17,11 @@
 //! recorded, or later ones when the consumer runs behind (a vehicle corrected meanwhile is
 //! judged on its corrected registration, which is what an auditor would compare with).
 //!
+//! **Webhooks.** Each alert flagged on a refuel of a vehicle that belongs to a company
+//! (`idEmpresa`) is told to that company's webhooks subscribed to `tanqueo.anomalia`: the
+//! deliveries are the rows this consumer answers, committed with its checkpoint, so each is
+//! scheduled once ([`crate::webhooks::schedule`]). Its `dados` is the alert as it was flagged.
+//!
 //! **Exactly once.** Each alert event takes its id from the fuel event it answers and the rule
 //! ([`derived_event_id`]), so a batch handled again after a crash appends nothing twice; and
 //! an alert is one stream per refuel and rule ([`alert_id`]), so the same finding again lands
@@ -26,9 +31,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::alert::{alert_id, Alert, AlertCommand, AlertEvent, ClearReason, Flagged};
+use aggregates::alert::{
+    alert_id, Alert, AlertCommand, AlertEvent, AlertStatus, ClearReason, Flagged,
+};
 use aggregates::anomaly::{Detector, Finding, Refuel, Rule, Thresholds, VehicleFacts};
 use aggregates::fuel::{FuelEvent, FuelRecord, FuelStation, TipoOperacion};
+use aggregates::inspection::WebhookEvento;
 use cqrs_es::Aggregate;
 use projections::Change;
 use rust_decimal::Decimal;
@@ -40,6 +48,7 @@ use crate::reactor::{derived_event_id, Reactor, ReactorError, CONSUMER_BATCH_EVE
 use crate::read_store::ReadStore;
 use crate::runner::Progress;
 use crate::store::{EventMetadata, SharedLog, StoredEvent};
+use crate::webhooks::schedule::{self, Notice};
 
 /// The consumer's name (its checkpoint and lease).
 pub const DETECTOR: &str = "alertas";
@@ -79,6 +88,13 @@ pub fn product_for(nombre: &str) -> String {
     }
 }
 
+/// A vehicle as the checks and the webhooks need it.
+#[derive(Debug, Clone, Default)]
+struct Vehicle {
+    facts: VehicleFacts,
+    empresa_id: Option<i64>,
+}
+
 /// The detector's context and the log position it has folded through.
 struct Folded {
     detector: Detector,
@@ -89,7 +105,8 @@ pub struct AlertDetector {
     log: SharedLog,
     alerts: Arc<CommandBus<Alert>>,
     read_models: ReadStore,
-    /// How far the fleet's and the registries' read models have folded.
+    /// How far the read models it reads (the fleet's, the registries', the webhooks') have
+    /// folded.
     fleet_folded: Vec<watch::Receiver<Progress>>,
     thresholds: Thresholds,
     folded: Mutex<Option<Folded>>,
@@ -166,10 +183,10 @@ impl AlertDetector {
         Ok(())
     }
 
-    /// The registered facts of the live vehicle of `placa_id`.
-    async fn vehicle(&self, placa_id: i64) -> Result<VehicleFacts, ReactorError> {
+    /// The registered facts of the live vehicle of `placa_id`, and its company.
+    async fn vehicle(&self, placa_id: i64) -> Result<Vehicle, ReactorError> {
         let row = sqlx::query(
-            "SELECT v.capacidad_combustible_galones, c.nombre FROM rm_vehiculos v \
+            "SELECT v.capacidad_combustible_galones, c.nombre, v.id_empresa FROM rm_vehiculos v \
              LEFT JOIN rm_catalogos c ON c.catalogo = 'tipos-combustible' \
              AND c.id = v.id_tipo_combustible \
              WHERE v.placa_id = $1 AND v.eliminado = 0 ORDER BY v.id DESC LIMIT 1",
@@ -178,23 +195,28 @@ impl AlertDetector {
         .fetch_optional(self.read_models.pool())
         .await?;
         let Some(row) = row else {
-            return Ok(VehicleFacts::default());
+            return Ok(Vehicle::default());
         };
         let capacity: Option<String> = row.try_get(0)?;
         let nombre: Option<String> = row.try_get(1)?;
-        Ok(VehicleFacts {
-            capacity_galones: capacity.and_then(|c| c.parse::<Decimal>().ok()),
-            tipo_combustible: nombre.as_deref().map(product_for),
+        Ok(Vehicle {
+            facts: VehicleFacts {
+                capacity_galones: capacity.and_then(|c| c.parse::<Decimal>().ok()),
+                tipo_combustible: nombre.as_deref().map(product_for),
+            },
+            empresa_id: row.try_get(2)?,
         })
     }
 
-    /// Appends what `verdict` asks of the refuel's alerts, in answer to `event`.
+    /// Appends what `verdict` asks of the refuel's alerts, in answer to `event`; answers what
+    /// the webhooks of `empresa_id` are to be told.
     async fn record(
         &self,
         event: &StoredEvent,
         refuel: (i64, i64, i64, chrono::NaiveDate),
         verdict: Verdict,
-    ) -> Result<(), ReactorError> {
+        empresa_id: Option<i64>,
+    ) -> Result<Vec<Notice>, ReactorError> {
         let (tanqueo_id, bomba_id, placa_id, fecha) = refuel;
         let metadata = EventMetadata {
             actor: Some(ACTOR.to_string()),
@@ -202,6 +224,10 @@ impl AlertDetector {
             correlation_id: event.metadata.correlation_id.clone(),
             causation_id: Some(event.event_id.to_string()),
         };
+        // A new refuel's findings are all new alerts, told whether or not this run appended
+        // them (a run that died after its appends tells them now); a correction's, only when
+        // it flagged them anew.
+        let always_told = matches!(verdict, Verdict::Recorded(_));
         let (findings, clear) = match verdict {
             Verdict::Recorded(findings) => (findings, None),
             Verdict::Corrected(findings) => (findings, Some(ClearReason::TanqueoCorregido)),
@@ -225,14 +251,17 @@ impl AlertDetector {
                 }
             }
         }
+        let mut notices = Vec::new();
         for (rule, command) in commands {
-            let alerta_id = match &command {
-                AlertCommand::Flag { alerta_id, .. }
-                | AlertCommand::Clear { alerta_id, .. }
-                | AlertCommand::Review { alerta_id, .. } => *alerta_id,
+            let (alerta_id, flagged) = match &command {
+                AlertCommand::Flag { alerta_id, flagged } => (*alerta_id, Some(flagged.clone())),
+                AlertCommand::Clear { alerta_id, .. } | AlertCommand::Review { alerta_id, .. } => {
+                    (*alerta_id, None)
+                }
             };
             let id = derived_event_id(event.event_id, rule.as_str());
-            self.alerts
+            let executed = self
+                .alerts
                 .execute_derived(
                     &alerta_id.to_string(),
                     command,
@@ -241,9 +270,37 @@ impl AlertDetector {
                 )
                 .await
                 .map_err(|e| failed(format!("alert {alerta_id}: {e}")))?;
+            let (Some(flagged), Some(empresa_id)) = (flagged, empresa_id) else {
+                continue;
+            };
+            if always_told || !executed.events.is_empty() {
+                notices.push(Notice {
+                    event_id: id,
+                    position: event.position,
+                    recorded_at: event.recorded_at,
+                    evento: WebhookEvento::TanqueoAnomalia,
+                    empresa_id,
+                    dados: alert_body(alerta_id, &flagged),
+                });
+            }
         }
-        Ok(())
+        Ok(notices)
     }
+}
+
+/// The alert as a webhook tells it: as `GET /api/alertas` showed it when it was flagged.
+fn alert_body(alerta_id: uuid::Uuid, flagged: &Flagged) -> serde_json::Value {
+    serde_json::json!({
+        "id": alerta_id.to_string(),
+        "regla": flagged.regla.as_str(),
+        "severidad": flagged.severidad.as_str(),
+        "estado": AlertStatus::Abierta.as_str(),
+        "evidencia": flagged.evidencia,
+        "tanqueo_id": flagged.tanqueo_id,
+        "placa_id": flagged.placa_id,
+        "bomba_id": flagged.bomba_id,
+        "fecha": flagged.fecha.to_string(),
+    })
 }
 
 /// Decodes a station's event.
@@ -309,7 +366,8 @@ impl Reactor for AlertDetector {
             return Ok(Vec::new());
         };
         self.fleet_at(last.position).await?;
-        let mut vehicles: HashMap<i64, VehicleFacts> = HashMap::new();
+        let mut vehicles: HashMap<i64, Vehicle> = HashMap::new();
+        let mut notices: Vec<Notice> = Vec::new();
         for event in events {
             let decoded = decode(event)?;
             let (record, verdict_of) = match &decoded {
@@ -325,6 +383,7 @@ impl Reactor for AlertDetector {
             let place = record
                 .placa_id
                 .map(|placa_id| (record.id, record.bomba_id, placa_id, record.fecha));
+            let mut empresa_id = None;
             let verdict = if verdict_of == 2 {
                 fold(&mut state.detector, &decoded);
                 Verdict::Cleared(ClearReason::TanqueoAnulado)
@@ -342,7 +401,10 @@ impl Reactor for AlertDetector {
                                 facts
                             }
                         };
-                        state.detector.check(&refuel, &vehicle, &self.thresholds)
+                        empresa_id = vehicle.empresa_id;
+                        state
+                            .detector
+                            .check(&refuel, &vehicle.facts, &self.thresholds)
                     }
                     None => Vec::new(),
                 };
@@ -360,9 +422,16 @@ impl Reactor for AlertDetector {
             if matches!(&verdict, Verdict::Recorded(findings) if findings.is_empty()) {
                 continue;
             }
-            self.record(event, place, verdict).await?;
+            notices.extend(self.record(event, place, verdict, empresa_id).await?);
         }
-        Ok(Vec::new())
+        if notices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let subscriptions = crate::queries::webhooks::subscriptions(&self.read_models)
+            .await
+            .map_err(failed)?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        Ok(schedule::deliveries(&notices, &subscriptions, now_ms))
     }
 }
 

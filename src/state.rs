@@ -257,11 +257,14 @@ impl AppState {
                 .folded_by(projections.clone())
                 .snapshot_every(settings.snapshot_every_events),
         );
-        // The vehicles' registered facts the checks compare with; without those read models
+        // The vehicles' registered facts the checks compare with, and the webhooks told of
+        // what they find; without those read models
         // (a test standing for another set) there is nothing to wait for.
         let fleet_folded: Vec<watch::Receiver<crate::runner::Progress>> = [
             projections::fleet::FleetProjection.name(),
             projections::registry::RegistryProjection.name(),
+            // The webhooks told of alerts.
+            projections::inspections::InspectionsProjection.name(),
         ]
         .into_iter()
         .filter_map(|name| runner.progress_of(name))

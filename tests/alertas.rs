@@ -20,6 +20,7 @@ on_both_stores!(
     a_review_records_the_reviewer_once,
     a_correction_closes_or_reopens_an_alert_and_a_void_closes_it,
     a_restart_keeps_every_alert_and_repeats_none,
+    a_flagged_alert_is_told_to_the_company_s_webhooks,
 );
 
 /// The seeded fleet's vehicle 1 (plate 1) burns Diesel (sold as ACPM) from a 50-gallon tank.
@@ -415,4 +416,66 @@ async fn a_restart_keeps_every_alert_and_repeats_none(app: TestApp) {
         .count();
     assert_eq!(flagged, 7);
     assert_eq!(alerts(&app, "").await["pagination"]["total"], 7);
+}
+
+async fn a_flagged_alert_is_told_to_the_company_s_webhooks(app: TestApp) {
+    common::inspection_fixture(&app).await;
+    let admin = app.token(Role::Admin);
+    let (status, webhook) = app
+        .call(
+            Method::POST,
+            "/api/webhooks",
+            Some(&admin),
+            Some(
+                r#"{"empresa_id":1,"url":"https://203.0.113.10/hooks","eventos":["tanqueo.anomalia"]}"#,
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{webhook}");
+    fleet(&app).await;
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            "/vehiculo/1",
+            Some(&app.operador()),
+            Some(r#"{"idEmpresa":1}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = refuel(&app, "2026-01-10", "ACPM", "60", 720_000).await;
+    settle(&app).await;
+    let (status, deliveries) = app
+        .call(
+            Method::GET,
+            &format!("/api/webhooks/{}/entregas", webhook["id"]),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deliveries}");
+    let deliveries = deliveries.as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    assert_eq!(deliveries[0]["evento"], "tanqueo.anomalia");
+    // The body the receiver will get, as scheduled.
+    let corpo: String = sqlx::query_scalar("SELECT corpo FROM webhook_deliveries WHERE id = $1")
+        .bind(deliveries[0]["id"].as_str().unwrap())
+        .fetch_one(app.state.read_models.pool())
+        .await
+        .unwrap();
+    let corpo: Value = serde_json::from_str(&corpo).unwrap();
+    assert_eq!(corpo["evento"], "tanqueo.anomalia");
+    assert_eq!(
+        corpo["dados"],
+        json!({
+            "id": alert_id(id, Rule::GalonesSobreCapacidad).to_string(),
+            "regla": "GALONES_SOBRE_CAPACIDAD",
+            "severidad": "ALTA",
+            "estado": "ABIERTA",
+            "evidencia": { "cantidad_galones": 60, "capacidad_galones": 50, "tolerancia": 0.05 },
+            "tanqueo_id": id,
+            "placa_id": 1,
+            "bomba_id": 1,
+            "fecha": "2026-01-10",
+        })
+    );
 }
