@@ -116,6 +116,14 @@ fn failed(error: impl std::fmt::Display) -> ReactorError {
     ReactorError::Failed(error.to_string())
 }
 
+/// What happened to a refuel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Happened {
+    Recorded,
+    Corrected,
+    Voided,
+}
+
 /// What one fuel event asks of the alerts of one refuel.
 enum Verdict {
     /// A new refuel: flag each finding.
@@ -370,10 +378,10 @@ impl Reactor for AlertDetector {
         let mut notices: Vec<Notice> = Vec::new();
         for event in events {
             let decoded = decode(event)?;
-            let (record, verdict_of) = match &decoded {
-                FuelEvent::TanqueoRecorded { record } => (record, 0),
-                FuelEvent::TanqueoCorrected { despues, .. } => (despues, 1),
-                FuelEvent::TanqueoVoided { record, .. } => (record, 2),
+            let (record, happened) = match &decoded {
+                FuelEvent::TanqueoRecorded { record } => (record, Happened::Recorded),
+                FuelEvent::TanqueoCorrected { despues, .. } => (despues, Happened::Corrected),
+                FuelEvent::TanqueoVoided { record, .. } => (record, Happened::Voided),
                 _ => {
                     fold(&mut state.detector, &decoded);
                     state.through = event.position;
@@ -384,7 +392,7 @@ impl Reactor for AlertDetector {
                 .placa_id
                 .map(|placa_id| (record.id, record.bomba_id, placa_id, record.fecha));
             let mut empresa_id = None;
-            let verdict = if verdict_of == 2 {
+            let verdict = if happened == Happened::Voided {
                 fold(&mut state.detector, &decoded);
                 Verdict::Cleared(ClearReason::TanqueoAnulado)
             } else {
@@ -409,7 +417,7 @@ impl Reactor for AlertDetector {
                     None => Vec::new(),
                 };
                 remember(&mut state.detector, record);
-                if verdict_of == 1 {
+                if happened == Happened::Corrected {
                     Verdict::Corrected(findings)
                 } else {
                     Verdict::Recorded(findings)
