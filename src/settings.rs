@@ -106,6 +106,8 @@ pub struct LedgerSettings {
     /// `/readyz` answers 503 when a projection is more than this many events behind the log's
     /// head (`--ready-lag-max`).
     pub ready_lag_max_events: u64,
+    /// Where each fuel check draws its line (issue 16), and the reference bands.
+    pub anomalies: aggregates::anomaly::Thresholds,
 }
 
 /// Events a projection may trail the head by and still be ready: steady writes keep every
@@ -120,6 +122,7 @@ impl Default for LedgerSettings {
             webhooks: WebhookSettings::default(),
             snapshot_every_events: crate::store::snapshots::SNAPSHOT_EVERY_EVENTS_DEFAULT,
             ready_lag_max_events: READY_LAG_MAX_EVENTS_DEFAULT,
+            anomalies: aggregates::anomaly::Thresholds::default(),
         }
     }
 }

@@ -240,6 +240,30 @@ fn endpoints() -> Vec<Endpoint> {
             &[],
         ),
         endpoint(
+            get.clone(),
+            "/api/alertas",
+            None,
+            Option::None,
+            &[
+                "regla",
+                "severidad",
+                "estado",
+                "placa_id",
+                "bomba_id",
+                "desde",
+                "hasta",
+                "page",
+                "limit",
+            ],
+        ),
+        endpoint(
+            post.clone(),
+            "/api/alertas/{id}/revisar",
+            Id,
+            Some(r#"{"resolucion":"confirmada","nota":"revisada"}"#),
+            &[],
+        ),
+        endpoint(
             post.clone(),
             "/api/tanqueos/import",
             None,
@@ -825,6 +849,8 @@ async fn check(app: &TestApp, endpoints: &[Endpoint], case: Case) -> Result<(), 
     let request = request
         .body(body)
         .map_err(|e| TestCaseError::reject(format!("not a request: {e}")))?;
+    // The fuel checks' detector may still be answering an earlier refuel.
+    app.consumers_settled().await;
     let head = app.state.log.head().await.unwrap();
     let (status, _, answer) = app.send(request).await;
     if std::env::var("FLEET_LEDGER_FUZZ_TRACE").is_ok() {

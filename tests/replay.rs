@@ -310,7 +310,7 @@ async fn the_rebuild_endpoint_answers_202_and_swaps_403_404_409(app: TestApp) {
         answer,
         json!({ "error": "No existe la proyección tanqueo; las proyecciones son: \
             areas_operacion, registros, flota, tanqueos, contabilidad, saldos, vehicle_checks, \
-            auto_inspecao, cierres" })
+            auto_inspecao, cierres, alertas" })
     );
 
     // A rebuild of it running elsewhere (`fleet-ledger replay` in another process) holds its
@@ -453,7 +453,8 @@ async fn replay_beside_a_running_service(backend: Backend) {
     assert!(
         stderr.contains(
             "error: unknown projection \"saldo\"; the projections are: areas_operacion, \
-             registros, flota, tanqueos, contabilidad, saldos, vehicle_checks, auto_inspecao"
+             registros, flota, tanqueos, contabilidad, saldos, vehicle_checks, auto_inspecao, \
+             cierres, alertas"
         ),
         "{stderr}"
     );

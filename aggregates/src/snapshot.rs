@@ -23,6 +23,9 @@ pub trait Snapshotted: Aggregate + Serialize + DeserializeOwned {
     const SNAPSHOT_VERSION: i32;
 }
 
+impl Snapshotted for crate::alert::Alert {
+    const SNAPSHOT_VERSION: i32 = 1;
+}
 impl Snapshotted for Fleet {
     const SNAPSHOT_VERSION: i32 = 1;
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub mod alerts;
 pub mod balances;
 pub mod fleet;
 #[cfg(test)]

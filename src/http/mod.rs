@@ -1,5 +1,6 @@
 //! HTTP: one module per resource family. Handlers extract, call the domain, render.
 
+pub mod alertas;
 pub mod areas;
 pub mod auditoria;
 pub mod auto_inspecao;
