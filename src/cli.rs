@@ -86,6 +86,87 @@ pub struct EvaluarArgs {
     /// Share of refuels altered (after each plate's first six), between 0 and 1.
     #[arg(long, default_value_t = 0.2)]
     pub proporcion: f64,
+
+    #[command(flatten)]
+    pub thresholds: AnomalyArgs,
+}
+
+/// Where each fuel check draws its line (issue 16): `serve`'s detector and `anomalias evaluar`
+/// read the same options. The defaults are [`aggregates::anomaly::Thresholds::default`]'s.
+#[derive(Debug, Clone, Args)]
+pub struct AnomalyArgs {
+    /// Share by which a refuel's gallons may exceed the vehicle's tank capacity before
+    /// GALONES_SOBRE_CAPACIDAD (0.05: 5%).
+    #[arg(
+        long,
+        env = "FLEET_LEDGER_ALERTA_TOLERANCIA_CAPACIDAD",
+        default_value = "0.05"
+    )]
+    pub alerta_tolerancia_capacidad: rust_decimal::Decimal,
+
+    /// Days that must pass between two refuels of a plate; at or below it, TANQUEO_MUY_PRONTO
+    /// (0: a second refuel the same day).
+    #[arg(
+        long,
+        env = "FLEET_LEDGER_ALERTA_INTERVALO_MINIMO_DIAS",
+        default_value_t = 0
+    )]
+    pub alerta_intervalo_minimo_dias: i64,
+
+    /// Robust z-score (0.6745 · |x − median| / MAD) past which a cost per gallon
+    /// (COSTO_ATIPICO_ESTACION) or a consumption (CONSUMO_ATIPICO) is atypical.
+    #[arg(long, env = "FLEET_LEDGER_ALERTA_Z_MAX", default_value = "3.5")]
+    pub alerta_z_max: rust_decimal::Decimal,
+
+    /// Earlier values (refuels of the plate, prices of the station) a comparison with history
+    /// needs before it is made at all.
+    #[arg(
+        long,
+        env = "FLEET_LEDGER_ALERTA_HISTORIAL_MINIMO",
+        default_value_t = 5
+    )]
+    pub alerta_historial_minimo: usize,
+
+    /// Share of a plate's earlier refuels that reported an hourmeter for a refuel without one to
+    /// be HOROMETRO_FALTANTE.
+    #[arg(
+        long,
+        env = "FLEET_LEDGER_ALERTA_PROPORCION_HOROMETRO",
+        default_value = "0.8"
+    )]
+    pub alerta_proporcion_horometro: rust_decimal::Decimal,
+
+    /// Days within which the same plate, station and amount is a POSIBLE_DUPLICADO.
+    #[arg(
+        long,
+        env = "FLEET_LEDGER_ALERTA_VENTANA_DUPLICADO_DIAS",
+        default_value_t = 1
+    )]
+    pub alerta_ventana_duplicado_dias: i64,
+
+    /// COP by which the operator's saldo_disponible may differ from the computed balance before
+    /// SALDO_REPORTADO_DESVIADO.
+    #[arg(
+        long,
+        env = "FLEET_LEDGER_ALERTA_TOLERANCIA_SALDO",
+        default_value = "1000"
+    )]
+    pub alerta_tolerancia_saldo: rust_decimal::Decimal,
+}
+
+impl AnomalyArgs {
+    pub fn thresholds(&self) -> aggregates::anomaly::Thresholds {
+        aggregates::anomaly::Thresholds {
+            capacity_tolerance: self.alerta_tolerancia_capacidad,
+            min_interval_days: self.alerta_intervalo_minimo_dias,
+            robust_z_max: self.alerta_z_max,
+            history_min: self.alerta_historial_minimo,
+            hourmeter_usual_share: self.alerta_proporcion_horometro,
+            duplicate_window_days: self.alerta_ventana_duplicado_dias,
+            saldo_tolerance: self.alerta_tolerancia_saldo,
+            ..aggregates::anomaly::Thresholds::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +313,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub anomalies: AnomalyArgs,
 
     /// Time zone in which a plain date given as `as_of` ends (an IANA name such as
     /// America/Bogota or America/Sao_Paulo, whose offset on that date applies, or a fixed offset

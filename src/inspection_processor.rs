@@ -133,6 +133,8 @@ impl InspectionProcessor {
                 WebhookEvento::Criada => InspectionStatus::Aberta,
                 WebhookEvento::Concluida => InspectionStatus::Concluida,
                 WebhookEvento::Cancelada => InspectionStatus::Cancelada,
+                // Told by the fuel checks' detector, never of an inspection.
+                WebhookEvento::TanqueoAnomalia => continue,
             }
             .as_str()
             .to_string();
@@ -145,7 +147,8 @@ impl InspectionProcessor {
                 position: event.position,
                 recorded_at: event.recorded_at,
                 evento,
-                dados,
+                empresa_id: dados.empresa_id,
+                dados: serde_json::to_value(&dados).map_err(failed)?,
             });
         }
         let now_ms = chrono::Utc::now().timestamp_millis();

@@ -2,6 +2,7 @@
 //!
 //! [`app`] is the one place routes are listed. Everything a request needs lives in [`AppState`].
 
+pub mod alert_detector;
 pub mod anomalies;
 pub mod audit;
 pub mod auth;
@@ -106,6 +107,8 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
             get(http::tanqueos::get).put(http::tanqueos::correct),
         )
         .route("/api/tanqueos/{id}/anular", post(http::tanqueos::void))
+        .route("/api/alertas", get(http::alertas::list))
+        .route("/api/alertas/{id}/revisar", post(http::alertas::review))
         .route(
             "/api/tanqueos/import",
             // 5,000 spreadsheet rows of wide text cells need more than the 1 MiB of the rest.
@@ -113,6 +116,11 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
                 http::import::BODY_BYTES_MAX,
             ))),
         )
+        .route(
+            "/api/cierres",
+            get(http::cierres::list).post(http::cierres::close),
+        )
+        .route("/api/cierres/reabrir", post(http::cierres::reopen))
         .route("/api/bombas/{id}/saldo", get(http::saldos::station_balance))
         .route("/api/saldos-bombas", get(http::saldos::all_balances))
         .route(

@@ -75,6 +75,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 snapshot_every_events: args.snapshot_every,
                 ready_lag_max_events: args.ready_lag_max,
                 dev_login: args.dev_login,
+                anomalies: args.anomalies.thresholds(),
             };
             if settings.webhooks.allow_private {
                 tracing::warn!(
@@ -176,7 +177,8 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 args.vehiculos as usize,
                 args.proporcion,
             );
-            let evaluation = fleet_ledger::anomalies::Evaluation::of(&month);
+            let evaluation =
+                fleet_ledger::anomalies::Evaluation::of(&month, &args.thresholds.thresholds());
             println!("{evaluation}");
             if !evaluation.meets_target() {
                 return Err("a rule misses recall ≥ 0.95 at precision ≥ 0.90 (see above)".into());

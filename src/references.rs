@@ -13,11 +13,13 @@
 //! policy they replaced.)
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use aggregates::codec;
 use aggregates::fleet::{Fleet, FleetEvent, FLEET_STREAM_ID};
 use aggregates::operation_area::OPERATION_AREAS_STREAM_ID;
+use aggregates::period::{InheritedClosures, Periodo};
 use aggregates::registry::{
     Catalog, CatalogEvent, DriverEvent, Drivers, StationEvent, Stations, REGISTRY_STREAM_ID,
 };
@@ -49,6 +51,13 @@ struct Index {
     plates: HashSet<i64>,
     /// Station id → may it go below zero.
     stations: HashMap<i64, bool>,
+    /// Station id → the months closed for every station when it was registered. Fixed once
+    /// folded: later closes and reopens reach the station through its own stream.
+    inherited: HashMap<i64, Arc<InheritedClosures>>,
+    /// The months closed for every station as far as the registry's stream is folded.
+    closed: InheritedClosures,
+    /// Shared by the stations registered while the same months were closed (nearly all).
+    closed_shared: Arc<InheritedClosures>,
     fuel_products: Vec<String>,
     refreshed: Option<Instant>,
 }
@@ -95,6 +104,19 @@ impl References {
         }
         self.refresh().await?;
         Ok(self.index.read().await.stations.get(&bomba_id).copied())
+    }
+
+    /// The months closed on `bomba_id` by inheritance (see `aggregates::period`); `None`: no
+    /// such station. What a known station inherited never changes, so the index answers it.
+    pub async fn inherited_closures(
+        &self,
+        bomba_id: i64,
+    ) -> Result<Option<Arc<InheritedClosures>>, StoreError> {
+        if let Some(inherited) = self.index.read().await.inherited.get(&bomba_id) {
+            return Ok(Some(inherited.clone()));
+        }
+        self.refresh().await?;
+        Ok(self.index.read().await.inherited.get(&bomba_id).cloned())
     }
 
     /// The catalogue's spelling of a fuel product, matched without regard to case.
@@ -199,11 +221,20 @@ impl Index {
                     ..
                 } => {
                     self.stations.insert(id, permitir_saldo_negativo);
+                    self.inherited.insert(id, self.closed_shared.clone());
                 }
                 StationEvent::StationUpdated { id, changes } => {
                     if let Some(permitir) = changes.permitir_saldo_negativo {
                         self.stations.insert(id, permitir);
                     }
+                }
+                StationEvent::AccountingPeriodClosed { anio, mes, .. } => {
+                    self.closed.insert(Periodo { anio, mes });
+                    self.closed_shared = Arc::new(self.closed.clone());
+                }
+                StationEvent::AccountingPeriodReopened { anio, mes, .. } => {
+                    self.closed.remove(&Periodo { anio, mes });
+                    self.closed_shared = Arc::new(self.closed.clone());
                 }
             },
             Catalog::TYPE => {

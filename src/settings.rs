@@ -118,6 +118,8 @@ pub struct LedgerSettings {
     /// The dashboard's login offers a role picker that signs in without a token
     /// (`--dev-login`): for development only, off by default.
     pub dev_login: bool,
+    /// Where each fuel check draws its line (issue 16), and the reference bands.
+    pub anomalies: aggregates::anomaly::Thresholds,
 }
 
 /// Events a projection may trail the head by and still be ready: steady writes keep every
@@ -133,6 +135,7 @@ impl Default for LedgerSettings {
             snapshot_every_events: crate::store::snapshots::SNAPSHOT_EVERY_EVENTS_DEFAULT,
             ready_lag_max_events: READY_LAG_MAX_EVENTS_DEFAULT,
             dev_login: false,
+            anomalies: aggregates::anomaly::Thresholds::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::alert::Alert;
 use aggregates::fleet::Fleet;
 use aggregates::fuel::FuelStation;
 use aggregates::inspection::Inspections;
@@ -14,6 +15,7 @@ use aggregates::OperationAreas;
 use projections::Projection;
 use tokio::sync::watch;
 
+use crate::alert_detector::AlertDetector;
 use crate::auth::JwtKeys;
 use crate::commands::CommandBus;
 use crate::idempotency::{Idempotency, KEY_TTL};
@@ -140,6 +142,8 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(projections::balances::StationBalancesProjection),
         Arc::new(projections::vehicle_checks::VehicleChecksProjection),
         Arc::new(projections::inspections::InspectionsProjection),
+        Arc::new(projections::periods::PeriodsProjection),
+        Arc::new(projections::alerts::AlertsProjection),
     ]
 }
 
@@ -158,7 +162,10 @@ pub struct Ledger {
     pub vehicle_checks: CommandBus<VehicleChecks>,
     /// Self-inspections and their reference data (one stream); shared with their processor.
     pub inspections: Arc<CommandBus<Inspections>>,
-    /// The log's checkpointed consumers: the inspections' processor.
+    /// Alerts of the fuel checks: flagged and cleared by their detector, reviewed over HTTP.
+    pub alerts: Arc<CommandBus<Alert>>,
+    /// The log's checkpointed consumers: the inspections' processor and the fuel checks'
+    /// detector.
     pub consumers: Consumers,
     /// Delivers the webhooks the inspections' processor schedules.
     pub deliveries: DeliveryWorker,
@@ -246,14 +253,40 @@ impl AppState {
                 })
                 .1
             });
+        let alerts = Arc::new(
+            CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
+        );
+        // The vehicles' registered facts the checks compare with, and the webhooks told of
+        // what they find; without those read models
+        // (a test standing for another set) there is nothing to wait for.
+        let fleet_folded: Vec<watch::Receiver<crate::runner::Progress>> = [
+            projections::fleet::FleetProjection.name(),
+            projections::registry::RegistryProjection.name(),
+            // The webhooks told of alerts.
+            projections::inspections::InspectionsProjection.name(),
+        ]
+        .into_iter()
+        .filter_map(|name| runner.progress_of(name))
+        .collect();
         let consumers = Consumers::start(
             log.clone(),
             read_models.clone(),
-            vec![Arc::new(InspectionProcessor::new(
-                inspections.clone(),
-                read_models.clone(),
-                inspections_folded,
-            ))],
+            vec![
+                Arc::new(InspectionProcessor::new(
+                    inspections.clone(),
+                    read_models.clone(),
+                    inspections_folded,
+                )),
+                Arc::new(AlertDetector::new(
+                    log.clone(),
+                    alerts.clone(),
+                    read_models.clone(),
+                    fleet_folded,
+                    settings.anomalies.clone(),
+                )),
+            ],
         );
         let deliveries = DeliveryWorker::start(read_models.clone(), settings.webhooks.clone());
         let state = Self(Arc::new(Ledger {
@@ -279,6 +312,7 @@ impl AppState {
                 .folded_by(projections.clone())
                 .snapshot_every(settings.snapshot_every_events),
             inspections,
+            alerts,
             consumers,
             deliveries,
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone(), settings.snapshot_every_events),

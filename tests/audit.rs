@@ -498,7 +498,7 @@ async fn the_feed_refuses_unknown_types_and_streams(app: TestApp) {
         body,
         json!({ "error": "Invalid value for stream: vehiculos/1; accepted stream types: fleet, \
             fuel-station, fuel-record-ids, auto-inspecao, operation-areas, drivers, stations, \
-            catalog, vehicle-checks" })
+            catalog, vehicle-checks, alerta" })
     );
     let (status, body) = app.get("/api/eventos?stream=fleet/").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -366,6 +366,7 @@ async fn every_accepted_number_folds_and_reads_back_exactly(app: TestApp) {
         let case = cases.fetch_add(1, Ordering::Relaxed);
         let handle = tokio::runtime::Handle::current();
         handle.block_on(async {
+            app.consumers_settled().await;
             let head = app.state.log.head().await.unwrap();
             let (status, answer, stored) = try_number(&app, target, literal, case).await;
             match stored {

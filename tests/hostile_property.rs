@@ -240,6 +240,30 @@ fn endpoints() -> Vec<Endpoint> {
             &[],
         ),
         endpoint(
+            get.clone(),
+            "/api/alertas",
+            None,
+            Option::None,
+            &[
+                "regla",
+                "severidad",
+                "estado",
+                "placa_id",
+                "bomba_id",
+                "desde",
+                "hasta",
+                "page",
+                "limit",
+            ],
+        ),
+        endpoint(
+            post.clone(),
+            "/api/alertas/{id}/revisar",
+            Id,
+            Some(r#"{"resolucion":"confirmada","nota":"revisada"}"#),
+            &[],
+        ),
+        endpoint(
             post.clone(),
             "/api/tanqueos/import",
             None,
@@ -247,6 +271,21 @@ fn endpoints() -> Vec<Endpoint> {
                 r#"{"area_operacion_id":1,"bomba_id":1,"records":[{"FECHA":"15/03/2024","NOMBRE CONDUCTOR":"juan perez","PLACA":"abc 123","TIPO COMBUSTIBLE":"ACPM","VALOR TANQUEO":"$150.000","CANTIDAD GALONES":"12,5"}]}"#,
             ),
             &["atomico"],
+        ),
+        endpoint(get.clone(), "/api/cierres", None, Option::None, &[]),
+        endpoint(
+            post.clone(),
+            "/api/cierres",
+            None,
+            Some(r#"{"anio":2024,"mes":2}"#),
+            &[],
+        ),
+        endpoint(
+            post.clone(),
+            "/api/cierres/reabrir",
+            None,
+            Some(r#"{"anio":2024,"mes":2,"motivo":"Factura tardía"}"#),
+            &[],
         ),
         endpoint(
             get.clone(),
@@ -810,6 +849,8 @@ async fn check(app: &TestApp, endpoints: &[Endpoint], case: Case) -> Result<(), 
     let request = request
         .body(body)
         .map_err(|e| TestCaseError::reject(format!("not a request: {e}")))?;
+    // The fuel checks' detector may still be answering an earlier refuel.
+    app.consumers_settled().await;
     let head = app.state.log.head().await.unwrap();
     let (status, _, answer) = app.send(request).await;
     if std::env::var("FLEET_LEDGER_FUZZ_TRACE").is_ok() {

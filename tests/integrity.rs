@@ -134,7 +134,7 @@ async fn intact_report(location: &StoreLocation) -> String {
         "store:       {store}\n\
          events:      {} in {streams} streams, positions 1 to {last}\n\
          chain:       intact; head hash {}\n\
-         checkpoints: projections {}, consumers 1; all at or below position {last}\n\
+         checkpoints: projections {}, consumers 2; all at or below position {last}\n\
          ok\n",
         hashes.len(),
         hash.unwrap(),

@@ -641,6 +641,19 @@ async fn every_answer_of_a_tour_through_the_api_matches_its_documented_schema() 
             "/api/batch/scraping",
             Some(json!({"vehicles": []})),
         ),
+        step("GET", "/api/cierres", "/api/cierres", None),
+        step(
+            "POST",
+            "/api/cierres",
+            "/api/cierres",
+            Some(json!({"anio": 2024, "mes": 1})),
+        ),
+        step(
+            "POST",
+            "/api/cierres/reabrir",
+            "/api/cierres/reabrir",
+            Some(json!({"anio": 2024, "mes": 1, "motivo": "Factura tardía"})),
+        ),
         step("POST", "/api/tanqueos", "/api/tanqueos", Some(json!({}))),
         step(
             "GET",
@@ -726,6 +739,56 @@ async fn every_answer_of_a_tour_through_the_api_matches_its_documented_schema() 
             succeeded.insert((method.to_string(), template.to_string()));
         }
     }
+    // An alert: a refuel past vehicle 1's tank (80 gallons, set above), flagged by the detector.
+    let over_capacity = json!({"fecha": "2024-03-20", "conductor_id": 1, "placa_id": 1, "bomba_id": 1,
+        "area_operacion_id": 1, "valor_tanqueo": 1200000, "cantidad_galones": 100});
+    let (status, answer) = app
+        .call(
+            Method::POST,
+            "/api/tanqueos",
+            Some(&admin),
+            Some(&over_capacity.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let alert_id = loop {
+        let (status, page) = app
+            .call(
+                Method::GET,
+                "/api/alertas?regla=galones_sobre_capacidad",
+                Some(&admin),
+                None,
+            )
+            .await;
+        check_answer(&document, "GET", "/api/alertas", status, &page);
+        succeeded.insert(("GET".to_string(), "/api/alertas".to_string()));
+        if let Some(id) = page["data"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline + std::time::Duration::from_secs(10),
+            "no alert: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let review = json!({"resolucion": "confirmada", "nota": "bidón aparte"}).to_string();
+    let (status, answer) = app
+        .call(
+            Method::POST,
+            &format!("/api/alertas/{alert_id}/revisar"),
+            Some(&admin),
+            Some(&review),
+        )
+        .await;
+    check_answer(
+        &document,
+        "POST",
+        "/api/alertas/{id}/revisar",
+        status,
+        &answer,
+    );
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    succeeded.insert(("POST".to_string(), "/api/alertas/{id}/revisar".to_string()));
     // Every operation answered a success the document describes, except those whose answer
     // is not JSON (the live feed, the metrics, this document) and the deliveries sent again,
     // which need a receiver.

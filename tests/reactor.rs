@@ -248,19 +248,24 @@ async fn consumers_report_their_position_and_lag(app: TestApp) {
     // The processor's own InspectionCreated moves the head once more.
     for _ in 0..2 {
         let head = app.state.log.head().await.unwrap();
-        assert!(
-            app.state
-                .consumers
-                .wait_for("auto_inspecao", head, Duration::from_secs(10))
-                .await
-        );
+        for consumer in ["auto_inspecao", "alertas"] {
+            assert!(
+                app.state
+                    .consumers
+                    .wait_for(consumer, head, Duration::from_secs(10))
+                    .await
+            );
+        }
     }
     let (status, ready) = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     let head = ready["head"].as_i64().unwrap();
     assert_eq!(
         ready["consumers"],
-        json!([{ "name": "auto_inspecao", "position": head, "lag": 0, "status": "ready", "leading": true }])
+        json!([
+            { "name": "auto_inspecao", "position": head, "lag": 0, "status": "ready", "leading": true },
+            { "name": "alertas", "position": head, "lag": 0, "status": "ready", "leading": true },
+        ])
     );
     let admin = app.token(Role::Admin);
     let (status, listed) = app

@@ -135,6 +135,22 @@ async fn history(app: &TestApp) {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
+    // Monthly closes (the `cierres` read model): one closed, one closed and reopened. Months
+    // the writers below never date a record in.
+    let admin = app.token(Role::Admin);
+    for (path, body) in [
+        ("/api/cierres", json!({ "anio": 2024, "mes": 1 })),
+        ("/api/cierres", json!({ "anio": 2024, "mes": 2 })),
+        (
+            "/api/cierres/reabrir",
+            json!({ "anio": 2024, "mes": 2, "motivo": "Revisión" }),
+        ),
+    ] {
+        let (status, answer) = app
+            .call(Method::POST, path, Some(&admin), Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+    }
 }
 
 fn advance(n: usize) -> String {
@@ -294,7 +310,7 @@ async fn the_rebuild_endpoint_answers_202_and_swaps_403_404_409(app: TestApp) {
         answer,
         json!({ "error": "No existe la proyección tanqueo; las proyecciones son: \
             areas_operacion, registros, flota, tanqueos, contabilidad, saldos, vehicle_checks, \
-            auto_inspecao" })
+            auto_inspecao, cierres, alertas" })
     );
 
     // A rebuild of it running elsewhere (`fleet-ledger replay` in another process) holds its
@@ -437,7 +453,8 @@ async fn replay_beside_a_running_service(backend: Backend) {
     assert!(
         stderr.contains(
             "error: unknown projection \"saldo\"; the projections are: areas_operacion, \
-             registros, flota, tanqueos, contabilidad, saldos, vehicle_checks, auto_inspecao"
+             registros, flota, tanqueos, contabilidad, saldos, vehicle_checks, auto_inspecao, \
+             cierres, alertas"
         ),
         "{stderr}"
     );

@@ -1,7 +1,8 @@
 //! The role table of README.md, walked: every route `app()` lists, with every role. A role the
 //! table allows passes (a 2xx, or a 4xx other than 401/403 that only a request past the role
 //! check can get, such as 404 for a missing id or 409 for a repeated name); a role it refuses
-//! gets exactly 403 `Permiso denegado` in the family's format, and nothing is appended.
+//! gets exactly 403 `Permiso denegado` in the family's format, and nothing is appended; `403†`
+//! is a 403 in the route's own words (the monthly closes' `Administrador de Cierres`).
 
 mod common;
 
@@ -17,6 +18,8 @@ on_both_stores!(every_route_answers_every_role_as_the_readme_table_says);
 enum Rule {
     Passes,
     Forbidden,
+    /// A 403 whose message is the route's own.
+    ForbiddenOwnWords,
     NoToken,
 }
 
@@ -40,6 +43,7 @@ fn readme_table() -> Vec<(String, String, [Rule; 3])> {
             let rule = |cell: &str| match cell {
                 "✓" => Rule::Passes,
                 "403" => Rule::Forbidden,
+                "403†" => Rule::ForbiddenOwnWords,
                 "no token" => Rule::NoToken,
                 other => panic!("unknown cell {other:?} in the role table"),
             };
@@ -68,8 +72,13 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
         })),
         ("PUT", "/api/tanqueos/{id}") => Some(json!({ "valor_anticipo": 2000 + n })),
         ("POST", "/api/tanqueos/{id}/anular") => Some(json!({ "motivo": "prueba de roles" })),
+        ("POST", "/api/alertas/{id}/revisar") => Some(json!({ "resolucion": "confirmada" })),
         ("POST", "/api/tanqueos/import") => {
             Some(json!({ "bomba_id": 1, "area_operacion_id": 1, "records": [] }))
+        }
+        ("POST", "/api/cierres") => Some(json!({ "anio": 2026, "mes": 1 })),
+        ("POST", "/api/cierres/reabrir") => {
+            Some(json!({ "anio": 2026, "mes": 1, "motivo": "prueba de roles" }))
         }
         ("POST", "/api/misiones") => Some(json!({
             "vehiculo_id": 1, "conductor_id": 1, "descripcion": "Ruta", "fecha_programada": "2026-03-01",
@@ -149,6 +158,15 @@ async fn every_route_answers_every_role_as_the_readme_table_says(app: TestApp) {
                         &answer["error"]
                     };
                     assert_eq!(message, "Permiso denegado", "{seen}");
+                    assert_eq!(app.state.log.head().await.unwrap(), head, "{seen}");
+                }
+                Rule::ForbiddenOwnWords => {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{seen}");
+                    assert_eq!(
+                        answer["error"],
+                        fleet_ledger::http::cierres::NOT_CLOSE_ADMIN,
+                        "{seen}"
+                    );
                     assert_eq!(app.state.log.head().await.unwrap(), head, "{seen}");
                 }
                 Rule::Passes | Rule::NoToken => {

@@ -366,14 +366,15 @@ async fn bad_registrations_are_400s_that_append_nothing(app: TestApp) {
             json!({ "empresa_id": 1, "url": "https://203.0.113.7/h", "eventos": ["auto_inspecao.aberta"] }),
             refused(
                 "El campo eventos no es válido: evento desconocido auto_inspecao.aberta; use \
-                 auto_inspecao.criada, auto_inspecao.concluida, auto_inspecao.cancelada",
+                 auto_inspecao.criada, auto_inspecao.concluida, auto_inspecao.cancelada, \
+                 tanqueo.anomalia",
             ),
         ),
         (
             json!({ "empresa_id": 1, "url": "https://203.0.113.7/h", "eventos": [] }),
             refused(
                 "El campo eventos debe ser una lista de: auto_inspecao.criada, \
-                 auto_inspecao.concluida, auto_inspecao.cancelada",
+                 auto_inspecao.concluida, auto_inspecao.cancelada, tanqueo.anomalia",
             ),
         ),
         (

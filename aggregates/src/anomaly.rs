@@ -6,7 +6,7 @@
 //! Nothing here reads a store or a clock: the consumer that runs the rules gathers the context
 //! from the log and records each finding as an event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -54,6 +54,27 @@ impl Rule {
         Self::PosibleDuplicado,
         Self::SaldoReportadoDesviado,
     ];
+
+    /// The name an alert carries (`regla`), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HorometroRetrocede => "HOROMETRO_RETROCEDE",
+            Self::HorometroSaltoImposible => "HOROMETRO_SALTO_IMPOSIBLE",
+            Self::HorometroFaltante => "HOROMETRO_FALTANTE",
+            Self::GalonesSobreCapacidad => "GALONES_SOBRE_CAPACIDAD",
+            Self::TanqueoMuyPronto => "TANQUEO_MUY_PRONTO",
+            Self::CombustibleDistinto => "COMBUSTIBLE_DISTINTO",
+            Self::CostoAtipicoEstacion => "COSTO_ATIPICO_ESTACION",
+            Self::CostoFueraDeBanda => "COSTO_FUERA_DE_BANDA",
+            Self::ConsumoAtipico => "CONSUMO_ATIPICO",
+            Self::PosibleDuplicado => "POSIBLE_DUPLICADO",
+            Self::SaldoReportadoDesviado => "SALDO_REPORTADO_DESVIADO",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|rule| rule.as_str() == raw)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,6 +83,22 @@ pub enum Severity {
     Baja,
     Media,
     Alta,
+}
+
+impl Severity {
+    pub const ALL: [Self; 3] = [Self::Baja, Self::Media, Self::Alta];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Baja => "BAJA",
+            Self::Media => "MEDIA",
+            Self::Alta => "ALTA",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
 }
 
 /// One rule's verdict on one refuel, with the figures it was decided on.
@@ -113,7 +150,7 @@ impl ReferenceBand {
 }
 
 /// Where each rule draws its line. [`Default`] holds the documented defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thresholds {
     /// Gallons may exceed the tank's capacity by this fraction before it is flagged (0.05: 5%).
     pub capacity_tolerance: Decimal,
@@ -525,6 +562,132 @@ pub fn saldo_desviado(
     })
 }
 
+/// Earlier refuels of a plate the checks look back on; the oldest fall off. A month's worth is
+/// a dozen; the consumption and hourmeter checks need a handful.
+pub const PLATE_HISTORY_MAX: usize = 64;
+/// Costs per gallon of a station and fuel the cost check compares with.
+pub const STATION_COSTS_RECENT: usize = 30;
+
+/// What the fleet registered about the vehicle behind a plate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VehicleFacts {
+    pub capacity_galones: Option<Decimal>,
+    /// The product the vehicle burns, as refuels name it (`ACPM`, `GASOLINA`, …).
+    pub tipo_combustible: Option<String>,
+}
+
+/// The context the checks need, kept up to date refuel by refuel: each plate's latest refuels,
+/// each station's latest costs per fuel, each station's balance. The live consumer and the
+/// synthetic evaluation both feed it and ask it, so the evaluation's figures speak for the live
+/// path. Bounded: [`PLATE_HISTORY_MAX`] refuels a plate, [`STATION_COSTS_RECENT`] costs a
+/// station and fuel, one balance a station.
+#[derive(Debug, Clone, Default)]
+pub struct Detector {
+    /// Each plate's live refuels, by (fecha, id).
+    plates: HashMap<i64, Vec<Refuel>>,
+    /// Each station and fuel's latest costs per gallon, in the order they were recorded, with
+    /// the refuel they came from (so a correction or a void takes its own back).
+    costs: HashMap<(i64, String), VecDeque<(i64, Decimal)>>,
+    balances: HashMap<i64, Decimal>,
+}
+
+fn fuel_key(refuel: &Refuel) -> (i64, String) {
+    (
+        refuel.bomba_id,
+        refuel
+            .tipo_combustible
+            .as_deref()
+            .unwrap_or_default()
+            .to_uppercase(),
+    )
+}
+
+impl Detector {
+    /// Every rule's finding on `refuel`, which the detector has not been told of yet, against
+    /// what it was told before.
+    pub fn check(
+        &self,
+        refuel: &Refuel,
+        vehicle: &VehicleFacts,
+        thresholds: &Thresholds,
+    ) -> Vec<Finding> {
+        let history = self.plates.get(&refuel.placa_id).map_or(&[][..], |h| {
+            let end = h.partition_point(|r| (r.fecha, r.id) < (refuel.fecha, refuel.id));
+            &h[..end]
+        });
+        let costs: Vec<Decimal> = self
+            .costs
+            .get(&fuel_key(refuel))
+            .map(|c| {
+                c.iter()
+                    .skip(c.len().saturating_sub(STATION_COSTS_RECENT))
+                    .map(|(_, cost)| *cost)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // A product no reference band names (urea, lubricant, a car wash) is not a fuel: it
+        // does not go in a tank, so the vehicle's fuel type says nothing of it.
+        let is_fuel = refuel.tipo_combustible.as_deref().is_some_and(|tipo| {
+            thresholds
+                .bands
+                .iter()
+                .any(|b| b.tipo_combustible.eq_ignore_ascii_case(tipo))
+        });
+        let balance = self
+            .balances
+            .get(&refuel.bomba_id)
+            .copied()
+            .unwrap_or_default();
+        let context = Context {
+            plate_history: history,
+            capacity_galones: vehicle.capacity_galones,
+            tipo_combustible: vehicle.tipo_combustible.as_deref().filter(|_| is_fuel),
+            station_recent_costs: &costs,
+            saldo_computed: Some(balance - refuel.valor_tanqueo),
+        };
+        evaluate(refuel, &context, thresholds)
+    }
+
+    /// Takes `refuel` into the context of the refuels after it.
+    pub fn remember(&mut self, refuel: Refuel) {
+        *self.balances.entry(refuel.bomba_id).or_default() -= refuel.valor_tanqueo;
+        if let Some(cost) = refuel.cost_per_gallon() {
+            let costs = self.costs.entry(fuel_key(&refuel)).or_default();
+            costs.push_back((refuel.id, cost));
+            if costs.len() > STATION_COSTS_RECENT {
+                costs.pop_front();
+            }
+        }
+        let history = self.plates.entry(refuel.placa_id).or_default();
+        let at = history.partition_point(|r| (r.fecha, r.id) < (refuel.fecha, refuel.id));
+        history.insert(at, refuel);
+        if history.len() > PLATE_HISTORY_MAX {
+            history.remove(0);
+        }
+        debug_assert!(history
+            .windows(2)
+            .all(|w| (w[0].fecha, w[0].id) < (w[1].fecha, w[1].id)));
+    }
+
+    /// Takes `refuel` (as it was remembered) out of the context: it was voided, or is about to
+    /// be remembered as corrected.
+    pub fn forget(&mut self, refuel: &Refuel) {
+        *self.balances.entry(refuel.bomba_id).or_default() += refuel.valor_tanqueo;
+        if let Some(costs) = self.costs.get_mut(&fuel_key(refuel)) {
+            costs.retain(|(id, _)| *id != refuel.id);
+        }
+        if let Some(history) = self.plates.get_mut(&refuel.placa_id) {
+            history.retain(|r| r.id != refuel.id);
+        }
+    }
+
+    /// Money paid into (or, negative, taken back from) a station's balance: an advance, its
+    /// correction or its void.
+    pub fn pay(&mut self, bomba_id: i64, amount: Decimal) {
+        *self.balances.entry(bomba_id).or_default() += amount;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,6 +949,56 @@ mod tests {
     }
 
     #[test]
+    fn the_detector_judges_a_refuel_on_the_plate_s_earlier_refuels_only() {
+        let thresholds = Thresholds::default();
+        let vehicle = VehicleFacts {
+            capacity_galones: Some(d("50")),
+            tipo_combustible: Some("ACPM".into()),
+        };
+        let mut detector = Detector::default();
+        detector.pay(1, d("1000000"));
+        detector.remember(refuel(1, day(10), Some("100")));
+        // Recorded later but dated earlier: the refuel of day 10 is not before it.
+        let backdated = refuel(2, day(5), Some("150"));
+        assert_eq!(detector.check(&backdated, &vehicle, &thresholds), vec![]);
+        // Dated the same day as refuel 1, after it: too soon, and the hourmeter went back.
+        let mut same_day = refuel(3, day(10), Some("90"));
+        same_day.saldo_disponible = Some(d("1000000") - d("440001") - d("440003"));
+        let rules: Vec<Rule> = detector
+            .check(&same_day, &vehicle, &thresholds)
+            .into_iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(
+            rules,
+            vec![Rule::HorometroRetrocede, Rule::TanqueoMuyPronto]
+        );
+        // Refuel 1 voided: nothing before refuel 3, and the balance has it back.
+        detector.forget(&refuel(1, day(10), Some("100")));
+        same_day.saldo_disponible = Some(d("1000000") - d("440003"));
+        assert_eq!(detector.check(&same_day, &vehicle, &thresholds), vec![]);
+        // Not a fuel (no band names it): the vehicle's fuel type says nothing of it.
+        let mut urea = refuel(4, day(20), None);
+        urea.tipo_combustible = Some("UREA".into());
+        assert_eq!(detector.check(&urea, &vehicle, &thresholds), vec![]);
+    }
+
+    #[test]
+    fn the_detector_keeps_a_bounded_window() {
+        let mut detector = Detector::default();
+        for n in 0..(PLATE_HISTORY_MAX as i64 + 10) {
+            detector.remember(refuel(n, day(1), None));
+        }
+        assert_eq!(detector.plates[&1].len(), PLATE_HISTORY_MAX);
+        assert_eq!(
+            detector.costs[&(1, "ACPM".to_string())].len(),
+            STATION_COSTS_RECENT
+        );
+        // The oldest fell off.
+        assert_eq!(detector.plates[&1][0].id, 10);
+    }
+
+    #[test]
     fn every_rule_is_listed_once() {
         let mut listed = Rule::ALL.to_vec();
         listed.sort();
@@ -796,5 +1009,18 @@ mod tests {
             .map(|rule| serde_json::to_string(rule).unwrap())
             .collect();
         assert!(names.contains(&"\"HOROMETRO_RETROCEDE\"".to_string()));
+        for rule in Rule::ALL {
+            assert_eq!(
+                serde_json::to_string(&rule).unwrap(),
+                format!("\"{}\"", rule.as_str())
+            );
+            assert_eq!(Rule::parse(rule.as_str()), Some(rule));
+        }
+        for severity in Severity::ALL {
+            assert_eq!(
+                serde_json::to_string(&severity).unwrap(),
+                format!("\"{}\"", severity.as_str())
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ use cqrs_es::Aggregate;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::alert::Alert;
 use crate::codec::{self, CodecError};
 use crate::fleet::{Fleet, FLEET_STREAM_ID};
 use crate::fuel::{FuelRecordIds, FuelStation};
@@ -30,7 +31,7 @@ use crate::vehicle_check::{CheckedVehicle, VehicleCheckEvent, VehicleChecks, Veh
 use crate::{OperationAreaEvent, OperationAreas};
 
 /// Every stream type the log holds, one per aggregate.
-pub const STREAM_TYPES: [&str; 9] = [
+pub const STREAM_TYPES: [&str; 10] = [
     Fleet::TYPE,
     FuelStation::TYPE,
     FuelRecordIds::TYPE,
@@ -40,6 +41,7 @@ pub const STREAM_TYPES: [&str; 9] = [
     Stations::TYPE,
     Catalog::TYPE,
     VehicleChecks::TYPE,
+    Alert::TYPE,
 ];
 
 /// Every event type the domain writes (`tests::every_event_type_is_listed` keeps it complete):
@@ -63,6 +65,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "TanqueoCorrected",
     "TanqueoVoided",
     "OverdraftPolicyChanged",
+    "PeriodClosed",
+    "PeriodReopened",
     // fuel-record-ids
     "FuelRecordIdsReserved",
     // auto-inspecao
@@ -84,8 +88,14 @@ pub const EVENT_TYPES: &[&str] = &[
     "DriverRegistered",
     "StationRegistered",
     "StationUpdated",
+    "AccountingPeriodClosed",
+    "AccountingPeriodReopened",
     "CatalogEntryAdded",
     "VehicleCheckRecorded",
+    // alerta
+    "AnomalyFlagged",
+    "AnomalyCleared",
+    "AnomalyReviewed",
 ];
 
 /// What an auditor can ask about by kind and id.
@@ -449,6 +459,7 @@ mod tests {
             variants::<StationEvent>(),
             variants::<CatalogEvent>(),
             variants::<VehicleCheckEvent>(),
+            variants::<crate::alert::AlertEvent>(),
         ]
         .concat();
         written.sort();

@@ -5,13 +5,15 @@
 //! same stream ([`FuelEvent::OverdraftPolicyChanged`]), so the rule and the balance it is applied
 //! to are one state: a policy change and a refuel can never be decided on different versions.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
+
+use crate::period::{InheritedClosures, Periodo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TipoOperacion {
@@ -187,6 +189,61 @@ pub struct FuelStation {
     /// The records changed by the latest [`RECENT_CHANGES_REMEMBERED`] events, oldest first:
     /// (the version of the event, the record's id, the record as that event left it).
     recent: VecDeque<(u64, i64, StationRecord)>,
+    /// Each month that has records or was closed or reopened here: its live records' totals and
+    /// whether this stream closed it. It grows with the calendar (twelve entries a year), not
+    /// with the number of events, and it is what a close's balance and the period lock are
+    /// decided on.
+    #[serde(with = "months_as_list")]
+    months: BTreeMap<Periodo, MonthStanding>,
+}
+
+/// What a station holds of one month.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MonthStanding {
+    /// Live (not voided) records dated in the month.
+    pub registros: i64,
+    pub total_tanqueos: Decimal,
+    pub total_anticipos: Decimal,
+    /// What this stream last said of the month: `Some(true)` closed, `Some(false)` reopened,
+    /// `None` nothing (then what the station inherited from the registry applies).
+    pub cerrado: Option<bool>,
+}
+
+impl MonthStanding {
+    /// Adds a live record dated in this month (`sign` 1), or takes one away (`sign` -1).
+    fn count(&mut self, record: &FuelRecord, sign: i64) {
+        let signed = |amount: Option<Decimal>| amount.unwrap_or_default() * Decimal::from(sign);
+        self.registros += sign;
+        match record.tipo_operacion {
+            TipoOperacion::Tanqueo => self.total_tanqueos += signed(record.valor_tanqueo),
+            TipoOperacion::Anticipo => self.total_anticipos += signed(record.valor_anticipo),
+        }
+    }
+
+    /// What the month's records did to the balance.
+    fn net(&self) -> Decimal {
+        self.total_anticipos - self.total_tanqueos
+    }
+}
+
+/// JSON object keys must be text: the months are saved in a snapshot as a list of pairs.
+mod months_as_list {
+    use super::{BTreeMap, MonthStanding, Periodo};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        months: &BTreeMap<Periodo, MonthStanding>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(months.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<Periodo, MonthStanding>, D::Error> {
+        let pairs = Vec::<(Periodo, MonthStanding)>::deserialize(deserializer)?;
+        Ok(pairs.into_iter().collect())
+    }
 }
 
 /// [`FuelStation::view`].
@@ -213,29 +270,49 @@ pub struct RecordAsRead {
 //
 // `registered_policy` is the overdraft policy the station was registered with (from the
 // registry): it applies only while the station's own stream has recorded no policy change.
+// `inherited` likewise: the months closed for every station when it was registered, closed on
+// it until its own stream reopens them (see `crate::period`).
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum FuelCommand {
     Record {
         record: FuelRecord,
         registered_policy: bool,
+        inherited: InheritedClosures,
     },
     /// Records every one or none (an atomic spreadsheet import).
     RecordAll {
         records: Vec<FuelRecord>,
         registered_policy: bool,
+        inherited: InheritedClosures,
     },
     /// Replaces `antes` (the record as the caller read it) with `corrected`.
     Correct {
         antes: RecordAsRead,
         corrected: FuelRecord,
         registered_policy: bool,
+        inherited: InheritedClosures,
     },
     /// Voids `antes` (the record as the caller read it).
     Void {
         antes: RecordAsRead,
         motivo: String,
         registered_policy: bool,
+        inherited: InheritedClosures,
+    },
+    /// Closes `periodo` on this station, with its closing balance; nothing when it is already
+    /// closed here (a close sent again completes the stations it had not reached).
+    ClosePeriod {
+        bomba_id: i64,
+        periodo: Periodo,
+        inherited: InheritedClosures,
+    },
+    /// Reopens `periodo` on this station; nothing when it is not closed here.
+    ReopenPeriod {
+        bomba_id: i64,
+        periodo: Periodo,
+        motivo: String,
+        inherited: InheritedClosures,
     },
     /// Sets whether the station's balance may go below zero from now on.
     ChangeOverdraftPolicy {
@@ -274,13 +351,36 @@ pub enum FuelEvent {
         bomba_id: i64,
         permitir_saldo_negativo: bool,
     },
+    /// The month `anio`/`mes` is closed on this station: no record dated in it may be added,
+    /// corrected or voided here until it is reopened. It carries what an auditor checks the
+    /// close against: the balance at the end of the month (every live record dated in it or
+    /// before) and the month's own live records and totals.
+    PeriodClosed {
+        bomba_id: i64,
+        anio: i32,
+        mes: u32,
+        saldo_cierre: Decimal,
+        registros: i64,
+        total_tanqueos: Decimal,
+        total_anticipos: Decimal,
+    },
+    /// The month is open again on this station, for `motivo`.
+    PeriodReopened {
+        bomba_id: i64,
+        anio: i32,
+        mes: u32,
+        motivo: String,
+    },
 }
 
 impl FuelEvent {
     /// Whether an event of this type moves the station's money (every type but a policy
     /// change), read from the stored type so a fold can tell without decoding.
     pub fn moves_balance(event_type: &str) -> bool {
-        event_type != "OverdraftPolicyChanged"
+        matches!(
+            event_type,
+            "TanqueoRecorded" | "AnticipoPaid" | "TanqueoCorrected" | "TanqueoVoided"
+        )
     }
 }
 
@@ -292,6 +392,8 @@ impl DomainEvent for FuelEvent {
             Self::TanqueoCorrected { .. } => "TanqueoCorrected",
             Self::TanqueoVoided { .. } => "TanqueoVoided",
             Self::OverdraftPolicyChanged { .. } => "OverdraftPolicyChanged",
+            Self::PeriodClosed { .. } => "PeriodClosed",
+            Self::PeriodReopened { .. } => "PeriodReopened",
         }
         .to_string()
     }
@@ -322,6 +424,16 @@ pub enum FuelError {
     /// The record changed after the caller read it (a write not yet visible in reads).
     #[error("El tanqueo con ID {id} cambió mientras se procesaba la solicitud; intente de nuevo")]
     Stale { id: i64 },
+    /// A new record dated in a month closed on the station (the origin system's words).
+    #[error("No se pueden agregar registros en un mes que se encuentra cerrado contablemente.")]
+    PeriodoCerrado { periodo: Periodo },
+    /// A correction would move record `id` into a closed month.
+    #[error("No se puede asignar una fecha perteneciente a un periodo contable cerrado.")]
+    FechaEnPeriodoCerrado { id: i64, periodo: Periodo },
+    /// Record `id` is dated in a closed month: it can be neither corrected nor voided. An
+    /// adjustment is a new record in an open month.
+    #[error("No se puede modificar/eliminar este registro porque pertenece a un periodo cerrado.")]
+    RegistroEnPeriodoCerrado { id: i64, periodo: Periodo },
     /// Entry `index` of an all-or-nothing batch was refused.
     #[error("{reason}")]
     InBatch {
@@ -394,6 +506,52 @@ impl FuelStation {
         }
     }
 
+    /// Whether `periodo` is closed on this station: as its own stream last said, or else as it
+    /// inherited from the registry.
+    pub fn is_closed(&self, periodo: Periodo, inherited: &InheritedClosures) -> bool {
+        self.months
+            .get(&periodo)
+            .and_then(|month| month.cerrado)
+            .unwrap_or_else(|| inherited.contains(&periodo))
+    }
+
+    /// What the station holds of `periodo` (zero records when it has none).
+    pub fn month(&self, periodo: Periodo) -> MonthStanding {
+        self.months.get(&periodo).cloned().unwrap_or_default()
+    }
+
+    /// The balance at the end of `periodo`: what every live record dated in it or before left.
+    pub fn balance_at_end_of(&self, periodo: Periodo) -> Decimal {
+        self.months
+            .range(..=periodo)
+            .map(|(_, month)| month.net())
+            .sum()
+    }
+
+    fn month_mut(&mut self, periodo: Periodo) -> &mut MonthStanding {
+        self.months.entry(periodo).or_default()
+    }
+
+    /// Refuses a change to record `id` (dated `fecha`) when its month is closed, and a new date
+    /// `moved_to` in a closed month.
+    fn check_periods(
+        &self,
+        id: i64,
+        fecha: NaiveDate,
+        moved_to: NaiveDate,
+        inherited: &InheritedClosures,
+    ) -> Result<(), FuelError> {
+        let periodo = Periodo::of(fecha);
+        if self.is_closed(periodo, inherited) {
+            return Err(FuelError::RegistroEnPeriodoCerrado { id, periodo });
+        }
+        let periodo = Periodo::of(moved_to);
+        if self.is_closed(periodo, inherited) {
+            return Err(FuelError::FechaEnPeriodoCerrado { id, periodo });
+        }
+        Ok(())
+    }
+
     /// The policy recorded in the station's stream, if any change was.
     pub fn overdraft_policy(&self) -> Option<bool> {
         self.permitir_saldo_negativo
@@ -424,7 +582,12 @@ impl FuelStation {
             FuelCommand::Record {
                 record,
                 registered_policy,
+                inherited,
             } => {
+                let periodo = Periodo::of(record.fecha);
+                if self.is_closed(periodo, &inherited) {
+                    return Err(FuelError::PeriodoCerrado { periodo });
+                }
                 self.check_balance(record.effect(), &record, registered_policy)?;
                 Ok(vec![match record.tipo_operacion {
                     TipoOperacion::Tanqueo => FuelEvent::TanqueoRecorded { record },
@@ -434,6 +597,7 @@ impl FuelStation {
             FuelCommand::RecordAll {
                 records,
                 registered_policy,
+                inherited,
             } => {
                 let mut projected = self.clone();
                 let mut events = Vec::with_capacity(records.len());
@@ -441,6 +605,7 @@ impl FuelStation {
                     let command = FuelCommand::Record {
                         record,
                         registered_policy,
+                        inherited: inherited.clone(),
                     };
                     let decided =
                         projected
@@ -460,6 +625,7 @@ impl FuelStation {
                 antes,
                 corrected,
                 registered_policy,
+                inherited,
             } => {
                 let id = corrected.id;
                 let current = self.current(&antes)?;
@@ -469,6 +635,9 @@ impl FuelStation {
                 if !current.is(&antes.record) {
                     return Err(FuelError::Stale { id });
                 }
+                // Decided on the record as it stands (its fingerprint matched), so its date is
+                // the one the ledger holds.
+                self.check_periods(id, antes.record.fecha, corrected.fecha, &inherited)?;
                 let antes = antes.record;
                 if antes == corrected {
                     return Ok(Vec::new());
@@ -485,6 +654,7 @@ impl FuelStation {
                 antes,
                 motivo,
                 registered_policy,
+                inherited,
             } => {
                 let id = antes.record.id;
                 let current = self.current(&antes)?;
@@ -494,6 +664,8 @@ impl FuelStation {
                 if !current.is(&antes.record) {
                     return Err(FuelError::Stale { id });
                 }
+                let fecha = antes.record.fecha;
+                self.check_periods(id, fecha, fecha, &inherited)?;
                 let antes = antes.record;
                 // Voiding an anticipo takes its money back out of the station.
                 self.check_balance(-current.effect, &antes, registered_policy)?;
@@ -516,6 +688,41 @@ impl FuelStation {
                 Ok(vec![FuelEvent::OverdraftPolicyChanged {
                     bomba_id,
                     permitir_saldo_negativo,
+                }])
+            }
+            FuelCommand::ClosePeriod {
+                bomba_id,
+                periodo,
+                inherited,
+            } => {
+                if self.is_closed(periodo, &inherited) {
+                    return Ok(Vec::new());
+                }
+                let month = self.month(periodo);
+                Ok(vec![FuelEvent::PeriodClosed {
+                    bomba_id,
+                    anio: periodo.anio,
+                    mes: periodo.mes,
+                    saldo_cierre: self.balance_at_end_of(periodo).normalize(),
+                    registros: month.registros,
+                    total_tanqueos: month.total_tanqueos.normalize(),
+                    total_anticipos: month.total_anticipos.normalize(),
+                }])
+            }
+            FuelCommand::ReopenPeriod {
+                bomba_id,
+                periodo,
+                motivo,
+                inherited,
+            } => {
+                if !self.is_closed(periodo, &inherited) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![FuelEvent::PeriodReopened {
+                    bomba_id,
+                    anio: periodo.anio,
+                    mes: periodo.mes,
+                    motivo,
                 }])
             }
         }
@@ -546,10 +753,14 @@ impl Aggregate for FuelStation {
         match event {
             FuelEvent::TanqueoRecorded { record } | FuelEvent::AnticipoPaid { record } => {
                 self.saldo += record.effect();
+                self.month_mut(Periodo::of(record.fecha)).count(&record, 1);
                 self.remember(record.id, StationRecord::of(&record));
             }
             FuelEvent::TanqueoCorrected { id, antes, despues } => {
                 self.saldo += despues.effect() - antes.effect();
+                self.month_mut(Periodo::of(antes.fecha)).count(&antes, -1);
+                self.month_mut(Periodo::of(despues.fecha))
+                    .count(&despues, 1);
                 self.remember(id, StationRecord::of(&despues));
             }
             FuelEvent::TanqueoVoided {
@@ -559,7 +770,14 @@ impl Aggregate for FuelStation {
                 ..
             } => {
                 self.saldo += efecto_saldo;
+                self.month_mut(Periodo::of(record.fecha)).count(&record, -1);
                 self.remember(id, StationRecord::voided(&record));
+            }
+            FuelEvent::PeriodClosed { anio, mes, .. } => {
+                self.month_mut(Periodo { anio, mes }).cerrado = Some(true);
+            }
+            FuelEvent::PeriodReopened { anio, mes, .. } => {
+                self.month_mut(Periodo { anio, mes }).cerrado = Some(false);
             }
             FuelEvent::OverdraftPolicyChanged {
                 permitir_saldo_negativo,
@@ -668,6 +886,7 @@ mod tests {
         let command = FuelCommand::Record {
             record: tanqueo(id, "10"),
             registered_policy,
+            inherited: Default::default(),
         };
         match station.decide(command) {
             Ok(events) => {
@@ -742,6 +961,7 @@ mod tests {
                 antes: read(tanqueo(1, "10"), false, None),
                 motivo: "Duplicado".into(),
                 registered_policy: true,
+                inherited: Default::default(),
             })
             .unwrap();
         let FuelEvent::TanqueoVoided { efecto_saldo, .. } = &events[0] else {
@@ -766,6 +986,7 @@ mod tests {
             antes,
             motivo: "Duplicado".into(),
             registered_policy: true,
+            inherited: Default::default(),
         })
     }
 
@@ -843,6 +1064,316 @@ mod tests {
         assert_eq!(station.saldo(), Decimal::from(-remembered * 20));
         // Longer ids and versions only.
         assert!(size(&station) < full * 2, "{} vs {full}", size(&station));
+    }
+
+    // ---- Monthly closes (issue 16) ----
+
+    fn dated(mut record: FuelRecord, fecha: (i32, u32, u32)) -> FuelRecord {
+        record.fecha = NaiveDate::from_ymd_opt(fecha.0, fecha.1, fecha.2).unwrap();
+        record
+    }
+
+    fn anticipo(id: i64, valor: &str, fecha: (i32, u32, u32)) -> FuelRecord {
+        let mut record = dated(tanqueo(id, "0"), fecha);
+        record.tipo_operacion = TipoOperacion::Anticipo;
+        record.valor_tanqueo = None;
+        record.valor_anticipo = Some(d(valor));
+        record
+    }
+
+    const JAN: Periodo = Periodo { anio: 2026, mes: 1 };
+    const FEB: Periodo = Periodo { anio: 2026, mes: 2 };
+
+    fn run(station: &mut FuelStation, command: FuelCommand) -> Result<Vec<FuelEvent>, FuelError> {
+        let events = station.decide(command)?;
+        for event in &events {
+            station.apply(event.clone());
+        }
+        Ok(events)
+    }
+
+    fn record(station: &mut FuelStation, record: FuelRecord) -> Result<Vec<FuelEvent>, FuelError> {
+        run(
+            station,
+            FuelCommand::Record {
+                record,
+                registered_policy: true,
+                inherited: Default::default(),
+            },
+        )
+    }
+
+    fn close(station: &mut FuelStation, periodo: Periodo) -> Vec<FuelEvent> {
+        run(
+            station,
+            FuelCommand::ClosePeriod {
+                bomba_id: 7,
+                periodo,
+                inherited: Default::default(),
+            },
+        )
+        .unwrap()
+    }
+
+    fn current(record: FuelRecord) -> RecordAsRead {
+        read(record, false, None)
+    }
+
+    #[test]
+    fn a_close_carries_the_balance_at_the_end_of_the_month_and_the_months_own_figures() {
+        let mut station = FuelStation::default();
+        record(&mut station, anticipo(1, "100.50", (2025, 12, 31))).unwrap();
+        record(&mut station, anticipo(2, "50", (2026, 1, 1))).unwrap();
+        record(&mut station, dated(tanqueo(3, "30.25"), (2026, 1, 31))).unwrap();
+        // Dated after the month: recorded before the close, but not in its balance.
+        record(&mut station, dated(tanqueo(4, "1000"), (2026, 2, 1))).unwrap();
+        let events = close(&mut station, JAN);
+        assert_eq!(
+            events,
+            vec![FuelEvent::PeriodClosed {
+                bomba_id: 7,
+                anio: 2026,
+                mes: 1,
+                saldo_cierre: d("120.25"),
+                registros: 2,
+                total_tanqueos: d("30.25"),
+                total_anticipos: d("50"),
+            }]
+        );
+        assert_eq!(
+            station.saldo(),
+            d("-879.75"),
+            "the live balance is untouched"
+        );
+        assert!(
+            close(&mut station, JAN).is_empty(),
+            "closing again records nothing"
+        );
+    }
+
+    #[test]
+    fn a_record_dated_in_a_closed_month_is_refused_and_the_next_month_is_not() {
+        let mut station = FuelStation::default();
+        close(&mut station, JAN);
+        for fecha in [(2026, 1, 1), (2026, 1, 31)] {
+            assert_eq!(
+                record(&mut station, anticipo(1, "10", fecha)),
+                Err(FuelError::PeriodoCerrado { periodo: JAN })
+            );
+        }
+        assert!(record(&mut station, anticipo(1, "10", (2026, 2, 1))).is_ok());
+        assert!(record(&mut station, anticipo(2, "10", (2025, 12, 31))).is_ok());
+        assert_eq!(
+            FuelError::PeriodoCerrado { periodo: JAN }.to_string(),
+            "No se pueden agregar registros en un mes que se encuentra cerrado contablemente."
+        );
+    }
+
+    #[test]
+    fn a_batch_with_one_record_in_a_closed_month_records_nothing() {
+        let mut station = FuelStation::default();
+        close(&mut station, JAN);
+        let refused = run(
+            &mut station,
+            FuelCommand::RecordAll {
+                records: vec![
+                    anticipo(1, "10", (2026, 2, 1)),
+                    anticipo(2, "10", (2026, 1, 15)),
+                ],
+                registered_policy: true,
+                inherited: Default::default(),
+            },
+        );
+        assert_eq!(
+            refused,
+            Err(FuelError::InBatch {
+                index: 1,
+                reason: Box::new(FuelError::PeriodoCerrado { periodo: JAN })
+            })
+        );
+        assert_eq!(station.saldo(), Decimal::ZERO);
+    }
+
+    #[test]
+    fn a_record_in_a_closed_month_can_be_neither_corrected_nor_voided() {
+        let mut station = FuelStation::default();
+        let january = anticipo(1, "10", (2026, 1, 10));
+        record(&mut station, january.clone()).unwrap();
+        close(&mut station, JAN);
+        let moved_out = dated(january.clone(), (2026, 2, 1));
+        let refused = FuelError::RegistroEnPeriodoCerrado {
+            id: 1,
+            periodo: JAN,
+        };
+        let correct = FuelCommand::Correct {
+            antes: current(january.clone()),
+            corrected: moved_out,
+            registered_policy: true,
+            inherited: Default::default(),
+        };
+        assert_eq!(station.decide(correct), Err(refused.clone()));
+        assert_eq!(void(&station, current(january)), Err(refused.clone()));
+        assert_eq!(
+            refused.to_string(),
+            "No se puede modificar/eliminar este registro porque pertenece a un periodo cerrado."
+        );
+    }
+
+    #[test]
+    fn a_correction_may_not_move_a_record_into_a_closed_month() {
+        let mut station = FuelStation::default();
+        let february = anticipo(1, "10", (2026, 2, 10));
+        record(&mut station, february.clone()).unwrap();
+        close(&mut station, JAN);
+        let into_january = dated(february.clone(), (2026, 1, 31));
+        let refused = FuelError::FechaEnPeriodoCerrado {
+            id: 1,
+            periodo: JAN,
+        };
+        let correct = |corrected| FuelCommand::Correct {
+            antes: current(february.clone()),
+            corrected,
+            registered_policy: true,
+            inherited: Default::default(),
+        };
+        assert_eq!(station.decide(correct(into_january)), Err(refused.clone()));
+        assert_eq!(
+            refused.to_string(),
+            "No se puede asignar una fecha perteneciente a un periodo contable cerrado."
+        );
+        // Within the open month it is an ordinary correction, and the month's totals follow.
+        let mut later = dated(february.clone(), (2026, 2, 28));
+        later.valor_anticipo = Some(d("12"));
+        run(&mut station, correct(later)).unwrap();
+        assert_eq!(station.month(FEB).total_anticipos, d("12"));
+        assert_eq!(station.month(FEB).registros, 1);
+    }
+
+    #[test]
+    fn a_reopened_month_takes_records_again_and_closes_with_them() {
+        let mut station = FuelStation::default();
+        close(&mut station, JAN);
+        let reopen = |motivo: &str| FuelCommand::ReopenPeriod {
+            bomba_id: 7,
+            periodo: JAN,
+            motivo: motivo.into(),
+            inherited: Default::default(),
+        };
+        assert_eq!(
+            run(&mut station, reopen("Factura tardía")).unwrap().len(),
+            1
+        );
+        assert!(run(&mut station, reopen("otra vez")).unwrap().is_empty());
+        record(&mut station, anticipo(1, "10", (2026, 1, 5))).unwrap();
+        let closed = close(&mut station, JAN);
+        let [FuelEvent::PeriodClosed { registros, .. }] = closed.as_slice() else {
+            panic!("not one close: {closed:?}");
+        };
+        assert_eq!(*registros, 1);
+    }
+
+    #[test]
+    fn a_month_inherited_closed_is_closed_until_the_stations_own_stream_reopens_it() {
+        let mut station = FuelStation::default();
+        let inherited: InheritedClosures = [JAN].into();
+        let record_jan = |station: &FuelStation| {
+            station.decide(FuelCommand::Record {
+                record: anticipo(1, "10", (2026, 1, 5)),
+                registered_policy: true,
+                inherited: inherited.clone(),
+            })
+        };
+        assert_eq!(
+            record_jan(&station),
+            Err(FuelError::PeriodoCerrado { periodo: JAN })
+        );
+        // Closing it here again is nothing new.
+        let closed = station
+            .decide(FuelCommand::ClosePeriod {
+                bomba_id: 7,
+                periodo: JAN,
+                inherited: inherited.clone(),
+            })
+            .unwrap();
+        assert!(closed.is_empty());
+        let reopened = run(
+            &mut station,
+            FuelCommand::ReopenPeriod {
+                bomba_id: 7,
+                periodo: JAN,
+                motivo: "Ajuste".into(),
+                inherited: inherited.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(reopened.len(), 1);
+        assert!(record_jan(&station).is_ok());
+    }
+
+    #[test]
+    fn the_months_and_the_closed_flags_survive_a_snapshot() {
+        let mut station = FuelStation::default();
+        record(&mut station, anticipo(1, "10.10", (2026, 1, 5))).unwrap();
+        close(&mut station, JAN);
+        let saved = serde_json::to_string(&station).unwrap();
+        let restored: FuelStation = serde_json::from_str(&saved).unwrap();
+        assert_eq!(restored, station);
+        assert!(restored.is_closed(JAN, &Default::default()));
+    }
+
+    proptest::proptest! {
+        /// Whatever is recorded, corrected and voided, the months' figures add up to the
+        /// station's balance, and the balance at the end of the last month is all of it.
+        #[test]
+        fn the_months_add_up_to_the_balance(
+            ops in proptest::collection::vec((0u8..3, 1i64..10_000, 1u32..4, 0usize..20), 1..60)
+        ) {
+            let mut station = FuelStation::default();
+            let mut live: Vec<FuelRecord> = Vec::new();
+            for (id, (op, cents, month, pick)) in ops.into_iter().enumerate() {
+                let amount = Decimal::new(cents, 2);
+                match op {
+                    0 => {
+                        let mut new = anticipo(id as i64 + 1, "0", (2026, month, 1));
+                        if cents % 2 == 0 {
+                            new.tipo_operacion = TipoOperacion::Tanqueo;
+                            new.valor_anticipo = None;
+                            new.valor_tanqueo = Some(amount);
+                        } else {
+                            new.valor_anticipo = Some(amount);
+                        }
+                        record(&mut station, new.clone()).unwrap();
+                        live.push(new);
+                    }
+                    1 if !live.is_empty() => {
+                        let index = pick % live.len();
+                        let before = live[index].clone();
+                        let after = dated(before.clone(), (2026, month, 2));
+                        run(&mut station, FuelCommand::Correct {
+                            antes: current(before),
+                            corrected: after.clone(),
+                            registered_policy: true,
+                            inherited: Default::default(),
+                        }).unwrap();
+                        live[index] = after;
+                    }
+                    2 if !live.is_empty() => {
+                        let gone = live.remove(pick % live.len());
+                        run(&mut station, FuelCommand::Void {
+                            antes: current(gone),
+                            motivo: "x".into(),
+                            registered_policy: true,
+                            inherited: Default::default(),
+                        }).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let last = Periodo { anio: 2026, mes: 12 };
+            proptest::prop_assert_eq!(station.balance_at_end_of(last), station.saldo());
+            let count: i64 = (1..=12).map(|mes| station.month(Periodo { anio: 2026, mes }).registros).sum();
+            proptest::prop_assert_eq!(count, live.len() as i64);
+        }
     }
 
     #[test]

@@ -165,16 +165,24 @@ pub enum WebhookEvento {
     Criada,
     Concluida,
     Cancelada,
+    /// The fuel checks flagged a refuel of one of the company's vehicles (issue 16).
+    TanqueoAnomalia,
 }
 
 impl WebhookEvento {
-    pub const ALL: [Self; 3] = [Self::Criada, Self::Concluida, Self::Cancelada];
+    pub const ALL: [Self; 4] = [
+        Self::Criada,
+        Self::Concluida,
+        Self::Cancelada,
+        Self::TanqueoAnomalia,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Criada => "auto_inspecao.criada",
             Self::Concluida => "auto_inspecao.concluida",
             Self::Cancelada => "auto_inspecao.cancelada",
+            Self::TanqueoAnomalia => "tanqueo.anomalia",
         }
     }
 

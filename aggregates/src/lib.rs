@@ -3,6 +3,7 @@
 //! Aggregates implement [`cqrs_es::Aggregate`]: `handle` decides (all validation lives there) and
 //! `apply` only assigns. Nothing here performs I/O, so every rule can be tested in memory.
 
+pub mod alert;
 pub mod amount;
 pub mod anomaly;
 pub mod audit;
@@ -12,6 +13,7 @@ pub mod fuel;
 pub mod import;
 pub mod inspection;
 pub mod operation_area;
+pub mod period;
 pub mod placa;
 pub mod registry;
 pub mod snapshot;

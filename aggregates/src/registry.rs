@@ -6,6 +6,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::period::Periodo;
 use crate::NAME_LEN_MAX;
 
 /// The single stream of the drivers and of the stations.
@@ -132,6 +133,22 @@ impl Aggregate for Drivers {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stations {
     last_id: i64,
+    /// Months closed for every station (see [`crate::period`]). Kept in this stream so a close
+    /// names exactly the stations registered before it, and a station registered after it
+    /// inherits it: registrations and closes are ordered in one stream.
+    #[serde(default)]
+    closed: std::collections::BTreeSet<Periodo>,
+}
+
+impl Stations {
+    /// The stations registered so far: ids are dense, from 1.
+    pub fn ids(&self) -> std::ops::RangeInclusive<i64> {
+        1..=self.last_id
+    }
+
+    pub fn is_closed(&self, periodo: Periodo) -> bool {
+        self.closed.contains(&periodo)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -154,8 +171,23 @@ pub struct StationChanges {
 
 #[derive(Debug, Clone)]
 pub enum StationCommand {
-    Register { stations: Vec<NewStation> },
-    Update { id: i64, changes: StationChanges },
+    Register {
+        stations: Vec<NewStation>,
+    },
+    Update {
+        id: i64,
+        changes: StationChanges,
+    },
+    /// Closes a month for every station; nothing when it is already closed (each station's own
+    /// close is then what a repeated request completes).
+    ClosePeriod {
+        periodo: Periodo,
+    },
+    /// Reopens a month for every station; nothing when it is not closed.
+    ReopenPeriod {
+        periodo: Periodo,
+        motivo: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +202,22 @@ pub enum StationEvent {
         id: i64,
         changes: StationChanges,
     },
+    /// The month is closed for every station: the `bombas` registered now each record it in
+    /// their own stream with their closing balance (`PeriodClosed`), and a station registered
+    /// later starts with it closed.
+    AccountingPeriodClosed {
+        anio: i32,
+        mes: u32,
+        bombas: Vec<i64>,
+    },
+    /// The month is open again, for `motivo`: the `bombas` registered now each reopen it in
+    /// their own stream (`PeriodReopened`).
+    AccountingPeriodReopened {
+        anio: i32,
+        mes: u32,
+        motivo: String,
+        bombas: Vec<i64>,
+    },
 }
 
 impl DomainEvent for StationEvent {
@@ -177,6 +225,8 @@ impl DomainEvent for StationEvent {
         match self {
             Self::StationRegistered { .. } => "StationRegistered",
             Self::StationUpdated { .. } => "StationUpdated",
+            Self::AccountingPeriodClosed { .. } => "AccountingPeriodClosed",
+            Self::AccountingPeriodReopened { .. } => "AccountingPeriodReopened",
         }
         .to_string()
     }
@@ -230,6 +280,29 @@ impl Aggregate for Stations {
                     vec![StationEvent::StationUpdated { id, changes }]
                 }
             }
+            StationCommand::ClosePeriod { periodo } => {
+                if self.is_closed(periodo) {
+                    Vec::new()
+                } else {
+                    vec![StationEvent::AccountingPeriodClosed {
+                        anio: periodo.anio,
+                        mes: periodo.mes,
+                        bombas: self.ids().collect(),
+                    }]
+                }
+            }
+            StationCommand::ReopenPeriod { periodo, motivo } => {
+                if self.is_closed(periodo) {
+                    vec![StationEvent::AccountingPeriodReopened {
+                        anio: periodo.anio,
+                        mes: periodo.mes,
+                        motivo,
+                        bombas: self.ids().collect(),
+                    }]
+                } else {
+                    Vec::new()
+                }
+            }
         };
         for event in events {
             sink.write(event, self).await;
@@ -238,8 +311,15 @@ impl Aggregate for Stations {
     }
 
     fn apply(&mut self, event: StationEvent) {
-        if let StationEvent::StationRegistered { id, .. } = event {
-            self.last_id = self.last_id.max(id);
+        match event {
+            StationEvent::StationRegistered { id, .. } => self.last_id = self.last_id.max(id),
+            StationEvent::StationUpdated { .. } => {}
+            StationEvent::AccountingPeriodClosed { anio, mes, .. } => {
+                self.closed.insert(Periodo { anio, mes });
+            }
+            StationEvent::AccountingPeriodReopened { anio, mes, .. } => {
+                self.closed.remove(&Periodo { anio, mes });
+            }
         }
     }
 }

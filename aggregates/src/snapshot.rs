@@ -23,12 +23,16 @@ pub trait Snapshotted: Aggregate + Serialize + DeserializeOwned {
     const SNAPSHOT_VERSION: i32;
 }
 
+impl Snapshotted for crate::alert::Alert {
+    const SNAPSHOT_VERSION: i32 = 1;
+}
 impl Snapshotted for Fleet {
     const SNAPSHOT_VERSION: i32 = 1;
 }
 impl Snapshotted for FuelStation {
     // 2: the station remembers only its recent changes, not every record.
-    const SNAPSHOT_VERSION: i32 = 2;
+    // 3: each month's totals and whether the station closed it (issue 16).
+    const SNAPSHOT_VERSION: i32 = 3;
 }
 impl Snapshotted for FuelRecordIds {
     const SNAPSHOT_VERSION: i32 = 1;
@@ -43,7 +47,8 @@ impl Snapshotted for Drivers {
     const SNAPSHOT_VERSION: i32 = 1;
 }
 impl Snapshotted for Stations {
-    const SNAPSHOT_VERSION: i32 = 1;
+    // 2: the months closed for every station (issue 16).
+    const SNAPSHOT_VERSION: i32 = 2;
 }
 impl Snapshotted for Catalog {
     const SNAPSHOT_VERSION: i32 = 1;

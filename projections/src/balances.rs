@@ -140,7 +140,9 @@ impl Projection for StationBalancesProjection {
                     moved.station(amounts.negated(), Latest::LookedUp),
                 ]
             }
-            FuelEvent::OverdraftPolicyChanged { .. } => Vec::new(),
+            FuelEvent::OverdraftPolicyChanged { .. }
+            | FuelEvent::PeriodClosed { .. }
+            | FuelEvent::PeriodReopened { .. } => Vec::new(),
         };
         Ok(changes)
     }

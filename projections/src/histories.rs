@@ -87,6 +87,7 @@ pub(crate) fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
                 FuelCommand::Record {
                     record: record(id, tipo, cents, day),
                     registered_policy: true,
+                    inherited: Default::default(),
                 }
             }
             Op::Correct(index, cents, day) if !ids.is_empty() => {
@@ -112,6 +113,7 @@ pub(crate) fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
                     },
                     corrected,
                     registered_policy: true,
+                    inherited: Default::default(),
                 }
             }
             Op::Void(index) if !ids.is_empty() => {
@@ -127,6 +129,7 @@ pub(crate) fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
                     },
                     motivo: "x".into(),
                     registered_policy: true,
+                    inherited: Default::default(),
                 }
             }
             Op::Policy(permitir) => FuelCommand::ChangeOverdraftPolicy {
@@ -150,7 +153,9 @@ pub(crate) fn history(ops: Vec<Op>) -> (Vec<Recorded>, FuelStation) {
                 FuelEvent::TanqueoVoided { id, .. } => {
                     live.remove(id);
                 }
-                FuelEvent::OverdraftPolicyChanged { .. } => {}
+                FuelEvent::OverdraftPolicyChanged { .. }
+                | FuelEvent::PeriodClosed { .. }
+                | FuelEvent::PeriodReopened { .. } => {}
             }
             station.apply(event.clone());
             let (event_type, payload) = aggregates::codec::encode(&event).unwrap();
@@ -222,7 +227,9 @@ pub(crate) fn with_scrambled_ids_and_reports(events: Vec<Recorded>) -> Vec<Recor
                         efecto_saldo,
                     }
                 }
-                policy @ FuelEvent::OverdraftPolicyChanged { .. } => policy,
+                other @ (FuelEvent::OverdraftPolicyChanged { .. }
+                | FuelEvent::PeriodClosed { .. }
+                | FuelEvent::PeriodReopened { .. }) => other,
             };
             event.payload = aggregates::codec::encode(&rewritten).unwrap().1;
             event

@@ -86,7 +86,9 @@ pub fn entries(event: &FuelEvent) -> Vec<Entry> {
             entries
         }
         FuelEvent::TanqueoVoided { record, .. } => reversal(record, "Anulación"),
-        FuelEvent::OverdraftPolicyChanged { .. } => Vec::new(),
+        FuelEvent::OverdraftPolicyChanged { .. }
+        | FuelEvent::PeriodClosed { .. }
+        | FuelEvent::PeriodReopened { .. } => Vec::new(),
     };
     debug_assert_eq!(
         entries.iter().map(|e| e.debe).sum::<Decimal>(),
@@ -117,7 +119,9 @@ impl Projection for JournalProjection {
             }
             FuelEvent::TanqueoCorrected { despues, .. } => despues.fecha,
             FuelEvent::TanqueoVoided { record, .. } => record.fecha,
-            FuelEvent::OverdraftPolicyChanged { .. } => return Ok(Vec::new()),
+            FuelEvent::OverdraftPolicyChanged { .. }
+            | FuelEvent::PeriodClosed { .. }
+            | FuelEvent::PeriodReopened { .. } => return Ok(Vec::new()),
         };
         let registrado_en = event
             .recorded_at

@@ -94,7 +94,9 @@ impl Projection for FuelLedgerProjection {
                     ("actualizado_en", instant(&event.recorded_at)),
                 ],
             },
-            FuelEvent::OverdraftPolicyChanged { .. } => return Ok(Vec::new()),
+            FuelEvent::OverdraftPolicyChanged { .. }
+            | FuelEvent::PeriodClosed { .. }
+            | FuelEvent::PeriodReopened { .. } => return Ok(Vec::new()),
         };
         Ok(vec![change])
     }
@@ -249,7 +251,9 @@ fn live_records<'a>(
             FuelEvent::TanqueoVoided { id, .. } => {
                 live.remove(&id);
             }
-            FuelEvent::OverdraftPolicyChanged { .. } => {}
+            FuelEvent::OverdraftPolicyChanged { .. }
+            | FuelEvent::PeriodClosed { .. }
+            | FuelEvent::PeriodReopened { .. } => {}
         }
     }
     Ok(live)

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub mod alerts;
 pub mod balances;
 pub mod fleet;
 #[cfg(test)]
@@ -18,6 +19,7 @@ pub mod inspections;
 pub mod journal;
 pub mod ledger;
 pub mod operation_areas;
+pub mod periods;
 pub mod registry;
 pub mod vehicle_checks;
 

@@ -73,6 +73,9 @@ impl Projection for RegistryProjection {
                         values,
                     }
                 }
+                // Closes and reopens are the `cierres` read model's (`crate::periods`).
+                StationEvent::AccountingPeriodClosed { .. }
+                | StationEvent::AccountingPeriodReopened { .. } => return Ok(Vec::new()),
             }
         } else if stream == FuelStation::TYPE {
             // The policy lives in the station's own stream (see `aggregates::fuel`); the list of

@@ -117,6 +117,7 @@ async fn refuel(
     let command = FuelCommand::Record {
         record,
         registered_policy: true,
+        inherited: Default::default(),
     };
     let metadata = EventMetadata {
         actor: Some("bench@fleet-ledger".to_string()),

@@ -88,7 +88,9 @@ pub async fn create(
                 area_operacion_id,
                 permitir_saldo_negativo,
             }),
-            StationEvent::StationUpdated { .. } => None,
+            StationEvent::StationUpdated { .. }
+            | StationEvent::AccountingPeriodClosed { .. }
+            | StationEvent::AccountingPeriodReopened { .. } => None,
         })
         .collect();
     created(many, records)

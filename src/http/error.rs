@@ -28,6 +28,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("{PERMISSION_DENIED}")]
     Forbidden,
+    /// A 403 in the words of the rule that refuses it (a closed accounting period, a role a
+    /// route names itself), rather than the token check's generic one.
+    #[error("{0}")]
+    Denied(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -65,7 +69,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Denied(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::Contended(_) => StatusCode::CONFLICT,

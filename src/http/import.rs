@@ -295,6 +295,7 @@ pub async fn import(
             record.id = first_id + offset as i64;
         }
         let stream = bomba_id.to_string();
+        let inherited = super::tanqueos::inherited_closures(&state, bomba_id).await?;
         let scope = context.idempotency.as_deref();
         let mut last_position = None;
         let mut touched = Vec::new();
@@ -303,6 +304,7 @@ pub async fn import(
             let command = FuelCommand::RecordAll {
                 records,
                 registered_policy,
+                inherited: inherited.clone(),
             };
             match state
                 .fuel_stations
@@ -320,7 +322,7 @@ pub async fn import(
                 })) => {
                     errors.push((
                         valid[index].0,
-                        row_error("Saldo insuficiente", reason.to_string()),
+                        row_error(refusal_label(&reason), reason.to_string()),
                     ));
                 }
                 Err(other) => return Err(command_error(other, super::tanqueos::refusal)),
@@ -330,6 +332,7 @@ pub async fn import(
                 let command = FuelCommand::Record {
                     record,
                     registered_policy,
+                    inherited: inherited.clone(),
                 };
                 match state
                     .fuel_stations
@@ -346,7 +349,10 @@ pub async fn import(
                         }
                     }
                     Err(crate::commands::CommandError::Rejected(refusal)) => {
-                        errors.push((index, row_error("Saldo insuficiente", refusal.to_string())));
+                        errors.push((
+                            index,
+                            row_error(refusal_label(&refusal), refusal.to_string()),
+                        ));
                     }
                     Err(crate::commands::CommandError::Unrepresentable(value)) => {
                         errors.push((index, row_error("Registro inválido", value.to_string())));
@@ -367,4 +373,13 @@ pub async fn import(
     Ok(Json(
         json!({ "imported": imported, "errors": errors, "totalProcessed": rows.len() }),
     ))
+}
+
+/// The heading of a row the station refused: its balance, or a closed month (issue 16).
+fn refusal_label(refusal: &FuelError) -> &'static str {
+    match refusal {
+        FuelError::PeriodoCerrado { .. } => "Periodo cerrado",
+        FuelError::InBatch { reason, .. } => refusal_label(reason),
+        _ => "Saldo insuficiente",
+    }
 }

@@ -115,7 +115,16 @@ pub async fn require_token(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    let allowed = if reading {
+    // Reviewing an alert is the audit side's write: admin and auditor, not operador.
+    let reviewing = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|path| path.as_str() == super::alertas::REVIEW_ROUTE);
+    // A route that refuses roles in its own words (the monthly closes) takes any valid token
+    // and decides in its handler.
+    let allowed = if reviewing {
+        actor.can_audit()
+    } else if reading || super::cierres::ROLE_CHECKED_BY_HANDLER.contains(&request.uri().path()) {
         actor.can_read()
     } else {
         actor.can_write()

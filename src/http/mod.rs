@@ -1,10 +1,12 @@
 //! HTTP: one module per resource family. Handlers extract, call the domain, render.
 
+pub mod alertas;
 pub mod areas;
 pub mod auditoria;
 pub mod auto_inspecao;
 pub mod bombas;
 pub mod catalogos;
+pub mod cierres;
 pub mod conciliacion;
 pub mod conductores;
 pub mod contabilidad;

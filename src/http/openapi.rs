@@ -16,9 +16,9 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi as _, ToSchema};
 
 use super::{
-    areas, auditoria, auto_inspecao, bombas, catalogos, conciliacion, conductores, contabilidad,
-    eventos, flota, health, import, inspection_registry, misiones, placas, saldos, scraping,
-    tanqueos, vehiculo, webhooks,
+    alertas, areas, auditoria, auto_inspecao, bombas, catalogos, cierres, conciliacion,
+    conductores, contabilidad, eventos, flota, health, import, inspection_registry, misiones,
+    placas, saldos, scraping, tanqueos, vehiculo, webhooks,
 };
 
 /// The name the document gives the Bearer scheme.
@@ -66,9 +66,10 @@ impl Family {
             Family::Scraping => "scraping (seed 001)",
             Family::Inspecao => "auto-inspecao (seed 003)",
             Family::Api => match path.split('/').nth(2) {
-                Some("tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad") => {
-                    "fuel ledger"
-                }
+                Some(
+                    "tanqueos" | "saldos-bombas" | "reconciliacion" | "contabilidad" | "cierres"
+                    | "alertas",
+                ) => "fuel ledger",
                 Some("bombas") if path.ends_with("/saldo") || path.ends_with("/movimientos") => {
                     "fuel ledger"
                 }
@@ -130,6 +131,11 @@ const TRAILING_SLASH_TWINS: [&str; 1] = ["/api/batch/scraping"];
         import::import,
         saldos::station_balance,
         saldos::all_balances,
+        cierres::list,
+        cierres::close,
+        cierres::reopen,
+        alertas::list,
+        alertas::review,
         conciliacion::movements,
         conciliacion::reconcile,
         contabilidad::trial_balance,

@@ -9,6 +9,7 @@ use aggregates::fuel::{
     costo_por_galon, Concepto, FuelCommand, FuelError, FuelEvent, FuelRecord, FuelStation,
     RecordAsRead, TipoOperacion,
 };
+use aggregates::period::InheritedClosures;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -324,6 +325,19 @@ pub(super) async fn parse_record(
     Ok((record, registered_policy))
 }
 
+/// The months `bomba_id` inherited closed from the registry (see `aggregates::period`).
+pub(super) async fn inherited_closures(
+    state: &AppState,
+    bomba_id: i64,
+) -> Result<InheritedClosures, ApiError> {
+    let inherited = state
+        .references
+        .inherited_closures(bomba_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("station {bomba_id} is not indexed")))?;
+    Ok((*inherited).clone())
+}
+
 async fn station_registered_policy(state: &AppState, bomba_id: i64) -> Result<bool, ApiError> {
     state
         .references
@@ -388,6 +402,10 @@ pub(super) fn refusal(error: FuelError) -> ApiError {
         FuelError::InBatch { reason, .. } => refusal(*reason),
 
         FuelError::NotFound { .. } => ApiError::NotFound(error.to_string()),
+        // The origin system answers a closed period with a 403 (issue 16).
+        FuelError::PeriodoCerrado { .. }
+        | FuelError::FechaEnPeriodoCerrado { .. }
+        | FuelError::RegistroEnPeriodoCerrado { .. } => ApiError::Denied(error.to_string()),
         FuelError::SaldoInsuficiente { .. }
         | FuelError::AlreadyVoided { .. }
         | FuelError::Voided { .. }
@@ -443,6 +461,7 @@ pub async fn create(
     let id = reserve_ids(&state, 1, &context).await?;
     record.id = id;
     let bomba_id = record.bomba_id;
+    let inherited = inherited_closures(&state, bomba_id).await?;
     let executed = on_station(
         &state,
         &context,
@@ -450,6 +469,7 @@ pub async fn create(
         FuelCommand::Record {
             record,
             registered_policy,
+            inherited,
         },
     )
     .await?;
@@ -518,14 +538,17 @@ pub async fn correct(
     }
     let (mut corrected, registered_policy) = parse_record(&state, &Value::Object(merged)).await?;
     corrected.id = id;
+    let bomba_id = corrected.bomba_id;
+    let inherited = inherited_closures(&state, bomba_id).await?;
     let executed = on_station(
         &state,
         &context,
-        corrected.bomba_id,
+        bomba_id,
         FuelCommand::Correct {
             antes: record_as_read(&current_row, folded_through)?,
             corrected,
             registered_policy,
+            inherited,
         },
     )
     .await?;
@@ -558,6 +581,7 @@ pub async fn void(
     let (current, folded_through) = record_to_change(&state, id).await?;
     let bomba_id = row_station(&current)?;
     let registered_policy = station_registered_policy(&state, bomba_id).await?;
+    let inherited = inherited_closures(&state, bomba_id).await?;
     let executed = on_station(
         &state,
         &context,
@@ -566,6 +590,7 @@ pub async fn void(
             antes: record_as_read(&current, folded_through)?,
             motivo,
             registered_policy,
+            inherited,
         },
     )
     .await?;

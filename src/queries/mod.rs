@@ -4,8 +4,10 @@
 //! Statements use only portable SQL with `$n` placeholders: they run unchanged on SQLite and
 //! PostgreSQL through sqlx's `Any` driver (see [`crate::read_store`]).
 
+pub mod alertas;
 pub mod balances;
 pub mod checkpoints;
+pub mod cierres;
 pub mod fleet;
 pub mod inspections;
 pub mod ledger;

@@ -1,15 +1,15 @@
-//! Which deliveries an event of the inspections' stream makes: one per webhook of the
-//! inspection's company that subscribed to it and was registered before it. Pure: the
-//! inspections' processor answers these rows to its consumer, which commits them with its
-//! checkpoint, so each delivery is scheduled exactly once.
+//! Which deliveries an event makes (an inspection's, or an alert of the fuel checks): one per
+//! webhook of the company it concerns that subscribed to it and was registered before it. Pure:
+//! the inspections' processor and the fuel checks' detector answer these rows to their
+//! consumers, which commit them with their checkpoints, so each delivery is scheduled exactly
+//! once.
 
 use aggregates::inspection::WebhookEvento;
 use chrono::{DateTime, SecondsFormat, Utc};
 use projections::{int, text, Change};
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::queries::inspections::InspectionView;
 use crate::queries::webhooks::{Subscription, PENDING};
 use crate::reactor::derived_event_id;
 
@@ -22,14 +22,16 @@ pub fn delivery_id(event_id: Uuid, webhook_id: i64) -> Uuid {
     derived_event_id(event_id, &format!("webhook {webhook_id}"))
 }
 
-/// An event webhooks are told of, with the inspection as it stood right after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An event webhooks are told of: the company it concerns, and what it is about as it stood
+/// right after it (the inspection; the alert).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
     pub event_id: Uuid,
     pub position: i64,
     pub recorded_at: DateTime<Utc>,
     pub evento: WebhookEvento,
-    pub dados: InspectionView,
+    pub empresa_id: i64,
+    pub dados: Value,
 }
 
 /// The delivery rows of `notices` for `subscriptions`, due at `now_ms`.
@@ -39,7 +41,7 @@ pub fn deliveries(notices: &[Notice], subscriptions: &[Subscription], now_ms: i6
         let evento = notice.evento.as_str();
         for subscription in subscriptions {
             let webhook = &subscription.webhook;
-            let subscribed = webhook.empresa_id == notice.dados.empresa_id
+            let subscribed = webhook.empresa_id == notice.empresa_id
                 && subscription.posicao < notice.position
                 && webhook.eventos.iter().any(|e| e == evento);
             if !subscribed {
@@ -77,6 +79,7 @@ pub fn deliveries(notices: &[Notice], subscriptions: &[Subscription], now_ms: i6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queries::inspections::InspectionView;
     use crate::queries::webhooks::Webhook;
 
     fn view(empresa_id: i64) -> InspectionView {
@@ -120,7 +123,8 @@ mod tests {
             position: 10,
             recorded_at: DateTime::from_timestamp(1_767_225_601, 0).unwrap(),
             evento: WebhookEvento::Criada,
-            dados: view(1),
+            empresa_id: 1,
+            dados: serde_json::to_value(view(1)).unwrap(),
         };
         let subscriptions = [
             subscription(1, 1, &["auto_inspecao.criada"], 5),

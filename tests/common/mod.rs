@@ -249,6 +249,27 @@ impl TestApp {
         }
     }
 
+    /// Waits until every consumer of the log (the fuel checks' detector appends alerts in answer
+    /// to refuels) has handled the whole log, so the head stays where it is until the next
+    /// request.
+    pub async fn consumers_settled(&self) {
+        loop {
+            let head = self.state.log.head().await.expect("the log's head");
+            for consumer in ["auto_inspecao", "alertas"] {
+                assert!(
+                    self.state
+                        .consumers
+                        .wait_for(consumer, head, Duration::from_secs(30))
+                        .await,
+                    "consumer {consumer} did not reach {head}"
+                );
+            }
+            if self.state.log.head().await.expect("the log's head") == head {
+                return;
+            }
+        }
+    }
+
     pub fn token(&self, role: Role) -> String {
         self.keys
             .issue("ana@flota.co", &[role], Duration::from_secs(600))
@@ -423,7 +444,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/tanqueos/{id}"),
     ("PUT", "/api/tanqueos/{id}"),
     ("POST", "/api/tanqueos/{id}/anular"),
+    ("GET", "/api/alertas"),
+    ("POST", "/api/alertas/{id}/revisar"),
     ("POST", "/api/tanqueos/import"),
+    ("GET", "/api/cierres"),
+    ("POST", "/api/cierres"),
+    ("POST", "/api/cierres/reabrir"),
     ("GET", "/api/bombas/{id}/saldo"),
     ("GET", "/api/saldos-bombas"),
     ("GET", "/api/bombas/{id}/movimientos"),

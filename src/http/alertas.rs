@@ -1,0 +1,200 @@
+//! The fuel checks' alerts (issue 16): `GET /api/alertas` lists them with their evidence,
+//! `POST /api/alertas/{id}/revisar` records an auditor's verdict (`AnomalyReviewed`, the
+//! reviewer being the token's `sub`).
+//!
+//! Who may review: `admin` and `auditor`. Working alerts is the audit side's job: an `operador`
+//! records the refuels the checks judge, and should not clear the alarms on their own records
+//! (the middleware refuses them with 403; see [`REVIEW_ROUTE`]).
+
+use std::collections::HashMap;
+
+use aggregates::alert::{AlertCommand, AlertError, AlertStatus, Resolution, NOTA_LEN_MAX};
+use aggregates::anomaly::{Rule, Severity};
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{CommandContext, JsonBody, Path, Query};
+use super::fields::{choice_list_param, date_param, id_list_param, positive_param, Fields};
+use super::run_command;
+use super::tanqueos::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
+use crate::queries::alertas::{self, AlertFilter, AlertRow};
+use crate::AppState;
+
+/// The review route, as axum matches it: the middleware lets `auditor` post here.
+pub const REVIEW_ROUTE: &str = "/api/alertas/{id}/revisar";
+
+impl From<AlertError> for ApiError {
+    fn from(refusal: AlertError) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            AlertError::NotFound { .. } => Self::NotFound(message),
+            AlertError::AlreadyReviewed { .. } | AlertError::Resolved { .. } => {
+                Self::Conflict(message)
+            }
+        }
+    }
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("No se encontró la alerta {raw}"))
+}
+
+#[utoipa::path(get, path = "/api/alertas", params(
+    ("page" = Option<i64>, Query, description = "Page number, from 1 (default 1)", minimum = 1),
+    ("limit" = Option<i64>, Query, description = "Alerts per page, 1 to 500 (default 20)", minimum = 1, maximum = 500),
+    ("regla" = Option<String>, Query, description = "HOROMETRO_RETROCEDE, HOROMETRO_SALTO_IMPOSIBLE, HOROMETRO_FALTANTE, \
+        GALONES_SOBRE_CAPACIDAD, TANQUEO_MUY_PRONTO, COMBUSTIBLE_DISTINTO, COSTO_ATIPICO_ESTACION, \
+        COSTO_FUERA_DE_BANDA, CONSUMO_ATIPICO, POSIBLE_DUPLICADO, SALDO_REPORTADO_DESVIADO (any case), comma-separated"),
+    ("severidad" = Option<String>, Query, description = "BAJA, MEDIA, ALTA (any case), comma-separated"),
+    ("estado" = Option<String>, Query, description = "ABIERTA, CONFIRMADA, DESCARTADA, RESUELTA (any case), comma-separated"),
+    ("placa_id" = Option<String>, Query, description = "Plate ids, comma-separated"),
+    ("bomba_id" = Option<String>, Query, description = "Station ids, comma-separated"),
+    ("desde" = Option<String>, Query, format = Date, description = "First refuel date"),
+    ("hasta" = Option<String>, Query, format = Date, description = "Last refuel date"),
+), responses((status = 200, body = AlertaPage)))]
+/// Alerts of the fuel checks, with their evidence, filtered, a page at a time
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let page = positive_param(&params, "page", 1)?;
+    let limit = positive_param(&params, "limit", PAGE_LIMIT_DEFAULT)?;
+    if limit > PAGE_LIMIT_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid value for limit: at most {PAGE_LIMIT_MAX}"
+        )));
+    }
+    // In the order the issue names them, which is the order a refusal names them in.
+    let filter = AlertFilter {
+        regla: choice_list_param(&params, "regla", &Rule::ALL.map(Rule::as_str), |v| {
+            Rule::parse(v).map(|r| r.as_str().to_string())
+        })?,
+        severidad: choice_list_param(
+            &params,
+            "severidad",
+            &Severity::ALL.map(Severity::as_str),
+            |v| Severity::parse(v).map(|s| s.as_str().to_string()),
+        )?,
+        estado: choice_list_param(
+            &params,
+            "estado",
+            &AlertStatus::LISTED.map(AlertStatus::as_str),
+            |v| AlertStatus::parse(v).map(|s| s.as_str().to_string()),
+        )?,
+        placa_id: id_list_param(&params, "placa_id")?,
+        bomba_id: id_list_param(&params, "bomba_id")?,
+        desde: date_param(&params, "desde")?,
+        hasta: date_param(&params, "hasta")?,
+    };
+    let total = alertas::count(&state.read_models, &filter).await?;
+    let offset = (page - 1).saturating_mul(limit);
+    let data = alertas::page(&state.read_models, &filter, limit, offset).await?;
+    Ok(Json(json!({
+        "data": data,
+        "pagination": { "page": page, "limit": limit, "total": total, "totalPages": (total + limit - 1) / limit },
+    })))
+}
+
+#[utoipa::path(post, path = "/api/alertas/{id}/revisar", params(("id" = String, Path, description = "The alert's id (a UUID)")),
+    request_body = RevisionRequest, responses((status = 200, body = Alerta)))]
+/// Review an alert (admin, auditor): confirmada or descartada
+///
+/// An `AnomalyReviewed` event whose reviewer is the token's `sub`. 404 for an unknown alert,
+/// 409 for one already reviewed or resolved.
+pub async fn review(
+    State(state): State<AppState>,
+    context: CommandContext,
+    Path(raw_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<AlertRow>, ApiError> {
+    let alerta_id = Uuid::parse_str(raw_id.trim()).map_err(|_| not_found(&raw_id))?;
+    let fields = Fields::of(&body, &["resolucion", "nota"])?;
+    let raw = fields.required("resolucion", |f, n| f.text(n, usize::MAX))?;
+    let resolucion = Resolution::parse(&raw.trim().to_lowercase()).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "Invalid value for resolucion: {raw}; accepted values: confirmada, descartada"
+        ))
+    })?;
+    let nota = fields
+        .text("nota", NOTA_LEN_MAX)?
+        .filter(|n| !n.trim().is_empty());
+    let command = AlertCommand::Review {
+        alerta_id,
+        resolucion,
+        nota,
+        revisor: context.actor.sub.clone(),
+    };
+    run_command(
+        &state,
+        &state.alerts,
+        &alerta_id.to_string(),
+        command,
+        &context,
+        ApiError::from,
+    )
+    .await?;
+    let row = alertas::alert(&state.read_models, &alerta_id.to_string())
+        .await?
+        .ok_or_else(|| not_found(&raw_id))?;
+    Ok(Json(row))
+}
+
+/// An auditor's verdict on an alert.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"resolucion": "confirmada", "nota": "El conductor cargó un bidón aparte"}))]
+pub struct RevisionRequest {
+    /// Required. `confirmada` (the anomaly is real) or `descartada` (a false alarm).
+    #[schema(example = "confirmada")]
+    pub resolucion: String,
+    /// Optional. Free text, at most 2,000 characters.
+    #[schema(required = false, max_length = 2000)]
+    pub nota: Option<String>,
+}
+
+/// A page of alerts, newest first.
+#[derive(ToSchema)]
+#[schema(example = json!({"data": [], "pagination": {"page": 1, "limit": 20, "total": 0, "totalPages": 0}}))]
+pub struct AlertaPage {
+    pub data: Vec<Alerta>,
+    pub pagination: super::openapi::Pagination,
+}
+
+/// One alert, as `GET /api/alertas` lists it and `POST /api/alertas/{id}/revisar` answers it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "5b0e8f2a-3c1d-8e4f-9a7b-1c2d3e4f5a6b", "regla": "GALONES_SOBRE_CAPACIDAD",
+    "severidad": "ALTA", "estado": "CONFIRMADA",
+    "evidencia": {"cantidad_galones": 70, "capacidad_galones": 50, "tolerancia": 0.05},
+    "tanqueo_id": 12, "placa_id": 3, "bomba_id": 1, "fecha": "2026-01-15", "cierre": null,
+    "revision": {"revisado_por": "luz@flota.co", "revisado_en": "2026-01-16T10:00:00Z",
+        "resolucion": "confirmada", "nota": "El conductor cargó un bidón aparte"},
+    "actualizado_en": "2026-01-16T10:00:00Z"}))]
+pub struct Alerta {
+    pub id: String,
+    /// The rule that found it (`HOROMETRO_RETROCEDE`, `GALONES_SOBRE_CAPACIDAD`, …).
+    pub regla: String,
+    /// `BAJA`, `MEDIA` or `ALTA`.
+    pub severidad: String,
+    /// `ABIERTA`, `CONFIRMADA`, `DESCARTADA` or `RESUELTA` (the refuel was corrected and the
+    /// rule no longer holds, or it was voided).
+    pub estado: String,
+    /// The figures the rule was decided on, by name.
+    #[schema(value_type = Object)]
+    pub evidencia: Value,
+    pub tanqueo_id: i64,
+    pub placa_id: i64,
+    pub bomba_id: i64,
+    /// The refuel's business date.
+    pub fecha: String,
+    /// `TANQUEO_CORREGIDO` or `TANQUEO_ANULADO` when `RESUELTA`.
+    pub cierre: Option<String>,
+    /// Who reviewed it, when, their `resolucion` and `nota`; null until reviewed.
+    #[schema(value_type = Option<Object>)]
+    pub revision: Option<Value>,
+    pub actualizado_en: String,
+}
