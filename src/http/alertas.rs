@@ -19,9 +19,8 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{CommandContext, JsonBody, Path, Query};
-use super::fields::{choice_list_param, date_param, id_list_param, positive_param, Fields};
+use super::fields::{choice_list_param, date_param, id_list_param, page_and_limit, Fields};
 use super::run_command;
-use super::tanqueos::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 use crate::queries::alertas::{self, AlertFilter, AlertRow};
 use crate::AppState;
 
@@ -44,6 +43,7 @@ fn not_found(raw: &str) -> ApiError {
     ApiError::NotFound(format!("No se encontró la alerta {raw}"))
 }
 
+/// Alerts of the fuel checks, with their evidence, filtered, a page at a time
 #[utoipa::path(get, path = "/api/alertas", params(
     ("page" = Option<i64>, Query, description = "Page number, from 1 (default 1)", minimum = 1),
     ("limit" = Option<i64>, Query, description = "Alerts per page, 1 to 500 (default 20)", minimum = 1, maximum = 500),
@@ -57,18 +57,11 @@ fn not_found(raw: &str) -> ApiError {
     ("desde" = Option<String>, Query, format = Date, description = "First refuel date"),
     ("hasta" = Option<String>, Query, format = Date, description = "Last refuel date"),
 ), responses((status = 200, body = AlertaPage)))]
-/// Alerts of the fuel checks, with their evidence, filtered, a page at a time
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = positive_param(&params, "page", 1)?;
-    let limit = positive_param(&params, "limit", PAGE_LIMIT_DEFAULT)?;
-    if limit > PAGE_LIMIT_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "Invalid value for limit: at most {PAGE_LIMIT_MAX}"
-        )));
-    }
+    let (page, limit) = page_and_limit(&params)?;
     // In the order the issue names them, which is the order a refusal names them in.
     let filter = AlertFilter {
         regla: choice_list_param(&params, "regla", &Rule::ALL.map(Rule::as_str), |v| {
@@ -100,12 +93,12 @@ pub async fn list(
     })))
 }
 
-#[utoipa::path(post, path = "/api/alertas/{id}/revisar", params(("id" = String, Path, description = "The alert's id (a UUID)")),
-    request_body = RevisionRequest, responses((status = 200, body = Alerta)))]
 /// Review an alert (admin, auditor): confirmada or descartada
 ///
 /// An `AnomalyReviewed` event whose reviewer is the token's `sub`. 404 for an unknown alert,
 /// 409 for one already reviewed or resolved.
+#[utoipa::path(post, path = "/api/alertas/{id}/revisar", params(("id" = String, Path, description = "The alert's id (a UUID)")),
+    request_body = RevisionRequest, responses((status = 200, body = Alerta)))]
 pub async fn review(
     State(state): State<AppState>,
     context: CommandContext,

@@ -40,9 +40,9 @@ pub const BATCH_MAX: usize = 5000;
 /// A registration's fields, and those a change may give.
 const STATION_FIELDS: [&str; 3] = ["bomba", "area_operacion_id", "permitir_saldo_negativo"];
 
+/// Register a fuel station, or several
 #[utoipa::path(post, path = "/api/bombas", request_body = OneOrMany<BombaRequest>,
     responses((status = 201, body = OneOrMany<Station>, description = "The station, or the stations in the order sent")))]
-/// Register a fuel station, or several
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -96,6 +96,8 @@ pub async fn create(
     created(many, records)
 }
 
+/// Change a fuel station: its name, area, or overdraft policy
+///
 /// `PATCH /api/bombas/{id}`: the name and area change in the registry; the overdraft policy in
 /// the station's own stream, where refuels are decided (see `aggregates::fuel`), so no refuel can
 /// be decided on a policy older than the balance it checks. Two appends, registry first: it also
@@ -103,7 +105,6 @@ pub async fn create(
 /// unanswered; repeating it completes it.
 #[utoipa::path(patch, path = "/api/bombas/{id}", params(("id" = i64, Path)), request_body = BombaRequest,
     responses((status = 200, body = Station)))]
-/// Change a fuel station: its name, area, or overdraft policy
 pub async fn update(
     State(state): State<AppState>,
     context: CommandContext,

@@ -205,10 +205,11 @@ async fn on_every_station(
     Ok((registros, changed))
 }
 
+/// Close a month for every station (admin)
+///
 /// `POST /api/cierres` (admin): closes `anio`/`mes` for every station.
 #[utoipa::path(post, path = "/api/cierres", request_body = CierreRequest,
     responses((status = 200, body = CierreAnswer)))]
-/// Close a month for every station (admin)
 pub async fn close(
     State(state): State<AppState>,
     context: CommandContext,
@@ -241,10 +242,11 @@ pub async fn close(
     }))
 }
 
+/// Reopen a closed month, with a reason (admin)
+///
 /// `POST /api/cierres/reabrir` (admin): reopens `anio`/`mes` for every station, for `motivo`.
 #[utoipa::path(post, path = "/api/cierres/reabrir", request_body = ReaperturaRequest,
     responses((status = 200, body = CierreAnswer)))]
-/// Reopen a closed month, with a reason (admin)
 pub async fn reopen(
     State(state): State<AppState>,
     context: CommandContext,
@@ -282,10 +284,11 @@ pub async fn reopen(
     }))
 }
 
+/// Every month: CERRADO, PARCIAL or ABIERTO, with its records and totals
+///
 /// `GET /api/cierres` (any role): every month from the first with records (or closed) to the
 /// current one, and any later month with records or closed, oldest first.
 #[utoipa::path(get, path = "/api/cierres", responses((status = 200, body = Vec<CierreMes>)))]
-/// Every month: CERRADO, PARCIAL or ABIERTO, with its records and totals
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<CierreMes>>, ApiError> {
     let closes = closes::closes(&state.read_models).await?;
     let current = Periodo::of(Utc::now().date_naive());

@@ -32,9 +32,9 @@ pub struct ConductorRequest {
 pub const BATCH_MAX: usize = 5000;
 const DRIVER_FIELDS: [&str; 2] = ["conductor", "area_principal"];
 
+/// Register a driver, or several
 #[utoipa::path(post, path = "/api/conductores", request_body = OneOrMany<ConductorRequest>,
     responses((status = 201, body = OneOrMany<Driver>, description = "The driver, or the drivers in the order sent")))]
-/// Register a driver, or several
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,

@@ -524,6 +524,24 @@ pub fn choice_list_param<T>(
         .map(Some)
 }
 
+/// Records per page of a list, unless `limit` says otherwise.
+pub const PAGE_LIMIT_DEFAULT: i64 = 20;
+/// The most records a page holds: a list is read a page at a time, never whole.
+pub const PAGE_LIMIT_MAX: i64 = 500;
+
+/// `page` (from 1, default 1) and `limit` (1 to [`PAGE_LIMIT_MAX`], default
+/// [`PAGE_LIMIT_DEFAULT`]) of a paged list.
+pub fn page_and_limit(params: &HashMap<String, String>) -> Result<(i64, i64), ApiError> {
+    let page = positive_param(params, "page", 1)?;
+    let limit = positive_param(params, "limit", PAGE_LIMIT_DEFAULT)?;
+    if limit > PAGE_LIMIT_MAX {
+        return Err(bad(format!(
+            "Invalid value for limit: at most {PAGE_LIMIT_MAX}"
+        )));
+    }
+    Ok((page, limit))
+}
+
 /// A positive integer query parameter, `default` when absent or blank.
 pub fn positive_param(
     params: &HashMap<String, String>,

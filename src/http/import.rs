@@ -196,10 +196,10 @@ fn row_body(
     Ok((body, (fecha, placa_id, valor.normalize())))
 }
 
+/// Import spreadsheet rows as TANQUEO records (at most 5,000)
 #[utoipa::path(post, path = "/api/tanqueos/import", request_body = ImportRequest, params(
     ("atomico" = Option<bool>, Query, description = "`true`: import every row or none (default `false`: the valid rows, each refused one listed)"),
 ), responses((status = 200, body = ImportSummary)))]
-/// Import spreadsheet rows as TANQUEO records (at most 5,000)
 pub async fn import(
     State(state): State<AppState>,
     context: CommandContext,

@@ -59,9 +59,9 @@ fn parse_placa(fields: &Fields) -> Result<Placa, ApiError> {
     Placa::parse(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// Register a plate, or several
 #[utoipa::path(post, path = "/api/placas", request_body = OneOrMany<PlacaRequest>,
     responses((status = 201, body = OneOrMany<Plate>, description = "The plate, or the plates in the order sent")))]
-/// Register a plate, or several
 pub async fn create(
     State(state): State<AppState>,
     context: CommandContext,
@@ -105,9 +105,9 @@ pub async fn create(
     created(many, records)
 }
 
+/// Change a plate's state
 #[utoipa::path(patch, path = "/api/placas/{id}", params(("id" = i64, Path)), request_body = PlacaChange,
     responses((status = 200, body = Plate)))]
-/// Change a plate's state
 pub async fn update(
     State(state): State<AppState>,
     context: CommandContext,

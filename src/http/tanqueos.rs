@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use super::error::{command_error, ApiError};
 use super::extract::{CommandContext, JsonBody, Path, Query};
 use super::fields::{
-    choice_list_param, date_param, id_list_param, parse_date, positive_param, reject_unknown,
+    choice_list_param, date_param, id_list_param, page_and_limit, parse_date, reject_unknown,
     text_list_param, Dialect, Fields,
 };
 use super::openapi::Pagination;
@@ -172,8 +172,6 @@ pub struct VoidRequest {
     pub motivo: String,
 }
 
-pub const PAGE_LIMIT_DEFAULT: i64 = 20;
-pub const PAGE_LIMIT_MAX: i64 = 500;
 const OBSERVACION_LEN_MAX: usize = 2000;
 const MOTIVO_LEN_MAX: usize = 2000;
 
@@ -817,13 +815,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = positive_param(&params, "page", 1)?;
-    let limit = positive_param(&params, "limit", PAGE_LIMIT_DEFAULT)?;
-    if limit > PAGE_LIMIT_MAX {
-        return Err(bad(format!(
-            "Invalid value for limit: at most {PAGE_LIMIT_MAX}"
-        )));
-    }
+    let (page, limit) = page_and_limit(&params)?;
     // Fields in the order a request's refusal names them.
     let filter = RecordFilter {
         desde: date_param(&params, "desde")?,

@@ -101,6 +101,8 @@ fn eventos(body: &Value) -> Result<Vec<WebhookEvento>, ApiError> {
     }
 }
 
+/// A webhook's deliveries, newest first, with every attempt (admin)
+///
 /// Subscribe a webhook (admin); its signing secret is shown this once
 #[utoipa::path(post, path = "/api/webhooks", request_body = WebhookRequest,
     responses((status = 201, body = SubscribedWebhook)))]
@@ -189,7 +191,6 @@ async fn existing_webhook(state: &AppState, raw_id: &str) -> Result<i64, ApiErro
 #[utoipa::path(get, path = "/api/webhooks/{id}/entregas", params(("id" = i64, Path),
     ("limite" = Option<i64>, Query, description = "Newest deliveries, 1 to 1000 (default 100)", minimum = 1, maximum = 1000),
 ), responses((status = 200, body = Vec<Delivery>)))]
-/// A webhook's deliveries, newest first, with every attempt (admin)
 pub async fn deliveries(
     State(state): State<AppState>,
     context: CommandContext,
@@ -215,12 +216,13 @@ pub async fn deliveries(
     ))
 }
 
+/// Send a delivery again now, whatever its state (admin)
+///
 /// `POST /api/webhooks/{id}/entregas/{entrega}/reenviar`: the delivery is due again now,
 /// whatever its state → 202 with it; the worker sends it (with the same id) within moments.
 #[utoipa::path(post, path = "/api/webhooks/{id}/entregas/{entrega}/reenviar", params(("id" = i64, Path),
     ("entrega" = String, Path, description = "A delivery's id (a UUID)")),
     responses((status = 202, body = Delivery)))]
-/// Send a delivery again now, whatever its state (admin)
 pub async fn send_again(
     State(state): State<AppState>,
     context: CommandContext,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{where_clause, QueryError};
+use super::{query_with, where_clause, QueryError};
 use crate::read_store::ReadStore;
 
 /// What `GET /api/alertas` filters on; each list holds the accepted values, canonical.
@@ -126,20 +126,6 @@ fn alert_from(row: &AnyRow) -> Result<AlertRow, QueryError> {
         revision,
         actualizado_en: row.try_get(14)?,
     })
-}
-
-fn query_with<'q>(
-    sql: &'q str,
-    binds: &'q [Cell],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    let mut query = sqlx::query(sql);
-    for cell in binds {
-        query = match cell {
-            Cell::Int(value) => query.bind(*value),
-            Cell::Text(value) => query.bind(value.clone()),
-        };
-    }
-    query
 }
 
 /// How many alerts the filter covers.

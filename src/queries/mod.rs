@@ -16,6 +16,7 @@ pub mod tanqueos;
 pub mod vehicle_checks;
 pub mod webhooks;
 
+use projections::Cell;
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -100,4 +101,19 @@ fn where_clause(conditions: &[String]) -> String {
     } else {
         format!(" WHERE {}", conditions.join(" AND "))
     }
+}
+
+/// `sql` with `binds` bound in order: the filters of a list build both together.
+pub(super) fn query_with<'q>(
+    sql: &'q str,
+    binds: &'q [Cell],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query(sql);
+    for cell in binds {
+        query = match cell {
+            Cell::Int(value) => query.bind(*value),
+            Cell::Text(value) => query.bind(value.clone()),
+        };
+    }
+    query
 }

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{by_id, optional_decimal, where_clause, QueryError};
+use super::{by_id, optional_decimal, query_with, where_clause, QueryError};
 use crate::read_store::ReadStore;
 
 const RECORD_COLUMNS: &str = "t.id, t.fecha, t.conductor_id, t.placa_id, t.bomba_id, t.area_operacion_id, \
@@ -136,20 +136,6 @@ impl RecordFilter {
         }
         (where_clause(&conditions), binds)
     }
-}
-
-fn query_with<'q>(
-    sql: &'q str,
-    binds: &'q [Cell],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    let mut query = sqlx::query(sql);
-    for cell in binds {
-        query = match cell {
-            Cell::Int(value) => query.bind(*value),
-            Cell::Text(value) => query.bind(value.clone()),
-        };
-    }
-    query
 }
 
 /// How many records a filter covers, voided ones included, and the totals of those in force.
