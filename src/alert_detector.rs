@@ -22,6 +22,11 @@
 //! deliveries are the rows this consumer answers, committed with its checkpoint, so each is
 //! scheduled once ([`crate::webhooks::schedule`]). Its `dados` is the alert as it was flagged.
 //!
+//! **Reference bands** (`bandas-referencia`, [`aggregates::band`]) are another stream the
+//! consumer reads beside the stations': each band set is folded into the context at its place
+//! in the log, so a refuel is judged on the bands set before it, and a replay judges it the
+//! same. A band set later does not judge earlier refuels again.
+//!
 //! **Exactly once.** Each alert event takes its id from the fuel event it answers and the rule
 //! ([`derived_event_id`]), so a batch handled again after a crash appends nothing twice; and
 //! an alert is one stream per refuel and rule ([`alert_id`]), so the same finding again lands
@@ -35,6 +40,7 @@ use aggregates::alert::{
     alert_id, Alert, AlertCommand, AlertEvent, AlertStatus, ClearReason, Flagged,
 };
 use aggregates::anomaly::{Detector, Finding, Refuel, Rule, Thresholds, VehicleFacts};
+use aggregates::band::{BandEvent, ReferenceBands};
 use aggregates::fuel::{FuelEvent, FuelRecord, FuelStation, TipoOperacion};
 use aggregates::inspection::WebhookEvento;
 use cqrs_es::Aggregate;
@@ -99,6 +105,8 @@ struct Vehicle {
 struct Folded {
     detector: Detector,
     through: i64,
+    /// The last band set it has folded.
+    bands_through: i64,
 }
 
 pub struct AlertDetector {
@@ -170,7 +178,42 @@ impl AlertDetector {
                 _ => break,
             }
         }
-        Ok(Folded { detector, through })
+        let mut folded = Folded {
+            detector,
+            through,
+            bands_through: 0,
+        };
+        self.fold_bands(&mut folded, through).await?;
+        Ok(folded)
+    }
+
+    /// Folds into `folded` the bands set after the last one it holds, up to `through`
+    /// (inclusive).
+    async fn fold_bands(&self, folded: &mut Folded, through: i64) -> Result<(), ReactorError> {
+        for event in self.bands_set(folded.bands_through, through).await? {
+            fold_band(folded, &event)?;
+        }
+        Ok(())
+    }
+
+    /// The bands set after `after`, up to `through` (inclusive), in log order.
+    async fn bands_set(&self, after: i64, through: i64) -> Result<Vec<StoredEvent>, ReactorError> {
+        let mut set = Vec::new();
+        let mut after = after;
+        loop {
+            let events = self
+                .log
+                .read_type(ReferenceBands::TYPE, after, CONSUMER_BATCH_EVENTS_MAX)
+                .await?;
+            let full = events.len() as i64 == CONSUMER_BATCH_EVENTS_MAX;
+            let last = events.last().map(|e| e.position);
+            set.extend(events.into_iter().take_while(|e| e.position <= through));
+            match last {
+                Some(last) if full && last < through => after = last,
+                _ => break,
+            }
+        }
+        Ok(set)
     }
 
     /// Waits until the fleet's read models have folded `position`.
@@ -316,6 +359,16 @@ fn decode(event: &StoredEvent) -> Result<FuelEvent, ReactorError> {
     projections::decode_parts(event.position, &event.event_type, &event.payload).map_err(failed)
 }
 
+/// Takes a band set into the detector's context.
+fn fold_band(folded: &mut Folded, event: &StoredEvent) -> Result<(), ReactorError> {
+    let decoded: BandEvent =
+        projections::decode_parts(event.position, &event.event_type, &event.payload)
+            .map_err(failed)?;
+    folded.detector.set_band(decoded.band());
+    folded.bands_through = event.position;
+    Ok(())
+}
+
 /// Takes `event` into the detector's context, without checking anything.
 fn fold(detector: &mut Detector, event: &FuelEvent) {
     match event {
@@ -377,9 +430,14 @@ impl Reactor for AlertDetector {
             return Ok(Vec::new());
         };
         self.fleet_at(last.position).await?;
+        let bands = self.bands_set(state.bands_through, last.position).await?;
+        let mut bands = bands.iter().peekable();
         let mut vehicles: HashMap<i64, Vehicle> = HashMap::new();
         let mut notices: Vec<Notice> = Vec::new();
         for event in events {
+            while let Some(band) = bands.next_if(|b| b.position < event.position) {
+                fold_band(state, band)?;
+            }
             let decoded = decode(event)?;
             let (record, happened) = match &decoded {
                 FuelEvent::TanqueoRecorded { record } => (record, Happened::Recorded),

@@ -108,6 +108,10 @@ pub fn app_with_limits(state: AppState, limits: HttpLimits) -> Router {
         )
         .route("/api/tanqueos/{id}/anular", post(http::tanqueos::void))
         .route("/api/alertas", get(http::alertas::list))
+        .route(
+            "/api/alertas/bandas",
+            get(http::alertas::bands).put(http::alertas::set_band),
+        )
         .route("/api/alertas/{id}/revisar", post(http::alertas::review))
         .route(
             "/api/tanqueos/import",

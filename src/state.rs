@@ -164,6 +164,8 @@ pub struct Ledger {
     pub inspections: Arc<CommandBus<Inspections>>,
     /// Alerts of the fuel checks: flagged and cleared by their detector, reviewed over HTTP.
     pub alerts: Arc<CommandBus<Alert>>,
+    /// Reference bands of cost per gallon, set by an admin; the detector reads their events.
+    pub bands: CommandBus<aggregates::band::ReferenceBands>,
     /// The log's checkpointed consumers: the inspections' processor and the fuel checks'
     /// detector.
     pub consumers: Consumers,
@@ -313,6 +315,9 @@ impl AppState {
                 .snapshot_every(settings.snapshot_every_events),
             inspections,
             alerts,
+            bands: CommandBus::new(log.clone(), ())
+                .folded_by(projections.clone())
+                .snapshot_every(settings.snapshot_every_events),
             consumers,
             deliveries,
             fuel_record_ids: FuelRecordIdBlocks::new(log.clone(), settings.snapshot_every_events),

@@ -21,6 +21,8 @@ on_both_stores!(
     a_correction_closes_or_reopens_an_alert_and_a_void_closes_it,
     a_restart_keeps_every_alert_and_repeats_none,
     a_flagged_alert_is_told_to_the_company_s_webhooks,
+    a_band_set_by_an_admin_judges_the_refuels_after_it,
+    a_band_is_set_by_an_admin_only_and_refused_naming_the_field,
 );
 
 /// The seeded fleet's vehicle 1 (plate 1) burns Diesel (sold as ACPM) from a 50-gallon tank.
@@ -478,4 +480,122 @@ async fn a_flagged_alert_is_told_to_the_company_s_webhooks(app: TestApp) {
             "fecha": "2026-01-10",
         })
     );
+}
+
+async fn put_band(app: &TestApp, role: Role, body: &str) -> (StatusCode, Value) {
+    app.call(
+        Method::PUT,
+        "/api/alertas/bandas",
+        Some(&app.token(role)),
+        Some(body),
+    )
+    .await
+}
+
+fn default_bands() -> Vec<Value> {
+    vec![
+        json!({"tipo_combustible": "ACPM", "desde": null, "hasta": null, "minimo": 9000, "maximo": 15000, "por_defecto": true}),
+        json!({"tipo_combustible": "GASOLINA", "desde": null, "hasta": null, "minimo": 10000, "maximo": 16000, "por_defecto": true}),
+        json!({"tipo_combustible": "EXTRA", "desde": null, "hasta": null, "minimo": 11000, "maximo": 17000, "por_defecto": true}),
+    ]
+}
+
+async fn a_band_set_by_an_admin_judges_the_refuels_after_it(app: TestApp) {
+    fleet(&app).await;
+    let (status, listed) = app.get("/api/alertas/bandas").await;
+    assert_eq!(
+        (status, listed),
+        (StatusCode::OK, json!({ "data": default_bands() }))
+    );
+    // 9,200 COP/gal: inside ACPM's default band, judged before any band was set.
+    let before = refuel(&app, "2026-02-10", "ACPM", "10", 92_000).await;
+    settle(&app).await;
+
+    let (status, set) = put_band(
+        &app,
+        Role::Admin,
+        r#"{"tipo_combustible":"acpm","desde":"2026-01-01","hasta":null,"minimo":9500,"maximo":14500}"#,
+    )
+    .await;
+    let mut expected = vec![
+        json!({"tipo_combustible": "ACPM", "desde": "2026-01-01", "hasta": null,
+        "minimo": 9500, "maximo": 14500, "por_defecto": false}),
+    ];
+    expected.extend(default_bands());
+    assert_eq!((status, set), (StatusCode::OK, json!({ "data": expected })));
+    let (_, listed) = app.get("/api/alertas/bandas").await;
+    assert_eq!(listed, json!({ "data": expected }));
+
+    // The same price after the band: outside it (but inside the default).
+    let after = refuel(&app, "2026-02-20", "ACPM", "10", 92_000).await;
+    // Dated before the band: the default decides.
+    let old_date = refuel(&app, "2025-12-20", "ACPM", "10", 92_000).await;
+    settle(&app).await;
+    let flagged = alerts(&app, "?regla=COSTO_FUERA_DE_BANDA").await;
+    assert_eq!(flagged["pagination"]["total"], 1, "{flagged}");
+    let alert = &flagged["data"][0];
+    assert_eq!(alert["tanqueo_id"], after);
+    assert_eq!(alert["severidad"], "MEDIA");
+    assert_eq!(
+        alert["evidencia"],
+        json!({ "costo_por_galon": 9200, "minimo": 9500, "maximo": 14500 })
+    );
+    // Judged before the band was set: not judged again.
+    assert_ne!(alert["tanqueo_id"], before);
+    assert_ne!(alert["tanqueo_id"], old_date);
+}
+
+async fn a_band_is_set_by_an_admin_only_and_refused_naming_the_field(app: TestApp) {
+    app.seed_fleet().await;
+    let body = r#"{"tipo_combustible":"ACPM","desde":"2026-01-01","hasta":null,"minimo":9500,"maximo":14500}"#;
+    for role in [Role::Operador, Role::Auditor] {
+        let (status, answer) = put_band(&app, role, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let cases = [
+        (
+            r#"{"desde":"2026-01-01","minimo":1,"maximo":2}"#,
+            "Missing required field: tipo_combustible",
+        ),
+        (
+            r#"{"tipo_combustible":"UREA_X","desde":"2026-01-01","minimo":1,"maximo":2}"#,
+            "Invalid value for tipo_combustible: UREA_X",
+        ),
+        (
+            r#"{"tipo_combustible":"ACPM","minimo":1,"maximo":2}"#,
+            "Missing required field: desde",
+        ),
+        (
+            r#"{"tipo_combustible":"ACPM","desde":"2026-01-01","maximo":2}"#,
+            "Missing required field: minimo",
+        ),
+        (
+            r#"{"tipo_combustible":"ACPM","desde":"2026-01-01","minimo":1}"#,
+            "Missing required field: maximo",
+        ),
+        (
+            r#"{"tipo_combustible":"ACPM","desde":"2026-01-01","minimo":0,"maximo":2}"#,
+            "Invalid value for minimo: must be greater than 0",
+        ),
+        (
+            r#"{"tipo_combustible":"ACPM","desde":"2026-01-01","minimo":3,"maximo":2}"#,
+            "Invalid value for maximo: must be greater than or equal to minimo",
+        ),
+        (
+            r#"{"tipo_combustible":"ACPM","desde":"2026-01-10","hasta":"2026-01-09","minimo":1,"maximo":2}"#,
+            "Invalid value for hasta: must be on or after desde",
+        ),
+    ];
+    for (body, error) in cases {
+        let (status, answer) = put_band(&app, Role::Admin, body).await;
+        assert_eq!(
+            (status, answer),
+            (StatusCode::BAD_REQUEST, json!({ "error": error })),
+            "{body}"
+        );
+    }
+    // Nothing was set.
+    let (_, listed) = app.get("/api/alertas/bandas").await;
+    assert_eq!(listed, json!({ "data": default_bands() }));
 }

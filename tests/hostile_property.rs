@@ -263,6 +263,16 @@ fn endpoints() -> Vec<Endpoint> {
             Some(r#"{"resolucion":"confirmada","nota":"revisada"}"#),
             &[],
         ),
+        endpoint(get.clone(), "/api/alertas/bandas", None, Option::None, &[]),
+        endpoint(
+            Method::PUT,
+            "/api/alertas/bandas",
+            None,
+            Some(
+                r#"{"tipo_combustible":"ACPM","desde":"2026-01-01","hasta":null,"minimo":9500,"maximo":14500}"#,
+            ),
+            &[],
+        ),
         endpoint(
             post.clone(),
             "/api/tanqueos/import",

@@ -789,6 +789,23 @@ async fn every_answer_of_a_tour_through_the_api_matches_its_documented_schema() 
     );
     assert_eq!(status, StatusCode::OK, "{answer}");
     succeeded.insert(("POST".to_string(), "/api/alertas/{id}/revisar".to_string()));
+    // The reference bands: one set, then listed with the defaults.
+    let band = json!({"tipo_combustible": "ACPM", "desde": "2024-01-01", "hasta": "2024-12-31",
+        "minimo": 9500, "maximo": 14500})
+    .to_string();
+    for (method, body) in [("PUT", Some(band.as_str())), ("GET", None)] {
+        let (status, answer) = app
+            .call(
+                method.parse().unwrap(),
+                "/api/alertas/bandas",
+                Some(&admin),
+                body,
+            )
+            .await;
+        check_answer(&document, method, "/api/alertas/bandas", status, &answer);
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        succeeded.insert((method.to_string(), "/api/alertas/bandas".to_string()));
+    }
     // Every operation answered a success the document describes, except those whose answer
     // is not JSON (the live feed, the metrics, this document) and the deliveries sent again,
     // which need a receiver.

@@ -73,6 +73,9 @@ fn request_for(method: &str, path: &str, n: usize) -> (String, Option<String>) {
         ("PUT", "/api/tanqueos/{id}") => Some(json!({ "valor_anticipo": 2000 + n })),
         ("POST", "/api/tanqueos/{id}/anular") => Some(json!({ "motivo": "prueba de roles" })),
         ("POST", "/api/alertas/{id}/revisar") => Some(json!({ "resolucion": "confirmada" })),
+        ("PUT", "/api/alertas/bandas") => Some(json!({
+            "tipo_combustible": "ACPM", "desde": "2026-01-01", "minimo": 9500, "maximo": 14500,
+        })),
         ("POST", "/api/tanqueos/import") => {
             Some(json!({ "bomba_id": 1, "area_operacion_id": 1, "records": [] }))
         }

@@ -453,7 +453,7 @@ pub fn costo_atipico(
 pub fn costo_fuera_de_banda(refuel: &Refuel, bands: &[ReferenceBand]) -> Option<Finding> {
     let tipo = refuel.tipo_combustible.as_deref()?;
     let cost = refuel.cost_per_gallon()?;
-    let band = bands.iter().find(|b| b.applies(tipo, refuel.fecha))?;
+    let band = band_for(bands, tipo, refuel.fecha)?;
     (cost < band.minimo || cost > band.maximo).then(|| {
         finding(
             Rule::CostoFueraDeBanda,
@@ -466,6 +466,16 @@ pub fn costo_fuera_de_banda(refuel: &Refuel, bands: &[ReferenceBand]) -> Option<
             ],
         )
     })
+}
+
+/// The band that decides `tipo_combustible` on `fecha`: the first of `bands` covering it (the
+/// detector lists the bands set latest first, then the defaults: see [`crate::band`]).
+pub fn band_for<'a>(
+    bands: &'a [ReferenceBand],
+    tipo_combustible: &str,
+    fecha: NaiveDate,
+) -> Option<&'a ReferenceBand> {
+    bands.iter().find(|b| b.applies(tipo_combustible, fecha))
 }
 
 /// Gallons per hourmeter hour of a refuel of `gallons` read at `reading`, after `earlier`: the
@@ -589,6 +599,9 @@ pub struct Detector {
     /// the refuel they came from (so a correction or a void takes its own back).
     costs: HashMap<(i64, String), VecDeque<(i64, Decimal)>>,
     balances: HashMap<i64, Decimal>,
+    /// The reference bands set so far, oldest first: they come before the thresholds' own
+    /// bands, the latest first (see [`crate::band`]).
+    bands_set: Vec<ReferenceBand>,
 }
 
 fn fuel_key(refuel: &Refuel) -> (i64, String) {
@@ -611,6 +624,22 @@ impl Detector {
         vehicle: &VehicleFacts,
         thresholds: &Thresholds,
     ) -> Vec<Finding> {
+        let with_bands;
+        let thresholds = if self.bands_set.is_empty() {
+            thresholds
+        } else {
+            with_bands = Thresholds {
+                bands: self
+                    .bands_set
+                    .iter()
+                    .rev()
+                    .cloned()
+                    .chain(thresholds.bands.iter().cloned())
+                    .collect(),
+                ..thresholds.clone()
+            };
+            &with_bands
+        };
         let history = self.plates.get(&refuel.placa_id).map_or(&[][..], |h| {
             let end = h.partition_point(|r| (r.fecha, r.id) < (refuel.fecha, refuel.id));
             &h[..end]
@@ -646,6 +675,12 @@ impl Detector {
             saldo_computed: Some(balance - refuel.valor_tanqueo),
         };
         evaluate(refuel, &context, thresholds)
+    }
+
+    /// Takes a band set into the context of the refuels after it: it wins over every band set
+    /// before it on the dates it covers.
+    pub fn set_band(&mut self, band: ReferenceBand) {
+        self.bands_set.push(band);
     }
 
     /// Takes `refuel` into the context of the refuels after it.
@@ -981,6 +1016,31 @@ mod tests {
         let mut urea = refuel(4, day(20), None);
         urea.tipo_combustible = Some("UREA".into());
         assert_eq!(detector.check(&urea, &vehicle, &thresholds), vec![]);
+    }
+
+    #[test]
+    fn the_detector_judges_a_refuel_on_the_band_set_for_its_date() {
+        let thresholds = Thresholds::default();
+        let vehicle = VehicleFacts::default();
+        let mut detector = Detector::default();
+        // 11,000 COP/gal: inside the default ACPM band (9,000–15,000).
+        let mut now = refuel(1, day(15), None);
+        now.valor_tanqueo = d("440000");
+        assert_eq!(detector.check(&now, &vehicle, &thresholds), vec![]);
+        detector.set_band(ReferenceBand {
+            tipo_combustible: "ACPM".into(),
+            desde: Some(day(10)),
+            hasta: Some(day(20)),
+            minimo: d("12000"),
+            maximo: d("14000"),
+        });
+        let findings = detector.check(&now, &vehicle, &thresholds);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].rule, Rule::CostoFueraDeBanda);
+        assert_eq!(findings[0].evidence["minimo"], d("12000"));
+        // Outside the band's dates, the defaults decide.
+        now.fecha = day(21);
+        assert_eq!(detector.check(&now, &vehicle, &thresholds), vec![]);
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "AnomalyFlagged",
     "AnomalyCleared",
     "AnomalyReviewed",
+    // bandas-referencia
+    "ReferenceBandSet",
 ];
 
 /// What an auditor can ask about by kind and id.
@@ -460,6 +462,7 @@ mod tests {
             variants::<CatalogEvent>(),
             variants::<VehicleCheckEvent>(),
             variants::<crate::alert::AlertEvent>(),
+            variants::<crate::band::BandEvent>(),
         ]
         .concat();
         written.sort();

@@ -7,6 +7,7 @@ pub mod alert;
 pub mod amount;
 pub mod anomaly;
 pub mod audit;
+pub mod band;
 pub mod codec;
 pub mod fleet;
 pub mod fuel;

@@ -56,3 +56,6 @@ impl Snapshotted for Catalog {
 impl Snapshotted for VehicleChecks {
     const SNAPSHOT_VERSION: i32 = 1;
 }
+impl Snapshotted for crate::band::ReferenceBands {
+    const SNAPSHOT_VERSION: i32 = 1;
+}

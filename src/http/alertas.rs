@@ -10,8 +10,10 @@ use std::collections::HashMap;
 
 use aggregates::alert::{AlertCommand, AlertError, AlertStatus, Resolution, NOTA_LEN_MAX};
 use aggregates::anomaly::{Rule, Severity};
+use aggregates::band::{self, BandCommand, BandError, BANDS_STREAM};
 use axum::extract::State;
 use axum::Json;
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -135,6 +137,138 @@ pub async fn review(
         .await?
         .ok_or_else(|| not_found(&raw_id))?;
     Ok(Json(row))
+}
+
+const BAND_FIELDS: [&str; 5] = ["tipo_combustible", "desde", "hasta", "minimo", "maximo"];
+
+impl From<BandError> for ApiError {
+    fn from(refusal: BandError) -> Self {
+        Self::BadRequest(refusal.to_string())
+    }
+}
+
+/// The bands in force, in the order the checks consult them (first covering the refuel's fuel
+/// and date wins): the bands set, the latest first, then the defaults.
+async fn bands_in_force(state: &AppState) -> Result<BandasReferencia, ApiError> {
+    let (bands, _) = state
+        .bands
+        .load(BANDS_STREAM)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let set = bands.set().len();
+    let data = band::in_force(bands.set())
+        .into_iter()
+        .enumerate()
+        .map(|(n, b)| BandaReferencia {
+            tipo_combustible: b.tipo_combustible,
+            desde: b.desde.map(|d| d.to_string()),
+            hasta: b.hasta.map(|d| d.to_string()),
+            minimo: b.minimo,
+            maximo: b.maximo,
+            por_defecto: n >= set,
+        })
+        .collect();
+    Ok(BandasReferencia { data })
+}
+
+/// Reference bands of cost per gallon in force, the defaults included
+///
+/// Listed in the order the `COSTO_FUERA_DE_BANDA` check consults them: the first band of the
+/// refuel's fuel covering its date decides. Bands set by an admin come first, the latest set
+/// first; the original service's defaults (`por_defecto`) decide any date no set band covers.
+#[utoipa::path(get, path = "/api/alertas/bandas", responses((status = 200, body = BandasReferencia)))]
+pub async fn bands(State(state): State<AppState>) -> Result<Json<BandasReferencia>, ApiError> {
+    Ok(Json(bands_in_force(&state).await?))
+}
+
+/// Set a reference band of cost per gallon for a fuel and a date range (admin)
+///
+/// A `ReferenceBandSet` event. It wins over every band set before it on the dates it covers
+/// (no overlap is refused), and judges the refuels recorded after it; refuels already judged
+/// keep their alerts.
+#[utoipa::path(put, path = "/api/alertas/bandas", request_body = BandaRequest,
+    responses((status = 200, body = BandasReferencia)))]
+pub async fn set_band(
+    State(state): State<AppState>,
+    context: CommandContext,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<BandasReferencia>, ApiError> {
+    if !context.actor.is_admin() {
+        return Err(ApiError::Forbidden);
+    }
+    let fields = Fields::of(&body, &BAND_FIELDS)?;
+    let raw = fields.required("tipo_combustible", |f, n| f.text(n, usize::MAX))?;
+    let tipo_combustible = state.references.fuel_product(&raw).await?.ok_or_else(|| {
+        ApiError::BadRequest(format!("Invalid value for tipo_combustible: {raw}"))
+    })?;
+    let desde = fields.required("desde", Fields::date)?;
+    let hasta = fields.date("hasta")?;
+    let minimo = fields.required("minimo", Fields::decimal)?;
+    let maximo = fields.required("maximo", Fields::decimal)?;
+    let command = BandCommand::Set {
+        tipo_combustible,
+        desde,
+        hasta,
+        minimo,
+        maximo,
+    };
+    run_command(
+        &state,
+        &state.bands,
+        BANDS_STREAM,
+        command,
+        &context,
+        ApiError::from,
+    )
+    .await?;
+    Ok(Json(bands_in_force(&state).await?))
+}
+
+/// A reference band to set.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"tipo_combustible": "ACPM", "desde": "2026-01-01", "hasta": null, "minimo": 9500, "maximo": 14500}))]
+pub struct BandaRequest {
+    /// Required. An entry of the `combustibles` catalogue.
+    pub tipo_combustible: String,
+    /// Required. First date the band covers.
+    #[schema(format = Date)]
+    pub desde: String,
+    /// Optional. Last date the band covers (included); null: no end.
+    #[schema(required = false, format = Date)]
+    pub hasta: Option<String>,
+    /// Required. Least cost per gallon (COP), greater than 0.
+    #[schema(value_type = f64, exclusive_minimum = 0)]
+    pub minimo: Decimal,
+    /// Required. Greatest cost per gallon (COP), at least `minimo`.
+    #[schema(value_type = f64)]
+    pub maximo: Decimal,
+}
+
+/// The reference bands in force, in the order the check consults them.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"data": [
+    {"tipo_combustible": "ACPM", "desde": "2026-01-01", "hasta": null, "minimo": 9500, "maximo": 14500, "por_defecto": false},
+    {"tipo_combustible": "ACPM", "desde": null, "hasta": null, "minimo": 9000, "maximo": 15000, "por_defecto": true}]}))]
+pub struct BandasReferencia {
+    pub data: Vec<BandaReferencia>,
+}
+
+/// One reference band of cost per gallon (COP, both ends included).
+#[derive(Serialize, ToSchema)]
+pub struct BandaReferencia {
+    pub tipo_combustible: String,
+    /// First date covered; null: every date before `hasta`.
+    #[schema(format = Date)]
+    pub desde: Option<String>,
+    /// Last date covered; null: no end.
+    #[schema(format = Date)]
+    pub hasta: Option<String>,
+    #[schema(value_type = f64)]
+    pub minimo: Decimal,
+    #[schema(value_type = f64)]
+    pub maximo: Decimal,
+    /// The original service's default, not set by an admin.
+    pub por_defecto: bool,
 }
 
 /// An auditor's verdict on an alert.

@@ -136,6 +136,8 @@ const TRAILING_SLASH_TWINS: [&str; 1] = ["/api/batch/scraping"];
         cierres::reopen,
         alertas::list,
         alertas::review,
+        alertas::bands,
+        alertas::set_band,
         conciliacion::movements,
         conciliacion::reconcile,
         contabilidad::trial_balance,

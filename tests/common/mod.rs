@@ -446,6 +446,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/tanqueos/{id}/anular"),
     ("GET", "/api/alertas"),
     ("POST", "/api/alertas/{id}/revisar"),
+    ("GET", "/api/alertas/bandas"),
+    ("PUT", "/api/alertas/bandas"),
     ("POST", "/api/tanqueos/import"),
     ("GET", "/api/cierres"),
     ("POST", "/api/cierres"),
